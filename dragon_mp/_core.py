@@ -1,0 +1,157 @@
+"""Access to the Go core, loaded lazily, at most once per process.
+
+The Go runtime cannot survive fork(): a forked child of a process that has
+loaded it hangs as soon as it needs the Go scheduler. So the library is
+loaded on first use, never at import (a fork server or a stdlib 'fork' pool
+made before first use stays safe), and a forked child that touches it gets a
+RuntimeError naming the fix instead of a hang.
+
+Two doors lead into the same library: the gopy module (control plane:
+create, attach, start processes) and ctypes on its //export functions (data
+plane: send, recv, acquire), which pass pointers instead of copying through
+the Go heap. Errors from Go carry a code; `raise_for` maps a code to the
+exception stdlib multiprocessing raises in the same situation.
+"""
+
+import ctypes
+import errno
+import os
+import queue
+import threading
+
+__all__ = ['gocore', 'clib', 'raise_for', 'GoError']
+
+_lock = threading.Lock()
+_gocore = None      # the gopy module, once loaded
+_clib = None        # ctypes.CDLL over the same .so
+_loaded_pid = None
+_forked_child = False
+
+
+class GoError(RuntimeError):
+    """An error from the Go core with no closer Python equivalent."""
+
+
+def _mark_forked():
+    global _forked_child
+    if _loaded_pid is not None:
+        _forked_child = True
+
+
+os.register_at_fork(after_in_child=_mark_forked)
+
+FORK_MESSAGE = (
+    "dragon_mp: this process was forked from one that had already loaded the "
+    "dragon_mp runtime (pid %s); the Go runtime does not survive fork(). "
+    "Start processes with dragon_mp.Process or a stdlib 'spawn' context, or "
+    "fork before the first use of dragon_mp.")
+
+
+def _check_fork():
+    if _forked_child:
+        raise RuntimeError(FORK_MESSAGE % _loaded_pid)
+
+
+def gocore():
+    """The gopy-bound module (pyext), loading the library on first call."""
+    _check_fork()
+    if _gocore is None:
+        _load()
+    return _gocore
+
+
+def clib():
+    """The ctypes view of the same library's //export functions."""
+    _check_fork()
+    if _clib is None:
+        _load()
+    return _clib
+
+
+def _load():
+    global _gocore, _clib, _loaded_pid
+    with _lock:
+        if _gocore is not None:
+            return
+        from ._gobind import load
+        module, so_path = load()
+        lib = ctypes.CDLL(so_path)
+        _declare(lib)
+        _loaded_pid = os.getpid()
+        _clib = lib
+        _gocore = module
+
+
+def _declare(lib):
+    u64, i64, vp = ctypes.c_uint64, ctypes.c_int64, ctypes.c_void_p
+    p64 = ctypes.POINTER(ctypes.c_uint64)
+    signatures = {
+        'dmp_send': (i64, [u64, vp, u64, i64]),
+        'dmp_recv': (i64, [u64, vp, u64, i64, p64, p64]),
+        'dmp_release_msg': (i64, [u64, u64, u64]),
+        'dmp_pool_base': (u64, []),
+        'dmp_sem_acquire': (i64, [u64, i64]),
+        'dmp_sem_release': (i64, [u64]),
+        'dmp_last_error': (i64, [vp, u64]),
+    }
+    for name, (res, args) in signatures.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = res, args
+
+
+# Codes shared with pyext/codes.go: ctypes functions return them negated,
+# gopy errors carry them as an "E<code>:" prefix.
+TIMEOUT, FULL, CLOSED, BADHANDLE, NOSPACE, TOOLARGE, INVALID, \
+    TOOMANYRELEASES, NOTOWNER, OSERR, INTERNAL = range(1, 12)
+
+
+def last_error():
+    buf = ctypes.create_string_buffer(4096)
+    n = clib().dmp_last_error(buf, len(buf))
+    return buf.raw[:max(n, 0)].decode('utf-8', 'replace')
+
+
+def raise_for(code, what=''):
+    """Raise the Python exception for a negative ctypes result code."""
+    code = -code
+    if code == TIMEOUT:
+        raise queue.Empty
+    if code == FULL:
+        raise queue.Full
+    raise _exception(code, last_error() or what)
+
+
+def _exception(code, message):
+    if code == CLOSED:
+        return ValueError(message or 'closed')
+    if code == BADHANDLE:
+        return ValueError(message or 'invalid or destroyed dragon_mp object')
+    if code == NOSPACE:
+        return OSError(errno.ENOSPC, message)
+    if code == TOOLARGE:
+        return MemoryError(message)
+    if code == INVALID:
+        return ValueError(message)
+    if code == TOOMANYRELEASES:
+        return ValueError('semaphore or lock released too many times')
+    if code == NOTOWNER:
+        return AssertionError('attempt to release recursive lock not owned by thread')
+    if code == OSERR:
+        return OSError(message)
+    return GoError(message)
+
+
+def call(fn, *args):
+    """Call a gopy function, mapping its "E<code>: message" errors."""
+    try:
+        return fn(*args)
+    except RuntimeError as e:
+        text = str(e)
+        if text.startswith('E') and ':' in text:
+            head, _, message = text.partition(':')
+            if head[1:].isdigit():
+                code = int(head[1:])
+                if code == TIMEOUT:
+                    raise TimeoutError(message.strip()) from None
+                raise _exception(code, message.strip()) from None
+        raise GoError(text) from None

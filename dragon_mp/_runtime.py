@@ -1,0 +1,207 @@
+"""The per-program runtime: which run this process belongs to, and its end.
+
+A *run* is one program's set of processes and shared memory. The first
+process that needs the runtime without finding DRAGON_MP_RUN in its
+environment (or the `dragon` launcher) is the run's head: it creates the
+run's pool and starts the reaper, a pure-Python watchdog that cleans the run
+up if the head dies without doing so itself. Every other process attaches to
+the run named in its environment.
+
+The head tears the run down at exit, after stdlib's exit handler has joined
+non-daemonic children and terminated daemonic ones, so a program's children
+finish before their shared memory disappears.
+"""
+
+import atexit
+import json
+import os
+import secrets
+import threading
+
+from . import _core
+
+ENV_RUN = 'DRAGON_MP_RUN'
+SEGMENT_PREFIX = 'dragon_mp.'
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_lock = threading.RLock()
+_run = None          # the _Run this process belongs to, once known
+_generation = 0      # bumped at each shutdown: objects of an ended run are inert
+
+
+class _Run:
+    def __init__(self, runid, head):
+        self.runid = runid
+        self.head = head
+        self.generation = _generation
+        self.reaper = None          # proc handle of the reaper (head only)
+        self.reaper_pipe = None     # write end the reaper watches (head only)
+
+
+def process_start_time(pid):
+    """Field 22 of /proc/<pid>/stat: tells a live pid from a reused one."""
+    with open(f'/proc/{pid}/stat', 'rb') as f:
+        stat = f.read()
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    return int(stat[stat.rindex(b')') + 2:].split()[19])
+
+
+def new_runid():
+    pid = os.getpid()
+    return f'r{pid}-{process_start_time(pid)}-{secrets.token_hex(3)}'
+
+
+def parse_runid(runid):
+    """(head pid, head start time) encoded in a run id, or None."""
+    try:
+        pid, start, _ = runid[1:].split('-')
+        return int(pid), int(start)
+    except ValueError:
+        return None
+
+
+def python_command(code, *args):
+    """argv that runs `code` in a fresh interpreter that can import dragon_mp."""
+    from multiprocessing import spawn, util
+    prog = f'import sys; sys.path.insert(0, {PACKAGE_PARENT!r}); {code}'
+    return [os.fsdecode(spawn.get_executable()), *util._args_from_interpreter_flags(),
+            '-c', prog, *args]
+
+
+def current():
+    """This process's run, creating or attaching to it on first use."""
+    run = _run
+    if run is not None:
+        return run
+    with _lock:
+        if _run is None:
+            runid = os.environ.get(ENV_RUN)
+            if runid:
+                _attach(runid)
+            else:
+                _create()
+        return _run
+
+
+def runid():
+    return current().runid
+
+
+def generation():
+    return current().generation
+
+
+def alive(gen):
+    """True while the run that had generation `gen` is still this process's run."""
+    run = _run
+    return run is not None and run.generation == gen
+
+
+def _attach(runid):
+    global _run
+    _core.call(_core.gocore().RuntimeAttach, runid)
+    _run = _Run(runid, head=False)
+
+
+def _create(runid=None):
+    global _run
+    runid = runid or new_runid()
+    reserve = int(os.environ.get('DRAGON_MP_POOL_RESERVE', 0))
+    _core.call(_core.gocore().RuntimeCreate, runid, reserve)
+    run = _Run(runid, head=True)
+    try:
+        _start_reaper(run)
+    except BaseException:
+        _core.call(_core.gocore().RuntimeShutdown, True)
+        raise
+    os.environ[ENV_RUN] = runid
+    _run = run
+    atexit.register(shutdown, True)
+
+
+def _start_reaper(run):
+    r, w = os.pipe()
+    try:
+        argv = python_command('from dragon_mp.reaper import main; main()',
+                              run.runid, '3')
+        env = {k: v for k, v in os.environ.items() if k != ENV_RUN}
+        spec = {'argv': argv, 'env': [f'{k}={v}' for k, v in env.items()],
+                'files': [-1, -1, 2, r], 'new_session': True}
+        run.reaper = start_process(spec)
+    except BaseException:
+        os.close(w)
+        raise
+    finally:
+        os.close(r)
+    run.reaper_pipe = w
+
+
+def start_process(spec):
+    """Start a process from a spec dict (see pyext ProcStart); returns a handle."""
+    spec.setdefault('dir', os.getcwd())
+    return _core.call(_core.gocore().ProcStart, json.dumps(spec))
+
+
+def child_environment():
+    """The environment of a process started inside this run."""
+    env = dict(os.environ)
+    env[ENV_RUN] = runid()
+    return [f'{k}={v}' for k, v in env.items()]
+
+
+def shutdown(at_exit=False):
+    """End this process's part in the run; the head also ends the run.
+
+    Safe to call more than once. After it, objects of the old run are inert
+    and the next use of dragon_mp starts a new run.
+    """
+    global _run, _generation
+    with _lock:
+        run = _run
+        if run is None:
+            return
+        if run.head:
+            _finish_children(at_exit)
+        _generation += 1
+        _run = None
+        atexit.unregister(shutdown)
+        gc = _core.gocore()
+        if not run.head:
+            _core.call(gc.RuntimeShutdown, False)
+            return
+        try:
+            gc.KillRun(run.runid, 500)
+        finally:
+            _core.call(gc.RuntimeShutdown, True)
+            os.environ.pop(ENV_RUN, None)
+            if run.reaper_pipe is not None:
+                os.close(run.reaper_pipe)
+                try:
+                    _core.call(gc.ProcWait, run.reaper, 5_000_000_000)
+                except (TimeoutError, _core.GoError):
+                    pass
+                _core.call(gc.ProcRelease, run.reaper)
+
+
+def _finish_children(at_exit):
+    """Let children end before the memory they use goes away."""
+    from multiprocessing import process, util
+    if at_exit:
+        # stdlib's own exit handler: runs finalizers (pools terminate their
+        # workers), terminates daemonic children and joins the others.
+        util._exit_function()
+        return
+    for p in process.active_children():
+        if p.daemon:
+            p.terminate()
+    for p in process.active_children():
+        p.join()
+
+
+def reaper_pid():
+    """Pid of this run's reaper (head only), or None."""
+    run = _run
+    if run is None or run.reaper is None:
+        return None
+    return _core.call(_core.gocore().ProcPid, run.reaper)
+

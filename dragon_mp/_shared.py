@@ -1,0 +1,76 @@
+"""Counted references to objects in the run's shared memory.
+
+A channel or semaphore lives in the run's pool and is addressed by a 64-bit
+address that means the same thing in every process. Each Python object that
+refers to one holds one reference, counted in shared memory: creating or
+unpickling takes one, garbage collection drops it, and the last drop frees the
+memory. Pickling takes a reference on behalf of the receiver (the sender may
+drop its own before the receiver attaches); a pickle that is never loaded
+leaks that object until the run ends, never longer.
+"""
+
+import time
+import weakref
+
+from . import _core, _runtime
+
+# Blocking calls into Go wait at most this long per call, so signal handlers
+# (Ctrl-C) run promptly between slices.
+WAIT_SLICE_NS = 100_000_000
+
+
+def timeout_ns(block, timeout):
+    """Go's timeout convention (<0 forever, 0 poll) for a stdlib block/timeout pair."""
+    if not block:
+        return 0
+    if timeout is None:
+        return -1
+    return max(int(timeout * 1e9), 0)
+
+
+def sliced(call, total_ns, on_timeout):
+    """Run call(slice_ns) until it returns something other than on_timeout.
+
+    `call` returns on_timeout when its slice ran out; the total wait honours
+    total_ns (<0 forever, 0 a single poll).
+    """
+    if total_ns == 0:
+        return call(0)
+    deadline = None if total_ns < 0 else time.monotonic_ns() + total_ns
+    while True:
+        if deadline is None:
+            slice_ns = WAIT_SLICE_NS
+        else:
+            slice_ns = min(WAIT_SLICE_NS, max(deadline - time.monotonic_ns(), 0))
+        result = call(slice_ns)
+        if result != on_timeout:
+            return result
+        if deadline is not None and time.monotonic_ns() >= deadline:
+            return result
+
+
+class SharedObject:
+    """Base of Python objects that hold one reference to a pool object."""
+
+    # Names of the gopy functions that add and drop a reference (set by subclasses).
+    _retain_fn = None
+    _drop_fn = None
+
+    def _adopt(self, addr):
+        """Own one (already counted) reference to addr."""
+        self._addr = addr
+        self._gen = _runtime.generation()
+        self._finalizer = weakref.finalize(self, _drop, self._drop_fn, addr, self._gen)
+
+    def _reference_for_pickle(self):
+        _core.call(getattr(_core.gocore(), self._retain_fn), self._addr)
+        return self._addr
+
+
+def _drop(fn_name, addr, gen):
+    # A reference of an ended run points at memory that no longer exists.
+    if _runtime.alive(gen):
+        try:
+            _core.call(getattr(_core.gocore(), fn_name), addr)
+        except Exception:
+            pass

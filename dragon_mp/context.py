@@ -1,0 +1,92 @@
+"""Contexts: the object behind `dragon_mp.X` for every public name X.
+
+DragonContext is stdlib's BaseContext with dragon_mp's own implementations
+of what the Go core provides; the names it does not override yet come from
+stdlib and are built on pipes and POSIX semaphores, which work between
+dragon_mp processes too (file descriptors are passed to children).
+
+Start methods: every dragon_mp process is a fresh interpreter started by the
+Go process manager (spawn semantics). The method is called 'dragon'; stdlib's
+names are accepted and mean the same thing, because forking a process that
+has loaded the Go runtime is never safe.
+"""
+
+import os
+
+from multiprocessing import context as _stdlib_context
+from multiprocessing.context import (        # noqa: F401  re-exported
+    AuthenticationError, BufferTooShort, ProcessError, TimeoutError)
+
+from . import process
+
+__all__ = ['DragonContext', 'BaseContext', 'ProcessError', 'BufferTooShort',
+           'TimeoutError', 'AuthenticationError']
+
+START_METHOD = 'dragon'
+_ACCEPTED_METHODS = (START_METHOD, 'spawn', 'fork', 'forkserver')
+
+
+class BaseContext(_stdlib_context.BaseContext):
+    ProcessError = ProcessError
+    BufferTooShort = BufferTooShort
+    TimeoutError = TimeoutError
+    AuthenticationError = AuthenticationError
+
+    current_process = staticmethod(process.current_process)
+    parent_process = staticmethod(process.parent_process)
+    active_children = staticmethod(process.active_children)
+
+    def cpu_count(self):
+        """The CPUs this process may run on (its affinity), not the machine's."""
+        return len(os.sched_getaffinity(0))
+
+    def Queue(self, maxsize=0):
+        from .queues import Queue
+        return Queue(maxsize, ctx=self.get_context())
+
+    def SimpleQueue(self):
+        from .queues import SimpleQueue
+        return SimpleQueue(ctx=self.get_context())
+
+    def Lock(self):
+        from .synchronize import Lock
+        return Lock(ctx=self.get_context())
+
+    def Semaphore(self, value=1):
+        from .synchronize import Semaphore
+        return Semaphore(value, ctx=self.get_context())
+
+    def BoundedSemaphore(self, value=1):
+        from .synchronize import BoundedSemaphore
+        return BoundedSemaphore(value, ctx=self.get_context())
+
+    def Pool(self, processes=None, initializer=None, initargs=(),
+             maxtasksperchild=None):
+        from .pool import Pool
+        return Pool(processes, initializer, initargs, maxtasksperchild,
+                    context=self.get_context())
+
+    def get_context(self, method=None):
+        if method is None:
+            return self
+        if method not in _ACCEPTED_METHODS:
+            raise ValueError('cannot find context for %r' % method)
+        return _default_context
+
+    def get_start_method(self, allow_none=False):
+        return START_METHOD
+
+    def set_start_method(self, method, force=False):
+        if method is not None and method not in _ACCEPTED_METHODS:
+            raise ValueError('cannot find context for %r' % method)
+
+    def get_all_start_methods(self):
+        return [START_METHOD, 'spawn', 'fork', 'forkserver']
+
+
+class DragonContext(BaseContext):
+    _name = START_METHOD
+    Process = process.Process
+
+
+_default_context = DragonContext()

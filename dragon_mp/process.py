@@ -1,0 +1,27 @@
+"""Process objects: stdlib's BaseProcess, started the dragon_mp way.
+
+The process bookkeeping (current_process, parent_process, active_children,
+names, authkeys, exit codes, the bootstrap in the child) is stdlib's own, so a
+dragon_mp.Process behaves like a multiprocessing.Process in every detail that
+does not depend on how the child is created; only `_Popen` differs.
+"""
+
+from multiprocessing.process import (            # noqa: F401  re-exported
+    AuthenticationString, BaseProcess, active_children, current_process,
+    parent_process)
+
+__all__ = ['BaseProcess', 'Process', 'current_process', 'active_children',
+           'parent_process']
+
+
+class Process(BaseProcess):
+    """A process started as a fresh interpreter by the Go process manager."""
+
+    # None: stdlib's child bootstrap would otherwise look the method name up
+    # in its own table of contexts, which has no 'dragon'.
+    _start_method = None
+
+    @staticmethod
+    def _Popen(process_obj):
+        from .popen_dragon import Popen
+        return Popen(process_obj)

@@ -1,0 +1,664 @@
+package channel
+
+import (
+	"encoding/binary"
+	"errors"
+	"runtime"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/dragon-mp/dragon_mp/gocore/futex"
+	"github.com/dragon-mp/dragon_mp/gocore/shmsync"
+)
+
+// Heap is the shared-memory allocator a channel lives in (a pool). Offsets
+// are the same in every process that maps it.
+//
+// Alloc returns a block of at least size bytes, 64-byte aligned, whose
+// content is undefined; Free takes the size that was passed to Alloc; Bytes
+// returns the n bytes at off in this process's mapping. A Heap must never
+// call back into a channel (lock order: channel mutex → heap).
+//
+// If the Heap also has a method Size() uint64 (the mapped length), Attach
+// uses it to reject out-of-range offsets without touching memory.
+type Heap interface {
+	Alloc(size uint64) (off uint64, err error)
+	Free(off, size uint64) error
+	Bytes(off, n uint64) []byte
+}
+
+// Errors returned by channel operations.
+var (
+	ErrFull        = errors.New("channel: full")
+	ErrEmpty       = errors.New("channel: empty")
+	ErrClosed      = errors.New("channel: closed")
+	ErrBadHandle   = errors.New("channel: bad handle")
+	ErrShortBuffer = errors.New("channel: buffer too short for message")
+	ErrInvalid     = errors.New("channel: invalid argument")
+)
+
+const (
+	// DefaultInline is the inline payload size used when Create gets 0.
+	DefaultInline = 256
+	// MaxInline is the largest inline payload size a channel accepts.
+	MaxInline = 1 << 20
+
+	magicLive   = 0x314e4148435f4d44 // "DM_CHAN1" little-endian
+	version     = 1
+	headerSize  = 128
+	chunkHeader = 64
+	slotHeader  = 16
+	flagLarge   = 1
+
+	// targetChunkBytes is the automatic chunk size: as many slots as fit.
+	targetChunkBytes = 64 << 10
+	minChunkSlots    = 4
+
+	spinRounds = 50                     // Gosched rounds before sleeping: a few µs
+	maxSleep   = 100 * time.Millisecond // longest single futex sleep
+	offsetMask = 1<<48 - 1              // offsets live in bits 47..0 of an address
+)
+
+var le = binary.LittleEndian
+
+// header is the channel header at the channel's offset; see doc.go.
+type header struct {
+	magic      uint64        // +0   magicLive while alive, 0 once destroyed
+	version    uint32        // +8
+	mu         shmsync.Mutex // +12  guards everything below not marked atomic
+	capacity   uint64        // +16  max queued messages, 0 = unbounded
+	count      uint64        // +24  queued messages (written under mu, read atomically)
+	inline     uint32        // +32  largest inline payload
+	slotSize   uint32        // +36  bytes per slot (multiple of 64)
+	chunkSlots uint32        // +40  slots per chunk
+	closed     uint32        // +44  1 once closed (written under mu, read atomically)
+	neSeq      uint32        // +48  notEmpty futex word: bumped on put and Close
+	neWaiters  uint32        // +52  receivers sleeping or about to
+	nfSeq      uint32        // +56  notFull futex word: bumped on get and Close
+	nfWaiters  uint32        // +60  senders sleeping or about to
+	refs       uint64        // +64  references across processes
+	head       uint64        // +72  offset of the chunk read next, 0 = no chunk
+	headIdx    uint64        // +80  slot index read next in head
+	tail       uint64        // +88  offset of the chunk written next, 0 = no chunk
+	tailIdx    uint64        // +96  slot index written next in tail
+	spare      uint64        // +104 cached empty chunk, 0 = none
+	chunks     uint64        // +112 chunks owned (list + spare)
+	_          uint64        // +120 reserved, 0
+}
+
+// Options configure CreateOptions.
+type Options struct {
+	Capacity   uint64 // max queued messages, 0 = unbounded
+	Inline     uint32 // largest inline payload, 0 = DefaultInline
+	ChunkSlots uint32 // slots per chunk, 0 = automatic (~64 KiB chunks; at most Capacity)
+}
+
+// Message describes a received message. An inline message was copied into
+// the caller's buffer (its first Len bytes). A Large message was handed
+// over: its payload is the heap block (Off, Len), which the receiver reads
+// with Heap.Bytes(Off, Len) and must give back with ReleaseMessage.
+type Message struct {
+	Len   uint64
+	Large bool
+	Off   uint64
+}
+
+// Channel is one process's handle on a channel in a Heap. A Channel may be
+// used by many goroutines at once.
+type Channel struct {
+	heap       Heap
+	off        uint64
+	h          *header
+	capacity   uint64
+	inline     uint32
+	slotSize   uint64
+	slots      uint64
+	chunkBytes uint64
+	dead       atomic.Bool // set once this handle destroyed the channel
+}
+
+func roundUp(n, to uint64) uint64 { return (n + to - 1) / to * to }
+
+// Create makes a new channel in h holding at most capacity messages (0 =
+// unbounded) with inline payloads up to inline bytes (0 = DefaultInline).
+// The new channel has one reference.
+func Create(h Heap, capacity uint64, inline uint32) (*Channel, error) {
+	return CreateOptions(h, Options{Capacity: capacity, Inline: inline})
+}
+
+// CreateOptions is Create with the chunk size chosen too.
+func CreateOptions(hp Heap, o Options) (*Channel, error) {
+	inline := o.Inline
+	if inline == 0 {
+		inline = DefaultInline
+	}
+	if inline > MaxInline {
+		return nil, ErrInvalid
+	}
+	slotSize := roundUp(slotHeader+uint64(inline), 64)
+	slots := uint64(o.ChunkSlots)
+	if slots == 0 {
+		slots = max((targetChunkBytes-chunkHeader)/slotSize, minChunkSlots)
+		if o.Capacity != 0 && o.Capacity < slots {
+			slots = o.Capacity
+		}
+	}
+	off, err := hp.Alloc(headerSize)
+	if err != nil {
+		return nil, err
+	}
+	b := hp.Bytes(off, headerSize)
+	clear(b)
+	h := (*header)(unsafe.Pointer(&b[0]))
+	h.version = version
+	h.capacity = o.Capacity
+	h.inline = inline
+	h.slotSize = uint32(slotSize)
+	h.chunkSlots = uint32(slots)
+	h.refs = 1
+	c := newChannel(hp, off, h)
+	// One chunk up front, as the spare: the first Send does not allocate,
+	// and a heap that cannot hold a chunk fails here.
+	spare, err := hp.Alloc(c.chunkBytes)
+	if err != nil {
+		hp.Free(off, headerSize)
+		return nil, err
+	}
+	h.spare = spare
+	h.chunks = 1
+	atomic.StoreUint64(&h.magic, magicLive) // publish last
+	return c, nil
+}
+
+func newChannel(hp Heap, off uint64, h *header) *Channel {
+	return &Channel{
+		heap:       hp,
+		off:        off,
+		h:          h,
+		capacity:   h.capacity,
+		inline:     h.inline,
+		slotSize:   uint64(h.slotSize),
+		slots:      uint64(h.chunkSlots),
+		chunkBytes: chunkHeader + uint64(h.chunkSlots)*uint64(h.slotSize),
+	}
+}
+
+// Attach returns a handle on the channel at off in h. It returns
+// ErrBadHandle when off does not hold a live channel (garbage, out of
+// range, or destroyed) instead of crashing. Attach takes no reference: a
+// process that keeps the channel calls Retain.
+func Attach(hp Heap, off uint64) (c *Channel, err error) {
+	if off == 0 || off%8 != 0 || off&^offsetMask != 0 {
+		return nil, ErrBadHandle
+	}
+	if s, ok := hp.(interface{ Size() uint64 }); ok {
+		if size := s.Size(); off >= size || size-off < headerSize {
+			return nil, ErrBadHandle
+		}
+	}
+	// A bad offset may make Bytes panic or point at unmapped memory.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			c, err = nil, ErrBadHandle
+		}
+	}()
+	b := hp.Bytes(off, headerSize)
+	if len(b) < headerSize {
+		return nil, ErrBadHandle
+	}
+	h := (*header)(unsafe.Pointer(&b[0]))
+	if atomic.LoadUint64(&h.magic) != magicLive || h.version != version ||
+		h.inline == 0 || h.inline > MaxInline || h.chunkSlots == 0 ||
+		uint64(h.slotSize) != roundUp(slotHeader+uint64(h.inline), 64) {
+		return nil, ErrBadHandle
+	}
+	return newChannel(hp, off, h), nil
+}
+
+// Offset returns the channel's offset in its heap: its handle in every
+// process.
+func (c *Channel) Offset() uint64 { return c.off }
+
+// Cap returns the capacity, 0 for an unbounded channel.
+func (c *Channel) Cap() uint64 { return c.capacity }
+
+// Inline returns the largest payload stored inside a slot.
+func (c *Channel) Inline() uint32 { return c.inline }
+
+// Len returns the number of queued messages.
+func (c *Channel) Len() uint64 {
+	if c.dead.Load() {
+		return 0
+	}
+	return atomic.LoadUint64(&c.h.count)
+}
+
+// Closed reports whether the channel was closed (or destroyed).
+func (c *Channel) Closed() bool {
+	return c.dead.Load() || atomic.LoadUint32(&c.h.closed) != 0
+}
+
+// lock takes the channel mutex and checks that the channel is still alive.
+func (c *Channel) lock() error {
+	if c.dead.Load() {
+		return ErrBadHandle
+	}
+	c.h.mu.Lock()
+	if atomic.LoadUint64(&c.h.magic) != magicLive {
+		c.h.mu.Unlock()
+		return ErrBadHandle
+	}
+	return nil
+}
+
+// spin yields a few times until cond holds; it reports whether it did.
+func spin(cond func() bool) bool {
+	for i := 0; i < spinRounds; i++ {
+		runtime.Gosched()
+		if cond() {
+			return true
+		}
+	}
+	return false
+}
+
+// sleepFor is the next futex sleep: the time left, capped at maxSleep; 0
+// once the deadline has passed.
+func sleepFor(deadline time.Time) time.Duration {
+	left := futex.Remaining(deadline)
+	if left < 0 || left > maxSleep {
+		return maxSleep
+	}
+	return left
+}
+
+func (c *Channel) chunk(off uint64) []byte { return c.heap.Bytes(off, c.chunkBytes) }
+
+func (c *Channel) slot(chunk []byte, i uint64) []byte {
+	base := chunkHeader + i*c.slotSize
+	return chunk[base : base+c.slotSize : base+c.slotSize]
+}
+
+// newChunkLocked takes the spare chunk or allocates one.
+func (c *Channel) newChunkLocked() (uint64, error) {
+	h := c.h
+	off := h.spare
+	if off != 0 {
+		h.spare = 0
+	} else {
+		var err error
+		if off, err = c.heap.Alloc(c.chunkBytes); err != nil {
+			return 0, err
+		}
+		h.chunks++
+	}
+	le.PutUint64(c.chunk(off)[0:8], 0)
+	return off, nil
+}
+
+// retireChunkLocked keeps a consumed chunk as the spare or frees it.
+func (c *Channel) retireChunkLocked(off uint64) {
+	h := c.h
+	if h.spare == 0 {
+		h.spare = off
+		return
+	}
+	// A failing Free means a corrupt heap; the message is already taken
+	// and must not be lost, so there is nobody to report it to.
+	_ = c.heap.Free(off, c.chunkBytes)
+	h.chunks--
+}
+
+// putLocked appends a message: msg inline, or the large block boff.
+func (c *Channel) putLocked(msg []byte, boff uint64, large bool) error {
+	h := c.h
+	if h.tail == 0 || h.tailIdx == c.slots {
+		off, err := c.newChunkLocked()
+		if err != nil {
+			return err
+		}
+		if h.tail == 0 {
+			h.head, h.headIdx = off, 0
+		} else {
+			le.PutUint64(c.chunk(h.tail)[0:8], off)
+		}
+		h.tail, h.tailIdx = off, 0
+	}
+	s := c.slot(c.chunk(h.tail), h.tailIdx)
+	le.PutUint64(s[0:8], uint64(len(msg)))
+	if large {
+		le.PutUint32(s[8:12], flagLarge)
+		le.PutUint64(s[slotHeader:slotHeader+8], boff)
+	} else {
+		le.PutUint32(s[8:12], 0)
+		copy(s[slotHeader:], msg)
+	}
+	h.tailIdx++
+	atomic.AddUint64(&h.count, 1)
+	atomic.AddUint32(&h.neSeq, 1)
+	return nil
+}
+
+// takeLocked removes the head message (count > 0). An inline payload goes
+// into dst, or into a new slice when alloc is set; when dst is too short
+// the message stays queued and ErrShortBuffer is returned with its Len.
+func (c *Channel) takeLocked(dst []byte, alloc bool) (Message, []byte, error) {
+	h := c.h
+	s := c.slot(c.chunk(h.head), h.headIdx)
+	m := Message{Len: le.Uint64(s[0:8])}
+	var out []byte
+	if le.Uint32(s[8:12])&flagLarge != 0 {
+		m.Large = true
+		m.Off = le.Uint64(s[slotHeader : slotHeader+8])
+	} else {
+		if m.Len > uint64(c.inline) {
+			return Message{}, nil, ErrBadHandle // corrupt slot
+		}
+		payload := s[slotHeader : slotHeader+m.Len]
+		if alloc {
+			out = append(make([]byte, 0, m.Len), payload...)
+		} else if uint64(len(dst)) < m.Len {
+			return m, nil, ErrShortBuffer
+		} else {
+			copy(dst, payload)
+		}
+	}
+	h.headIdx++
+	n := atomic.AddUint64(&h.count, ^uint64(0))
+	switch {
+	case n == 0:
+		// Empty: head == tail. Keep the chunk as the spare (or free it).
+		c.retireChunkLocked(h.head)
+		h.head, h.headIdx, h.tail, h.tailIdx = 0, 0, 0, 0
+	case h.headIdx == c.slots:
+		next := le.Uint64(c.chunk(h.head)[0:8])
+		c.retireChunkLocked(h.head)
+		h.head, h.headIdx = next, 0
+	}
+	atomic.AddUint32(&h.nfSeq, 1)
+	return m, out, nil
+}
+
+// Send queues msg, waiting at most timeout (negative: no limit; 0: never)
+// while a bounded channel is full. It returns ErrFull when the time ran
+// out, ErrClosed on a closed channel, ErrBadHandle on a destroyed one, and
+// the heap's error unchanged when a block for a large payload or a chunk
+// cannot be allocated. A payload longer than Inline() is copied into a heap
+// block before the channel lock is taken. Zero-length messages are valid.
+func (c *Channel) Send(msg []byte, timeout time.Duration) error {
+	if c.dead.Load() {
+		return ErrBadHandle
+	}
+	h := c.h
+	if atomic.LoadUint32(&h.closed) != 0 {
+		return ErrClosed
+	}
+	n := uint64(len(msg))
+	large := n > uint64(c.inline)
+	var boff uint64
+	if large {
+		if timeout == 0 && c.capacity != 0 && atomic.LoadUint64(&h.count) >= c.capacity {
+			return ErrFull // spare the copy: it would be thrown away
+		}
+		off, err := c.heap.Alloc(n)
+		if err != nil {
+			return err
+		}
+		copy(c.heap.Bytes(off, n), msg)
+		boff = off
+	}
+	fail := func(err error) error {
+		if large {
+			c.heap.Free(boff, n)
+		}
+		return err
+	}
+	deadline := futex.Deadline(timeout)
+	spun := false
+	for {
+		if err := c.lock(); err != nil {
+			return fail(err)
+		}
+		if h.closed != 0 {
+			h.mu.Unlock()
+			return fail(ErrClosed)
+		}
+		if c.capacity == 0 || h.count < c.capacity {
+			if err := c.putLocked(msg, boff, large); err != nil {
+				h.mu.Unlock()
+				return fail(err)
+			}
+			wake := atomic.LoadUint32(&h.neWaiters) != 0
+			h.mu.Unlock()
+			if wake {
+				futex.Wake(&h.neSeq, 1)
+			}
+			return nil
+		}
+		if timeout == 0 {
+			h.mu.Unlock()
+			return fail(ErrFull)
+		}
+		if !spun {
+			h.mu.Unlock()
+			spun = true
+			spin(func() bool {
+				return atomic.LoadUint64(&h.count) < c.capacity || atomic.LoadUint32(&h.closed) != 0
+			})
+			continue
+		}
+		d := sleepFor(deadline)
+		if d == 0 {
+			h.mu.Unlock()
+			return fail(ErrFull)
+		}
+		atomic.AddUint32(&h.nfWaiters, 1)
+		seq := atomic.LoadUint32(&h.nfSeq)
+		h.mu.Unlock()
+		futex.Wait(&h.nfSeq, seq, d)
+		atomic.AddUint32(&h.nfWaiters, ^uint32(0))
+	}
+}
+
+// Recv takes the oldest message, waiting at most timeout (negative: no
+// limit; 0: never) while the channel is empty. An inline payload is copied
+// into dst (a dst of len >= Inline() always suffices; a shorter one that
+// cannot hold the message gives ErrShortBuffer with m.Len set and leaves
+// the message queued). A large payload is handed over (m.Large): read it
+// with Heap.Bytes(m.Off, m.Len), then call ReleaseMessage(m). Errors:
+// ErrEmpty when the time ran out, ErrClosed once the channel is closed and
+// drained, ErrBadHandle on a destroyed channel.
+func (c *Channel) Recv(dst []byte, timeout time.Duration) (Message, error) {
+	m, _, err := c.recv(dst, false, timeout)
+	return m, err
+}
+
+// RecvBytes is Recv into a new slice, for both kinds of message (a large
+// payload is copied out and released).
+func (c *Channel) RecvBytes(timeout time.Duration) ([]byte, error) {
+	m, out, err := c.recv(nil, true, timeout)
+	if err != nil {
+		return nil, err
+	}
+	if m.Large {
+		out = append(make([]byte, 0, m.Len), c.heap.Bytes(m.Off, m.Len)...)
+		if err := c.ReleaseMessage(m); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (c *Channel) recv(dst []byte, alloc bool, timeout time.Duration) (Message, []byte, error) {
+	h := c.h
+	deadline := futex.Deadline(timeout)
+	spun := false
+	for {
+		if err := c.lock(); err != nil {
+			return Message{}, nil, err
+		}
+		if h.count > 0 {
+			m, out, err := c.takeLocked(dst, alloc)
+			wake := err == nil && c.capacity != 0 && atomic.LoadUint32(&h.nfWaiters) != 0
+			h.mu.Unlock()
+			if wake {
+				futex.Wake(&h.nfSeq, 1)
+			}
+			return m, out, err
+		}
+		if h.closed != 0 {
+			h.mu.Unlock()
+			return Message{}, nil, ErrClosed
+		}
+		if timeout == 0 {
+			h.mu.Unlock()
+			return Message{}, nil, ErrEmpty
+		}
+		if !spun {
+			h.mu.Unlock()
+			spun = true
+			spin(func() bool {
+				return atomic.LoadUint64(&h.count) != 0 || atomic.LoadUint32(&h.closed) != 0
+			})
+			continue
+		}
+		d := sleepFor(deadline)
+		if d == 0 {
+			h.mu.Unlock()
+			return Message{}, nil, ErrEmpty
+		}
+		atomic.AddUint32(&h.neWaiters, 1)
+		seq := atomic.LoadUint32(&h.neSeq)
+		h.mu.Unlock()
+		futex.Wait(&h.neSeq, seq, d)
+		atomic.AddUint32(&h.neWaiters, ^uint32(0))
+	}
+}
+
+// ReleaseMessage frees the block of a large message received with Recv.
+// It does nothing for an inline message. The block belongs to the
+// receiver, so this is valid even after the channel is gone.
+func (c *Channel) ReleaseMessage(m Message) error {
+	if !m.Large {
+		return nil
+	}
+	return c.heap.Free(m.Off, m.Len)
+}
+
+// Close closes the channel: senders get ErrClosed, receivers drain the
+// queued messages and then get ErrClosed. Closing twice is a no-op. All
+// sleepers are woken.
+func (c *Channel) Close() error {
+	if err := c.lock(); err != nil {
+		return err
+	}
+	h := c.h
+	if h.closed != 0 {
+		h.mu.Unlock()
+		return nil
+	}
+	atomic.StoreUint32(&h.closed, 1)
+	atomic.AddUint32(&h.neSeq, 1)
+	atomic.AddUint32(&h.nfSeq, 1)
+	wakeNE := atomic.LoadUint32(&h.neWaiters) != 0
+	wakeNF := atomic.LoadUint32(&h.nfWaiters) != 0
+	h.mu.Unlock()
+	if wakeNE {
+		futex.Wake(&h.neSeq, 1<<30)
+	}
+	if wakeNF {
+		futex.Wake(&h.nfSeq, 1<<30)
+	}
+	return nil
+}
+
+// Retain adds a reference (for another process or owner). It returns
+// ErrBadHandle if the channel is already destroyed.
+func (c *Channel) Retain() error {
+	if err := c.lock(); err != nil {
+		return err
+	}
+	c.h.refs++
+	c.h.mu.Unlock()
+	return nil
+}
+
+// Refs returns the current reference count (0 once destroyed).
+func (c *Channel) Refs() uint64 {
+	if c.lock() != nil {
+		return 0
+	}
+	n := c.h.refs
+	c.h.mu.Unlock()
+	return n
+}
+
+// Release drops a reference. The last one destroys the channel: every
+// queued large payload, every chunk and the header go back to the heap and
+// the magic is cleared, so a later Attach gives ErrBadHandle. Destroying
+// assumes nobody uses the channel any more (whoever still does holds a
+// reference). err reports a heap Free failure met while destroying (the
+// channel is destroyed anyway) or ErrBadHandle.
+func (c *Channel) Release() (destroyed bool, err error) {
+	if err := c.lock(); err != nil {
+		return false, err
+	}
+	h := c.h
+	if h.refs > 1 {
+		h.refs--
+		h.mu.Unlock()
+		return false, nil
+	}
+	h.refs = 0
+	atomic.StoreUint64(&h.magic, 0)
+	atomic.StoreUint32(&h.closed, 1)
+	c.dead.Store(true)
+	err = c.destroyLocked()
+	h.mu.Unlock()
+	if ferr := c.heap.Free(c.off, headerSize); err == nil {
+		err = ferr
+	}
+	return true, err
+}
+
+// destroyLocked frees the queued large payloads and all chunks.
+func (c *Channel) destroyLocked() error {
+	h := c.h
+	var first error
+	note := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	for off := h.head; off != 0; {
+		ch := c.chunk(off)
+		start, end := uint64(0), c.slots
+		if off == h.head {
+			start = h.headIdx
+		}
+		if off == h.tail {
+			end = h.tailIdx
+		}
+		for i := start; i < end; i++ {
+			s := c.slot(ch, i)
+			if le.Uint32(s[8:12])&flagLarge != 0 {
+				note(c.heap.Free(le.Uint64(s[slotHeader:slotHeader+8]), le.Uint64(s[0:8])))
+			}
+		}
+		next := le.Uint64(ch[0:8])
+		if off == h.tail {
+			next = 0
+		}
+		note(c.heap.Free(off, c.chunkBytes))
+		off = next
+	}
+	if h.spare != 0 {
+		note(c.heap.Free(h.spare, c.chunkBytes))
+	}
+	h.head, h.headIdx, h.tail, h.tailIdx, h.spare, h.chunks = 0, 0, 0, 0, 0, 0
+	atomic.StoreUint64(&h.count, 0)
+	return first
+}

@@ -1,0 +1,116 @@
+package runtime
+
+import (
+	"errors"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/dragon-mp/dragon_mp/gocore/shmsync"
+)
+
+// Kinds of sync objects.
+const (
+	KindSemaphore uint32 = 1
+	KindEvent     uint32 = 2
+	KindRLock     uint32 = 3
+)
+
+const objectMagic = 0x4f504d44 // "DMPO"
+
+// ErrBadObject reports an address that does not hold a live object of the
+// expected kind.
+var ErrBadObject = errors.New("runtime: invalid or destroyed object")
+
+// objectHeader precedes every sync object's payload in the pool.
+type objectHeader struct {
+	magic uint32 // objectMagic while alive, 0 once freed
+	kind  uint32
+	refs  int32 // references held by Python objects in any process
+	_     uint32
+	size  uint64 // allocation size, for Free
+}
+
+const headerSize = uint64(unsafe.Sizeof(objectHeader{}))
+
+func (r *Runtime) newObject(kind uint32, payload uintptr) (Address, unsafe.Pointer, error) {
+	size := headerSize + uint64(payload)
+	off, err := r.Pool.Alloc(size)
+	if err != nil {
+		return 0, nil, err
+	}
+	b := r.Pool.Bytes(off, size)
+	clear(b) // pool memory is not zeroed; zero values must be meaningful
+	h := (*objectHeader)(unsafe.Pointer(&b[0]))
+	h.kind, h.refs, h.size = kind, 1, size
+	atomic.StoreUint32(&h.magic, objectMagic)
+	return MakeAddress(r.Node, off), unsafe.Pointer(&b[headerSize]), nil
+}
+
+func (r *Runtime) object(a Address, kind uint32) (*objectHeader, unsafe.Pointer, error) {
+	off, err := r.local(a)
+	if err != nil {
+		return nil, nil, err
+	}
+	if off%64 != 0 || !r.Pool.Contains(off, headerSize) {
+		return nil, nil, ErrBadObject
+	}
+	h := (*objectHeader)(r.Pool.Pointer(off))
+	if atomic.LoadUint32(&h.magic) != objectMagic || h.kind != kind {
+		return nil, nil, ErrBadObject
+	}
+	return h, unsafe.Add(unsafe.Pointer(h), headerSize), nil
+}
+
+// NewSemaphore creates a semaphore with the given value and maximum (0: none).
+func (r *Runtime) NewSemaphore(value, max uint32) (Address, error) {
+	a, p, err := r.newObject(KindSemaphore, unsafe.Sizeof(shmsync.Semaphore{}))
+	if err != nil {
+		return 0, err
+	}
+	(*shmsync.Semaphore)(p).Init(value, max)
+	return a, nil
+}
+
+// Semaphore returns the semaphore at a.
+func (r *Runtime) Semaphore(a Address) (*shmsync.Semaphore, error) {
+	_, p, err := r.object(a, KindSemaphore)
+	if err != nil {
+		return nil, err
+	}
+	return (*shmsync.Semaphore)(p), nil
+}
+
+// RetainObject adds a reference to the sync object at a.
+func (r *Runtime) RetainObject(a Address) error {
+	h, err := r.anyObject(a)
+	if err != nil {
+		return err
+	}
+	atomic.AddInt32(&h.refs, 1)
+	return nil
+}
+
+// ReleaseObject drops a reference to the sync object at a and frees it with
+// the last one.
+func (r *Runtime) ReleaseObject(a Address) error {
+	h, err := r.anyObject(a)
+	if err != nil {
+		return err
+	}
+	if atomic.AddInt32(&h.refs, -1) > 0 {
+		return nil
+	}
+	if !atomic.CompareAndSwapUint32(&h.magic, objectMagic, 0) {
+		return ErrBadObject
+	}
+	return r.Pool.Free(a.Offset(), h.size)
+}
+
+func (r *Runtime) anyObject(a Address) (*objectHeader, error) {
+	for _, kind := range []uint32{KindSemaphore, KindEvent, KindRLock} {
+		if h, _, err := r.object(a, kind); err == nil {
+			return h, nil
+		}
+	}
+	return nil, ErrBadObject
+}

@@ -1,0 +1,118 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/dragon-mp/dragon_mp/gocore/channel"
+	"github.com/dragon-mp/dragon_mp/gocore/pool"
+	"github.com/dragon-mp/dragon_mp/gocore/proc"
+)
+
+// SegmentPrefix starts the name of every shared-memory segment of every run.
+const SegmentPrefix = "dragon_mp."
+
+// EnvRun is the environment variable that carries a process's run id.
+const EnvRun = "DRAGON_MP_RUN"
+
+// User words of the pool header owned by this package.
+const (
+	wordHeadPid = iota
+	wordHeadStart
+)
+
+var (
+	// ErrBadID reports a run id that cannot name segments.
+	ErrBadID = errors.New("runtime: invalid run id")
+	// ErrRemote reports an address on another node (routing comes with the transport).
+	ErrRemote = errors.New("runtime: object lives on another node")
+)
+
+// Runtime is one process's view of a run. The zero value is not usable; get
+// one from Create or Attach.
+type Runtime struct {
+	ID   string
+	Head bool // this process created the run and destroys it
+	Node uint16
+	Pool *pool.Pool
+
+	mu       sync.Mutex
+	channels map[Address]*channel.Channel // attached channels, by address
+}
+
+// SegmentName is the shm name of a run's segment `what`.
+func SegmentName(id, what string) string { return SegmentPrefix + id + "." + what }
+
+func checkID(id string) error {
+	if id == "" || strings.ContainsAny(id, "/.\x00") || len(id) > 100 {
+		return fmt.Errorf("%w: %q", ErrBadID, id)
+	}
+	return nil
+}
+
+// Create makes a new run with this process as its head. reserve is the pool's
+// virtual size (0: pool.DefaultReserve); memory is committed as it is used.
+func Create(id string, reserve uint64) (*Runtime, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	if reserve == 0 {
+		reserve = pool.DefaultReserve
+	}
+	p, err := pool.Create(SegmentName(id, "pool"), reserve)
+	if err != nil {
+		return nil, err
+	}
+	words := p.UserWords()
+	words[wordHeadPid] = uint64(os.Getpid())
+	if start, err := proc.StartTime(os.Getpid()); err == nil {
+		words[wordHeadStart] = start
+	}
+	return newRuntime(id, true, p), nil
+}
+
+// Attach joins the run id created by another process.
+func Attach(id string) (*Runtime, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	p, err := pool.Open(SegmentName(id, "pool"))
+	if err != nil {
+		return nil, fmt.Errorf("runtime: attach to run %s: %w", id, err)
+	}
+	return newRuntime(id, false, p), nil
+}
+
+func newRuntime(id string, head bool, p *pool.Pool) *Runtime {
+	return &Runtime{ID: id, Head: head, Pool: p, channels: make(map[Address]*channel.Channel)}
+}
+
+// HeadPid is the pid of the run's head process.
+func (r *Runtime) HeadPid() int { return int(r.Pool.UserWords()[wordHeadPid]) }
+
+// Close detaches this process from the run (unmaps the pool).
+func (r *Runtime) Close() error {
+	r.mu.Lock()
+	r.channels = make(map[Address]*channel.Channel)
+	r.mu.Unlock()
+	return r.Pool.Close()
+}
+
+// Destroy ends the run: unmaps and unlinks its segments. Head only.
+func (r *Runtime) Destroy() error {
+	r.mu.Lock()
+	r.channels = make(map[Address]*channel.Channel)
+	r.mu.Unlock()
+	return r.Pool.Destroy()
+}
+
+// local checks that a lives on this node and returns its offset.
+func (r *Runtime) local(a Address) (uint64, error) {
+	if a.Node() != r.Node {
+		return 0, fmt.Errorf("%w: node %d", ErrRemote, a.Node())
+	}
+	return a.Offset(), nil
+}

@@ -1,0 +1,96 @@
+package pyext
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"syscall"
+
+	"github.com/dragon-mp/dragon_mp/gocore/channel"
+	"github.com/dragon-mp/dragon_mp/gocore/pool"
+	"github.com/dragon-mp/dragon_mp/gocore/runtime"
+	"github.com/dragon-mp/dragon_mp/gocore/shmsync"
+)
+
+// Error codes shared with dragon_mp/_core.py.
+const (
+	codeTimeout = iota + 1
+	codeFull
+	codeClosed
+	codeBadHandle
+	codeNoSpace
+	codeTooLarge
+	codeInvalid
+	codeTooManyReleases
+	codeNotOwner
+	codeOS
+	codeInternal
+)
+
+// codeOf classifies an error for Python.
+func codeOf(err error) int {
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, channel.ErrEmpty):
+		return codeTimeout
+	case errors.Is(err, channel.ErrFull):
+		return codeFull
+	case errors.Is(err, channel.ErrClosed), errors.Is(err, errNoRuntime):
+		return codeClosed
+	case errors.Is(err, channel.ErrBadHandle), errors.Is(err, runtime.ErrBadObject),
+		errors.Is(err, errBadProcess):
+		return codeBadHandle
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, pool.ErrExhausted):
+		return codeNoSpace
+	case errors.Is(err, pool.ErrTooLarge):
+		return codeTooLarge
+	case errors.Is(err, channel.ErrInvalid), errors.Is(err, runtime.ErrBadID),
+		errors.Is(err, errInvalid):
+		return codeInvalid
+	case errors.Is(err, shmsync.ErrTooManyReleases):
+		return codeTooManyReleases
+	case errors.Is(err, shmsync.ErrNotOwner):
+		return codeNotOwner
+	case errors.As(err, &errno):
+		return codeOS
+	}
+	return codeInternal
+}
+
+var errInvalid = errors.New("invalid argument")
+
+// pyErr formats err for a gopy-bound function.
+func pyErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("E%d: %w", codeOf(err), err)
+}
+
+// recovered turns a panic into an error; use as `defer recovered(&err)`.
+func recovered(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("E%d: internal error: %v\n%s", codeInternal, r, debug.Stack())
+	}
+}
+
+var (
+	lastErrMu sync.Mutex
+	lastErr   string
+)
+
+// cCode records err for dmp_last_error and returns its negative code.
+func cCode(err error) int64 {
+	lastErrMu.Lock()
+	lastErr = err.Error()
+	lastErrMu.Unlock()
+	return -int64(codeOf(err))
+}
+
+// cRecover turns a panic in an //export function into codeInternal.
+func cRecover(rc *int64) {
+	if r := recover(); r != nil {
+		*rc = cCode(fmt.Errorf("internal error: %v\n%s", r, debug.Stack()))
+	}
+}

@@ -1,0 +1,91 @@
+package pyext
+
+import (
+	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/dragon-mp/dragon_mp/gocore/runtime"
+)
+
+var errNoRuntime = errors.New("dragon_mp runtime is not running in this process")
+
+var (
+	rtMu sync.Mutex                      // serialises create/attach/shutdown
+	rt   atomic.Pointer[runtime.Runtime] // the process's run; nil outside one
+)
+
+func current() (*runtime.Runtime, error) {
+	if r := rt.Load(); r != nil {
+		return r, nil
+	}
+	return nil, errNoRuntime
+}
+
+// RuntimeCreate makes a new run with this process as head.
+func RuntimeCreate(runid string, reserve int64) (err error) {
+	defer recovered(&err)
+	rtMu.Lock()
+	defer rtMu.Unlock()
+	if rt.Load() != nil {
+		return pyErr(errors.New("a run is already active in this process"))
+	}
+	if reserve < 0 {
+		return pyErr(errInvalid)
+	}
+	r, err := runtime.Create(runid, uint64(reserve))
+	if err != nil {
+		return pyErr(err)
+	}
+	rt.Store(r)
+	return nil
+}
+
+// RuntimeAttach joins an existing run.
+func RuntimeAttach(runid string) (err error) {
+	defer recovered(&err)
+	rtMu.Lock()
+	defer rtMu.Unlock()
+	if rt.Load() != nil {
+		return pyErr(errors.New("a run is already active in this process"))
+	}
+	r, err := runtime.Attach(runid)
+	if err != nil {
+		return pyErr(err)
+	}
+	rt.Store(r)
+	return nil
+}
+
+// RuntimeShutdown leaves the run; with destroy (head only) it also removes
+// the run's shared memory.
+func RuntimeShutdown(destroy bool) (err error) {
+	defer recovered(&err)
+	rtMu.Lock()
+	defer rtMu.Unlock()
+	r := rt.Swap(nil)
+	if r == nil {
+		return nil
+	}
+	if destroy {
+		return pyErr(r.Destroy())
+	}
+	return pyErr(r.Close())
+}
+
+// RuntimeStats describes the run's pool as JSON.
+func RuntimeStats() (s string, err error) {
+	defer recovered(&err)
+	r, err := current()
+	if err != nil {
+		return "", pyErr(err)
+	}
+	st := r.Pool.Stats()
+	b, _ := json.Marshal(map[string]any{
+		"run": r.ID, "head": r.Head, "pool": r.Pool.Name(),
+		"reserve": st.Reserve, "committed": st.Committed, "in_use": st.InUse,
+		"allocs": st.Allocs, "frees": st.Frees,
+	})
+	return string(b), nil
+}

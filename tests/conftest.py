@@ -1,0 +1,66 @@
+"""Every test must leave no shared memory and no child process behind.
+
+The pytest process itself becomes the head of a dragon_mp run the first time
+a test uses dragon_mp; after each test the run is shut down (as a program's
+exit would), and the test fails if a segment of ours is left in /dev/shm or a
+child process of pytest is still alive.
+"""
+
+import os
+import time
+
+import pytest
+
+SHM_DIR = os.environ.get('DRAGON_MP_SHM_DIR', '/dev/shm')
+
+
+def our_segments():
+    try:
+        return {n for n in os.listdir(SHM_DIR) if n.startswith('dragon_mp.')}
+    except FileNotFoundError:
+        return set()
+
+
+def child_pids(parent=None):
+    """Live (non-zombie) children of `parent` (default: this process)."""
+    parent = parent or os.getpid()
+    pids = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/stat', 'rb') as f:
+                fields = f.read().rsplit(b')', 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and fields[0] != b'Z':
+            pids.append(int(entry))
+    return pids
+
+
+def wait_until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+@pytest.fixture(autouse=True)
+def no_leaks():
+    before = our_segments()
+    yield
+    import dragon_mp._runtime as rt
+    rt.shutdown()
+    assert wait_until(lambda: not (our_segments() - before)), \
+        f'shared memory left behind: {sorted(our_segments() - before)}'
+    assert wait_until(lambda: not child_pids()), \
+        f'child processes left behind: {child_pids()}'
+
+
+def clean_env(**extra):
+    """An environment for a fresh program: not part of this process's run."""
+    env = {k: v for k, v in os.environ.items() if k != 'DRAGON_MP_RUN'}
+    env.update(extra)
+    return env

@@ -1,0 +1,158 @@
+"""Queue and SimpleQueue: in one process and across processes."""
+
+import hashlib
+import pickle
+import queue
+import time
+
+import pytest
+
+import dragon_mp as mp
+
+
+def producer(q, start, count, size):
+    for i in range(start, start + count):
+        q.put((i, bytes([i % 251]) * size))
+
+
+def consumer(q, out, count):
+    total = 0
+    for _ in range(count):
+        i, payload = q.get(timeout=30)
+        total += i + len(payload)
+    out.put(total)
+
+
+def echo(inq, outq):
+    while True:
+        item = inq.get()
+        if item is None:
+            return
+        outq.put(item)
+
+
+def test_fifo_in_one_process():
+    q = mp.Queue()
+    for i in range(1000):
+        q.put(i)
+    assert q.qsize() == 1000
+    assert [q.get() for _ in range(1000)] == list(range(1000))
+    assert q.empty()
+
+
+def test_get_timeout_raises_empty_and_queue_survives():
+    q = mp.Queue()
+    start = time.monotonic()
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.2)
+    assert time.monotonic() - start >= 0.19
+    with pytest.raises(queue.Empty):
+        q.get(block=False)
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+    q.put('still works')
+    assert q.get() == 'still works'
+
+
+def test_bounded_queue_full():
+    q = mp.Queue(maxsize=2)
+    q.put(1)
+    q.put(2)
+    assert q.full()
+    with pytest.raises(queue.Full):
+        q.put(3, block=False)
+    with pytest.raises(queue.Full):
+        q.put(3, timeout=0.1)
+    with pytest.raises(queue.Full):
+        q.put_nowait(3)
+    assert q.get() == 1
+    q.put(3)
+    assert [q.get(), q.get()] == [2, 3]
+
+
+def test_unbounded_queue_is_not_a_small_fixed_queue():
+    q = mp.Queue()
+    for i in range(20_000):
+        q.put_nowait(i)
+    assert q.qsize() == 20_000
+    assert sum(q.get() for _ in range(20_000)) == sum(range(20_000))
+
+
+@pytest.mark.parametrize('size', [0, 1, 200, 4096, 1 << 20, 64 << 20])
+def test_message_sizes(size):
+    q = mp.Queue()
+    payload = bytes(range(256)) * (size // 256) + b'x' * (size % 256)
+    q.put(payload)
+    got = q.get()
+    assert len(got) == len(payload)
+    assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
+
+
+def test_unpicklable_object_raises_like_pickle_and_queue_survives():
+    q = mp.Queue()
+    with pytest.raises((pickle.PicklingError, AttributeError)) as info:
+        q.put(lambda: 0)
+    with pytest.raises(type(info.value)):
+        pickle.dumps(lambda: 0)
+    q.put('ok')
+    assert q.get() == 'ok'
+    assert q.empty()
+
+
+def test_close_makes_this_handle_unusable():
+    q = mp.Queue()
+    q.put(1)
+    q.close()
+    with pytest.raises(ValueError):
+        q.put(2)
+    with pytest.raises(ValueError):
+        q.get()
+    q.join_thread()
+
+
+def test_many_producers_and_consumers_across_processes():
+    q, out = mp.Queue(), mp.Queue()
+    n_prod, n_cons, per = 3, 2, 400
+    total = n_prod * per
+    prods = [mp.Process(target=producer, args=(q, k * per, per, 100)) for k in range(n_prod)]
+    share = [total // n_cons + (1 if k < total % n_cons else 0) for k in range(n_cons)]
+    cons = [mp.Process(target=consumer, args=(q, out, share[k])) for k in range(n_cons)]
+    for p in prods + cons:
+        p.start()
+    results = [out.get(timeout=60) for _ in cons]
+    for p in prods + cons:
+        p.join(30)
+        assert p.exitcode == 0
+    assert sum(results) == sum(range(total)) + 100 * total
+
+
+def test_round_trip_through_a_child_keeps_order():
+    inq, outq = mp.Queue(), mp.Queue()
+    p = mp.Process(target=echo, args=(inq, outq))
+    p.start()
+    items = [('x' * i, i) for i in range(300)] + [b'y' * (3 << 20)]
+    for item in items:
+        inq.put(item)
+    assert [outq.get(timeout=30) for _ in items] == items
+    inq.put(None)
+    p.join(30)
+    assert p.exitcode == 0
+
+
+def test_simple_queue():
+    q = mp.SimpleQueue()
+    assert q.empty()
+    q.put({'a': 1})
+    assert not q.empty()
+    assert q.get() == {'a': 1}
+    q.close()
+    with pytest.raises(OSError):
+        q.put(1)
+
+
+def test_queue_passed_through_a_queue():
+    outer, inner = mp.Queue(), mp.Queue()
+    outer.put(inner)
+    received = outer.get()
+    received.put('through')
+    assert inner.get(timeout=5) == 'through'
