@@ -13,6 +13,9 @@ const (
 	KindSemaphore uint32 = 1
 	KindEvent     uint32 = 2
 	KindRLock     uint32 = 3
+	KindRaw       uint32 = 4 // plain shared bytes (sharedctypes)
+	KindCondition uint32 = 5
+	KindBarrier   uint32 = 6
 )
 
 const objectMagic = 0x4f504d44 // "DMPO"
@@ -46,6 +49,7 @@ func (r *Runtime) newObject(kind uint32, payload uintptr) (Address, unsafe.Point
 	return MakeAddress(r.Node, off), unsafe.Pointer(&b[headerSize]), nil
 }
 
+// object validates a and returns its header and payload; kind 0 accepts any kind.
 func (r *Runtime) object(a Address, kind uint32) (*objectHeader, unsafe.Pointer, error) {
 	off, err := r.local(a)
 	if err != nil {
@@ -55,10 +59,22 @@ func (r *Runtime) object(a Address, kind uint32) (*objectHeader, unsafe.Pointer,
 		return nil, nil, ErrBadObject
 	}
 	h := (*objectHeader)(r.Pool.Pointer(off))
-	if atomic.LoadUint32(&h.magic) != objectMagic || h.kind != kind {
+	if atomic.LoadUint32(&h.magic) != objectMagic || (kind != 0 && h.kind != kind) {
 		return nil, nil, ErrBadObject
 	}
 	return h, unsafe.Add(unsafe.Pointer(h), headerSize), nil
+}
+
+// NewObject allocates a zeroed object of kind with a payload of size bytes,
+// holding one reference; it returns the address and the payload.
+func (r *Runtime) NewObject(kind uint32, size uintptr) (Address, unsafe.Pointer, error) {
+	return r.newObject(kind, size)
+}
+
+// Object returns the payload of the live object of kind at a.
+func (r *Runtime) Object(a Address, kind uint32) (unsafe.Pointer, error) {
+	_, p, err := r.object(a, kind)
+	return p, err
 }
 
 // NewSemaphore creates a semaphore with the given value and maximum (0: none).
@@ -107,10 +123,6 @@ func (r *Runtime) ReleaseObject(a Address) error {
 }
 
 func (r *Runtime) anyObject(a Address) (*objectHeader, error) {
-	for _, kind := range []uint32{KindSemaphore, KindEvent, KindRLock} {
-		if h, _, err := r.object(a, kind); err == nil {
-			return h, nil
-		}
-	}
-	return nil, ErrBadObject
+	h, _, err := r.object(a, 0)
+	return h, err
 }
