@@ -142,6 +142,22 @@ def start_process(spec):
     return _core.call(_core.gocore().ProcStart, json.dumps(spec))
 
 
+def resource_tracker_fd():
+    """stdlib's resource tracker, started outside the run if need be.
+
+    The tracker outlives runs (it ends with the last process holding its
+    pipe), so it must not carry the run id that teardown kills by.
+    """
+    from multiprocessing import resource_tracker
+    with _lock:
+        saved = os.environ.pop(ENV_RUN, None)
+        try:
+            return resource_tracker.getfd()
+        finally:
+            if saved is not None:
+                os.environ[ENV_RUN] = saved
+
+
 def child_environment():
     """The environment of a process started inside this run."""
     env = dict(os.environ)

@@ -50,6 +50,11 @@ class Popen:
         return fd
 
     def _launch(self, process_obj):
+        # Share this process's resource tracker with the child, as stdlib's
+        # spawn does, so a SharedMemory attached in the child is not unlinked
+        # by a tracker of the child's own when the child exits.
+        tracker_fd = _runtime.resource_tracker_fd()
+        self._fds.append(tracker_fd)
         prep_data = spawn.get_preparation_data(process_obj._name)
         fp = io.BytesIO()
         set_spawning_popen(self)
@@ -68,7 +73,7 @@ class Popen:
         child_r, parent_w = os.pipe()
         try:
             files[data_fd] = child_r
-            spec = {'argv': spawn.get_command_line(data_fd),
+            spec = {'argv': spawn.get_command_line(data_fd, tracker_fd),
                     'env': _runtime.child_environment(),
                     'files': files, 'kill_with_parent': True}
             self._handle = _runtime.start_process(spec)

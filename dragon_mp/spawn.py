@@ -20,16 +20,18 @@ __all__ = ['spawn_main', 'get_command_line', 'get_executable', 'set_executable',
            'freeze_support', 'get_preparation_data', 'prepare']
 
 
-def get_command_line(data_fd):
+def get_command_line(data_fd, tracker_fd=None):
     """argv of a child that reads its process from data_fd."""
     from . import _runtime
     return _runtime.python_command(
-        f'from dragon_mp.spawn import spawn_main; spawn_main({data_fd})',
+        f'from dragon_mp.spawn import spawn_main; spawn_main({data_fd}, {tracker_fd})',
         '--multiprocessing-fork')
 
 
-def spawn_main(data_fd):
+def spawn_main(data_fd, tracker_fd=None):
     """Run the process the parent wrote to data_fd; never returns."""
+    from multiprocessing import resource_tracker
+    resource_tracker._resource_tracker._fd = tracker_fd
     # The data pipe also serves as the parent sentinel: its write end stays
     # open in the parent for as long as the parent holds the Popen.
     parent_sentinel = os.dup(data_fd)

@@ -22,8 +22,14 @@ def our_segments():
 
 
 def child_pids(parent=None):
-    """Live (non-zombie) children of `parent` (default: this process)."""
+    """Live (non-zombie) children of `parent` (default: this process).
+
+    stdlib's resource tracker is not counted: like under stdlib, one lives as
+    long as the process that started it.
+    """
     parent = parent or os.getpid()
+    from multiprocessing import resource_tracker
+    tracker = resource_tracker._resource_tracker._pid
     pids = []
     for entry in os.listdir('/proc'):
         if not entry.isdigit():
@@ -33,7 +39,7 @@ def child_pids(parent=None):
                 fields = f.read().rsplit(b')', 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == parent and fields[0] != b'Z':
+        if int(fields[1]) == parent and fields[0] != b'Z' and int(entry) != tracker:
             pids.append(int(entry))
     return pids
 
