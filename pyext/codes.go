@@ -39,7 +39,7 @@ func codeOf(err error) int {
 	case errors.Is(err, channel.ErrClosed), errors.Is(err, errNoRuntime):
 		return codeClosed
 	case errors.Is(err, channel.ErrBadHandle), errors.Is(err, runtime.ErrBadObject),
-		errors.Is(err, errBadProcess):
+		errors.Is(err, errBadProcess), errors.Is(err, runtime.ErrRemote):
 		return codeBadHandle
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, pool.ErrExhausted):
 		return codeNoSpace
@@ -93,4 +93,13 @@ func cRecover(rc *int64) {
 	if r := recover(); r != nil {
 		*rc = cCode(fmt.Errorf("internal error: %v\n%s", r, debug.Stack()))
 	}
+}
+
+// SelfTestPanic panics inside a bound function; tests use it to check that
+// a Go panic reaches Python as an exception instead of aborting.
+func SelfTestPanic() (err error) {
+	defer recovered(&err)
+	var m map[string]int
+	m["boom"]++ // a nil-map write: a real runtime panic
+	return nil
 }

@@ -156,3 +156,22 @@ def test_queue_passed_through_a_queue():
     received = outer.get()
     received.put('through')
     assert inner.get(timeout=5) == 'through'
+
+
+def test_forged_address_is_an_error_not_a_crash():
+    from dragon_mp import queues
+    mp.Queue()          # make sure the runtime is up
+    for addr in (64, 12345, 1 << 40, (7 << 48) | 4096):
+        forged = queues._Channel._attach(addr, 256)
+        with pytest.raises(ValueError):
+            forged.send(b'x')
+        forged._finalizer.detach()
+
+
+def test_go_panic_becomes_a_python_exception():
+    from dragon_mp import _core
+    with pytest.raises(_core.GoError, match='internal error'):
+        _core.call(_core.gocore().SelfTestPanic)
+    q = mp.Queue()
+    q.put('alive')
+    assert q.get() == 'alive'
