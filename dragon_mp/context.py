@@ -60,6 +60,23 @@ class BaseContext(_stdlib_context.BaseContext):
         from .synchronize import BoundedSemaphore
         return BoundedSemaphore(value, ctx=self.get_context())
 
+    def RawValue(self, typecode_or_type, *args):
+        from .sharedctypes import RawValue
+        return RawValue(typecode_or_type, *args)
+
+    def RawArray(self, typecode_or_type, size_or_initializer):
+        from .sharedctypes import RawArray
+        return RawArray(typecode_or_type, size_or_initializer)
+
+    def Value(self, typecode_or_type, *args, lock=True):
+        from .sharedctypes import Value
+        return Value(typecode_or_type, *args, lock=lock, ctx=self.get_context())
+
+    def Array(self, typecode_or_type, size_or_initializer, *, lock=True):
+        from .sharedctypes import Array
+        return Array(typecode_or_type, size_or_initializer, lock=lock,
+                     ctx=self.get_context())
+
     def Pool(self, processes=None, initializer=None, initargs=(),
              maxtasksperchild=None):
         from .pool import Pool

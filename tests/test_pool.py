@@ -46,7 +46,7 @@ except Exception:                                   # pragma: no cover
 # (.Process, .Queue/.SimpleQueue, .cpu_count).
 CONTEXTS = {
     "stdlib-spawn": lambda: multiprocessing.get_context("spawn"),
-    "dragon": lambda: __import__('dragon_mp').get_context(),
+    "dragon": lambda: __import__("dragon_mp").get_context(),
 }
 
 # Each test must finish well within this, or the run is aborted with every
@@ -146,8 +146,15 @@ def no_leftovers():
     assert threads == [], 'pool threads left: %r' % (threads,)
     # stdlib's queues register their semaphores with the resource tracker, a
     # child of this process that tests/conftest.py would count as a leak.
-    # The test's queues are garbage now; stop the tracker (the next stdlib
-    # semaphore starts a new one).
+    # Once the test's queues are garbage, stop the tracker (the next stdlib
+    # semaphore starts a new one).  A closed stdlib Queue's feeder thread
+    # still holds its semaphores until it has exited: wait for those first
+    # (one that never exits is a leak: it is blocked on a dead worker's lock).
+    gc.collect()
+    feeders = [t for t in threading.enumerate() if t.name == 'QueueFeederThread']
+    for t in feeders:
+        t.join(10)
+    assert not any(t.is_alive() for t in feeders), 'stdlib queue feeder stuck'
     gc.collect()
     multiprocessing.resource_tracker._resource_tracker._stop()
 

@@ -46,7 +46,7 @@ func (r *Runtime) newObject(kind uint32, payload uintptr) (Address, unsafe.Point
 	h := (*objectHeader)(unsafe.Pointer(&b[0]))
 	h.kind, h.refs, h.size = kind, 1, size
 	atomic.StoreUint32(&h.magic, objectMagic)
-	return MakeAddress(r.Node, off), unsafe.Pointer(&b[headerSize]), nil
+	return MakeAddress(r.Node, off), unsafe.Add(unsafe.Pointer(&b[0]), headerSize), nil
 }
 
 // object validates a and returns its header and payload; kind 0 accepts any kind.

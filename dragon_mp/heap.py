@@ -1,0 +1,78 @@
+"""Shared memory blocks for ctypes objects, on the run's pool.
+
+stdlib's multiprocessing.heap carves blocks out of mmap'd arenas whose file
+descriptors are passed to children at spawn time. dragon_mp has one shared
+heap per run already, the pool every process of the run maps: a
+BufferWrapper here is a raw object in that pool (zeroed, reference-counted
+across processes, freed with its last reference), and pickling one hands the
+receiver its own reference to the same bytes, from any process of the run to
+any other (not only at spawn time).
+
+Arena and Heap are stdlib's classes, re-exported so that code naming them
+keeps working; dragon_mp's shared objects do not use them.
+"""
+
+import ctypes
+import sys
+
+from multiprocessing.heap import Arena, Heap       # noqa: F401  re-exported
+
+from . import _core, _runtime
+from ._shared import SharedObject
+
+__all__ = ['BufferWrapper']
+
+
+class BufferWrapper(SharedObject):
+    """`size` zeroed bytes of shared memory; create_memoryview() maps them.
+
+    The memoryviews (and ctypes objects built on them) keep the wrapper, and
+    so the shared reference, alive.
+    """
+
+    _retain_fn = 'SyncRetain'
+    _drop_fn = 'SyncRelease'
+
+    def __init__(self, size):
+        if size < 0:
+            raise ValueError("Size {0:n} out of range".format(size))
+        if sys.maxsize <= size:
+            raise OverflowError("Size {0:n} too large".format(size))
+        _runtime.current()
+        self._adopt(_core.call(_core.gocore().RawCreate, size))
+        self._size = size
+        self._map()
+
+    @classmethod
+    def _attach(cls, addr):
+        self = cls.__new__(cls)
+        _runtime.current()
+        self._adopt(addr)       # adopt first: a failure below still drops the reference
+        self._size = _core.call(_core.gocore().RawSize, addr)
+        self._map()
+        return self
+
+    def _map(self):
+        # Only numbers here: the wrapper refers to nothing that refers back to
+        # it, so dropping the last user frees the block at once, without gc.
+        offset = _core.call(_core.gocore().RawOffset, self._addr)
+        base = _core.clib().dmp_pool_base()
+        if not base:
+            raise ValueError('dragon_mp runtime is not running in this process')
+        self._pointer = base + offset
+
+    def __reduce__(self):
+        return BufferWrapper._attach, (self._reference_for_pickle(),)
+
+    def create_memoryview(self):
+        """A writable memoryview (format 'B') of the whole block.
+
+        The view keeps the wrapper alive. Like every dragon_mp object, it is
+        valid while the run lasts: the pool is unmapped when the run ends.
+        """
+        buf = (ctypes.c_ubyte * self._size).from_address(self._pointer)
+        buf._wrapper = self
+        return memoryview(buf).cast('B')
+
+    def __repr__(self):
+        return f'<{type(self).__name__} size={self._size} address={self._addr:#x}>'
