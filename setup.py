@@ -1,13 +1,18 @@
-"""setuptools glue: metadata lives in pyproject.toml; this file only adds the gopy-built extension.
+"""setuptools glue: metadata lives in pyproject.toml; this file only adds the two extensions.
 
 The extension ``dragon_mp._gobind._gocore`` is not compiled by setuptools: the custom build_ext below runs
 pyext/build.py (gopy + go build, see its docstring) and puts the .so plus gopy's Python wrappers into the
 ``dragon_mp/_gobind`` package directory of the build (or of the source tree for ``pip install -e .``).
+
+The extension ``dragon_mp._fastpath`` (pyext/fastpath.c) is a plain C extension: it needs only a C compiler
+and the Python headers, links no Go (it finds the Go functions in the already-loaded ``_gocore`` at run time),
+and is optional: if it does not compile, the install goes on and dragon_mp uses its ctypes path.
 """
 
 import importlib.util
 import os
 import sys
+import sysconfig
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -86,6 +91,17 @@ class build_gopy_ext(build_ext):
         return mapping
 
 
+def _fastpath_extension():
+    # Link libdl/libpthread where this Python needed them itself (glibc < 2.34); newer libcs hold both.
+    libs = (sysconfig.get_config_var("LIBS") or "").split()
+    return Extension(
+        "dragon_mp._fastpath",
+        sources=list(gobuild.FASTPATH_SOURCES),
+        libraries=[name for name in ("dl", "pthread") if "-l" + name in libs],
+        optional=True,  # the ctypes path (dragon_mp/_core.py) works without it
+    )
+
+
 def _readme():
     path = os.path.join(HERE, "README.md")
     if not os.path.exists(path):  # pyproject declares readme dynamic, so something must be given
@@ -96,6 +112,6 @@ def _readme():
 
 setup(
     **_readme(),
-    ext_modules=[GopyExtension("dragon_mp._gobind." + gobuild.EXT_MODULE)],
+    ext_modules=[GopyExtension("dragon_mp._gobind." + gobuild.EXT_MODULE), _fastpath_extension()],
     cmdclass={"build_ext": build_gopy_ext},
 )

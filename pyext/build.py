@@ -40,6 +40,12 @@ How the build runs (the team's bridge note, re-checked on Go 1.26.8 / gopy v0.4.
     sys.executable is the target interpreter and pip's PYTHONPATH makes the isolated pybindgen importable by
     the child processes gopy starts.
 
+pyext/fastpath.c (FASTPATH_SOURCES) is NOT part of the Go package, though it lives in its directory: it is the
+C source of the CPython extension dragon_mp._fastpath, compiled by setup.py. cgo compiles every .c file of a
+package that imports "C" into that package (checked: ``go list -f '{{.CFiles}}' ./pyext`` listed fastpath.c),
+so such a file must start with a ``//go:build ignore`` line (Go build constraints apply to C files too; it is
+a C99 comment for the C compiler). build() refuses to run without it.
+
 os.chdir finding (gopy v0.4.10, bind/gen.go python preamble). Every generated wrapper module (pyext.py, go.py)
 starts with:
 
@@ -81,6 +87,10 @@ GOPY_NAME = "gocore"  # -> extension module "_gocore" (see the docstring: must n
 EXT_MODULE = "_" + GOPY_NAME
 DEFAULT_TARGET = ROOT / "dragon_mp" / "_gobind"
 TOOLS = ("github.com/go-python/gopy", "golang.org/x/tools/cmd/goimports")
+# C sources of the CPython extension dragon_mp._fastpath (built by setup.py), relative to ROOT; they sit in
+# the Go package's directory and must be hidden from cgo (see the docstring).
+FASTPATH_SOURCES = ("pyext/fastpath.c",)
+_GO_IGNORE_RE = re.compile(r"\A(?:[ \t]*(?://[^\n]*)?\n)*?//go:build ignore[ \t]*\n")
 
 INIT_TEMPLATE = '''\
 """gopy bindings of the Go package {go_package}, GENERATED at build time by pyext/build.py. Do not edit.
@@ -184,6 +194,17 @@ def _check_prereqs(python: str, env: dict) -> None:
         )
 
 
+def _check_fastpath_sources() -> None:
+    """Each FASTPATH_SOURCES file must start with //go:build ignore, or cgo links it into the Go library."""
+    for rel in FASTPATH_SOURCES:
+        path = ROOT / rel
+        if path.exists() and not _GO_IGNORE_RE.match(path.read_text()):
+            raise BuildError(
+                "%s must start with a '//go:build ignore' line: it is a CPython extension source in the "
+                "Go package's directory, and cgo would compile it into the gopy library" % rel
+            )
+
+
 def _patch_chdir(path: Path) -> None:
     text = path.read_text()
     new, n = _CHDIR_RE.subn(
@@ -236,6 +257,7 @@ def build(target_dir=DEFAULT_TARGET, so_name=None, python=None, verbose=None) ->
     if not env.get("GOCACHE") and not env.get("HOME") and not env.get("XDG_CACHE_HOME"):
         env["GOCACHE"] = str(build_dir / "gocache")
     _check_prereqs(python, env)
+    _check_fastpath_sources()
 
     with _lock(gopy_root / ".lock"):
         root_mod = json.loads(_run([go, "mod", "edit", "-json", ROOT / "go.mod"], env))

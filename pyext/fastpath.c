@@ -1,0 +1,1556 @@
+//go:build ignore
+
+// Not part of the Go package pyext: cgo would compile every .c file of the
+// package into the gopy library. setup.py builds this file as the CPython
+// extension dragon_mp._fastpath.
+
+/*
+ * dragon_mp._fastpath: the data plane's calls into the Go core, without ctypes.
+ *
+ * The Go core's //export functions (the Go files in pyext/) live in the gopy
+ * extension dragon_mp._gobind._gocore, which dragon_mp._core loads once per
+ * process. This module does NOT link that library (a second copy would start
+ * a second Go runtime): init(so_path) finds the already-loaded library with
+ * dlopen(RTLD_NOLOAD) and resolves the functions with dlsym. It builds with
+ * only a C compiler and the Python headers.
+ *
+ * Three layers, each usable alone:
+ *   - thin calls returning the Go functions' codes: send, recv, sem_acquire,
+ *     sem_release, last_error, pool_base, and bind() for any other //export
+ *     function whose arguments are 64-bit integers;
+ *   - put/get: pickling included, errors raised through configure()'s
+ *     raise_for (queue.Empty, queue.Full, ValueError...);
+ *   - objects with C methods, so that lock.acquire or q.put is one C call:
+ *     Sem (acquire/release; uncontended ones are atomics on the shared word,
+ *     no call into Go) and Chan (put/get/put_nowait/get_nowait/close).
+ *
+ * Calls that cannot wait (timeout 0, release) keep the GIL: a cgo call is far
+ * cheaper than releasing and re-taking it. A call that may wait first polls
+ * with the GIL held, then waits in slices of at most 100 ms with the GIL
+ * released, running signal handlers between slices (Ctrl-C stays prompt, as
+ * dragon_mp._shared.sliced does in Python). Copies of large payloads also run
+ * without the GIL. In a forked child every call raises RuntimeError (the Go
+ * runtime does not survive fork) instead of hanging.
+ *
+ * Adding a Go function: bind it from Python at run time,
+ *     f = _fastpath.bind("dmp_event_wait", "ut", 0)
+ * (a callable object; see bind's docstring), or, for a dedicated C function,
+ * add a pointer and a line to SYMBOLS below.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef int64_t i64;
+typedef uint64_t u64;
+
+/* Error codes of pyext/codes.go (the functions return them negated). */
+enum { CODE_TIMEOUT = 1, CODE_FULL = 2, CODE_TOOMANYRELEASES = 8 };
+
+#define WAIT_SLICE_NS 100000000LL     /* longest wait with the GIL released between signal checks */
+#define NOGIL_COPY 65536              /* copies of at least this many bytes run without the GIL */
+#define DEFAULT_INLINE_CAP 65536      /* recv's buffer when the caller gives no capacity */
+#define MAX_ARGS 6                    /* most arguments a bound function may take */
+
+#if defined(__GNUC__)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define UNLIKELY(x) (x)
+#endif
+
+/* ---- the Go functions, resolved by init() */
+
+static i64 (*go_send)(u64 addr, const void *buf, u64 n, i64 timeout_ns);
+static i64 (*go_recv)(u64 addr, void *buf, u64 cap, i64 timeout_ns, u64 *out_len, u64 *out_off);
+static i64 (*go_release_msg)(u64 addr, u64 off, u64 n);
+static u64 (*go_pool_base)(void);
+static i64 (*go_sem_acquire)(u64 addr, i64 timeout_ns);
+static i64 (*go_sem_release)(u64 addr);
+static i64 (*go_last_error)(void *buf, u64 cap);
+
+static const struct {
+    const char *name;
+    void **slot;
+} SYMBOLS[] = {
+    {"dmp_send", (void **)&go_send},
+    {"dmp_recv", (void **)&go_recv},
+    {"dmp_release_msg", (void **)&go_release_msg},
+    {"dmp_pool_base", (void **)&go_pool_base},
+    {"dmp_sem_acquire", (void **)&go_sem_acquire},
+    {"dmp_sem_release", (void **)&go_sem_release},
+    {"dmp_last_error", (void **)&go_last_error},
+};
+#define NSYMBOLS (sizeof SYMBOLS / sizeof SYMBOLS[0])
+
+static void *lib_handle;          /* the gopy library, from dlopen(RTLD_NOLOAD) */
+static pid_t init_pid;
+
+/* 0 ready; otherwise why calls are refused. Set by init() and in a forked child. */
+enum { ST_READY = 0, ST_UNINIT = 1, ST_FORKED = 2 };
+static volatile int state = ST_UNINIT;
+
+static void after_fork_in_child(void)
+{
+    if (state == ST_READY)
+        state = ST_FORKED;
+}
+
+/* NULL with the exception explaining why calls are refused. */
+static PyObject *not_ready(void)
+{
+    if (state == ST_FORKED)
+        PyErr_Format(PyExc_RuntimeError,
+                     "dragon_mp: this process was forked from one that had already loaded the "
+                     "dragon_mp runtime (pid %d); the Go runtime does not survive fork(). "
+                     "Start processes with dragon_mp.Process or a stdlib 'spawn' context, or "
+                     "fork before the first use of dragon_mp.", (int)init_pid);
+    else
+        PyErr_SetString(PyExc_RuntimeError, "dragon_mp._fastpath: init() has not been called");
+    return NULL;
+}
+
+#define CHECK_READY()                  \
+    do {                               \
+        if (UNLIKELY(state != ST_READY)) \
+            return not_ready();        \
+    } while (0)
+
+/* ---- argument conversion */
+
+static int as_u64(PyObject *o, u64 *out)
+{
+    u64 v = PyLong_AsUnsignedLongLong(o);
+    if (v == (u64)-1 && PyErr_Occurred())
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int as_i64(PyObject *o, i64 *out)
+{
+    i64 v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int check_nargs(const char *fname, Py_ssize_t nargs, Py_ssize_t lo, Py_ssize_t hi)
+{
+    if (UNLIKELY(nargs < lo || nargs > hi)) {
+        if (lo == hi)
+            PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", fname, lo, nargs);
+        else
+            PyErr_Format(PyExc_TypeError, "%s() takes %zd to %zd arguments (%zd given)", fname, lo,
+                         hi, nargs);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- waiting in slices */
+
+static i64 now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (i64)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* One attempt of a call with the given timeout (ns; 0 = do not wait). */
+typedef i64 (*attempt_fn)(void *ctx, i64 timeout_ns);
+
+/*
+ * Call attempt until it returns something other than `timed_out`, waiting at
+ * most total_ns in all (<0 forever, 0 one poll). The first attempt polls;
+ * it keeps the GIL when `gil_poll` (a cheap call), the later ones wait in
+ * slices of at most WAIT_SLICE_NS with the GIL released and run the signal
+ * handlers between slices. Returns the last rc; sets *raised (and returns 0)
+ * when a signal handler raised.
+ */
+static i64 sliced(attempt_fn attempt, void *ctx, i64 total_ns, i64 timed_out, int gil_poll,
+                  int *raised)
+{
+    i64 rc;
+    *raised = 0;
+    if (gil_poll) {
+        rc = attempt(ctx, 0);
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        rc = attempt(ctx, 0);
+        Py_END_ALLOW_THREADS
+    }
+    if (rc != timed_out || total_ns == 0)
+        return rc;
+    i64 deadline = total_ns < 0 ? -1 : now_ns() + total_ns;
+    for (;;) {
+        i64 slice = WAIT_SLICE_NS;
+        if (deadline >= 0) {
+            i64 left = deadline - now_ns();
+            if (left <= 0)
+                return rc;
+            if (left < slice)
+                slice = left;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        rc = attempt(ctx, slice);
+        Py_END_ALLOW_THREADS
+        if (rc != timed_out)
+            return rc;
+        if (PyErr_CheckSignals() < 0) {
+            *raised = 1;
+            return 0;
+        }
+    }
+}
+
+/* ---- per-thread receive buffer for inline messages */
+
+static pthread_key_t buf_key;
+
+typedef struct {
+    size_t cap;
+    char data[];
+} tbuf;
+
+/* This thread's buffer of at least cap bytes (NULL: out of memory). Needs no GIL.
+ * Growing it frees the old one: callers fetch it again for every attempt, since
+ * a signal handler run between two slices of a wait may recv on this thread. */
+static char *thread_buffer(size_t cap)
+{
+    tbuf *b = pthread_getspecific(buf_key);
+    if (UNLIKELY(b == NULL || b->cap < cap)) {
+        if (cap < 4096)
+            cap = 4096;
+        tbuf *nb = malloc(sizeof(tbuf) + cap);
+        if (nb == NULL)
+            return NULL;
+        nb->cap = cap;
+        free(b);
+        pthread_setspecific(buf_key, nb);
+        b = nb;
+    }
+    return b->data;
+}
+
+/* ---- init */
+
+PyDoc_STRVAR(init_doc,
+"init(so_path)\n--\n\n"
+"Resolve the Go functions in the ALREADY LOADED gopy library at so_path (the\n"
+"path dragon_mp._gobind.load() returns). Never loads it: raises OSError if it is\n"
+"not loaded, AttributeError if a required function is missing. Idempotent.");
+
+static PyObject *fp_init(PyObject *mod, PyObject *arg)
+{
+    PyObject *bytes = NULL;
+    if (!PyUnicode_FSConverter(arg, &bytes))
+        return NULL;
+    if (state == ST_FORKED) {
+        Py_DECREF(bytes);
+        return not_ready();
+    }
+    void *h = dlopen(PyBytes_AS_STRING(bytes), RTLD_NOW | RTLD_NOLOAD);
+    if (h == NULL) {
+        const char *err = dlerror();
+        PyErr_Format(PyExc_OSError, "dragon_mp._fastpath: %s is not loaded (%s)",
+                     PyBytes_AS_STRING(bytes), err ? err : "dlopen failed");
+        Py_DECREF(bytes);
+        return NULL;
+    }
+    void *found[NSYMBOLS];
+    for (size_t i = 0; i < NSYMBOLS; i++) {
+        found[i] = dlsym(h, SYMBOLS[i].name);
+        if (found[i] == NULL) {
+            PyErr_Format(PyExc_AttributeError, "dragon_mp._fastpath: %s has no function %s",
+                         PyBytes_AS_STRING(bytes), SYMBOLS[i].name);
+            dlclose(h);
+            Py_DECREF(bytes);
+            return NULL;
+        }
+    }
+    Py_DECREF(bytes);
+    if (lib_handle != NULL) {
+        if (lib_handle != h) {
+            dlclose(h);
+            PyErr_SetString(PyExc_RuntimeError,
+                            "dragon_mp._fastpath: init() was already called with another library");
+            return NULL;
+        }
+        dlclose(h); /* keep one reference */
+        Py_RETURN_NONE;
+    }
+    for (size_t i = 0; i < NSYMBOLS; i++)
+        *SYMBOLS[i].slot = found[i];
+    lib_handle = h;
+    init_pid = getpid();
+    state = ST_READY;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(ready_doc, "ready()\n--\n\nWhether init() succeeded (and this is not a forked child).");
+
+static PyObject *fp_ready(PyObject *mod, PyObject *unused)
+{
+    return PyBool_FromLong(state == ST_READY);
+}
+
+/* ---- channels */
+
+typedef struct {
+    u64 addr;
+    const void *buf;
+    u64 n;
+} send_ctx;
+
+static i64 send_attempt(void *p, i64 timeout)
+{
+    send_ctx *c = p;
+    return go_send(c->addr, c->buf, c->n, timeout);
+}
+
+PyDoc_STRVAR(send_doc,
+"send(addr, data, timeout_ns) -> int\n--\n\n"
+"Copy the bytes-like data (zero-copy from the caller's buffer) into the channel\n"
+"at addr. timeout_ns: <0 forever, 0 do not wait. Returns 0, or -FULL (-2) when a\n"
+"bounded channel stayed full (that is how dmp_send reports a timeout), or another\n"
+"negative code.");
+
+static PyObject *fp_send(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    CHECK_READY();
+    if (check_nargs("send", nargs, 3, 3) < 0)
+        return NULL;
+    send_ctx c;
+    i64 timeout;
+    if (as_u64(args[0], &c.addr) < 0 || as_i64(args[2], &timeout) < 0)
+        return NULL;
+    PyObject *data = args[1];
+    Py_buffer view;
+    int have_view = 0;
+    if (PyBytes_CheckExact(data)) {
+        c.buf = PyBytes_AS_STRING(data);
+        c.n = (u64)PyBytes_GET_SIZE(data);
+    } else {
+        if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+            return NULL;
+        have_view = 1;
+        c.buf = view.buf;
+        c.n = (u64)view.len;
+    }
+    int raised;
+    /* A large payload is copied into the pool before Go looks at the channel: no GIL. */
+    i64 rc = sliced(send_attempt, &c, timeout, -CODE_FULL, c.n < NOGIL_COPY, &raised);
+    if (have_view)
+        PyBuffer_Release(&view);
+    if (raised)
+        return NULL;
+    return PyLong_FromLongLong(rc);
+}
+
+typedef struct {
+    u64 addr;
+    char *buf;
+    u64 cap;
+    u64 len, off;
+} recv_ctx;
+
+#define RC_NOMEM INT64_MIN      /* recv_attempt: no receive buffer */
+
+static i64 recv_attempt(void *p, i64 timeout)
+{
+    recv_ctx *c = p;
+    c->buf = thread_buffer(c->cap);
+    if (c->buf == NULL)
+        return RC_NOMEM;
+    return go_recv(c->addr, c->buf, c->cap, timeout, &c->len, &c->off);
+}
+
+/* bytes of a large message at pool offset off, then freed; NULL on MemoryError (still freed). */
+static PyObject *take_large(u64 addr, u64 off, u64 len)
+{
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
+    if (out != NULL) {
+        const char *src = (const char *)(uintptr_t)(go_pool_base() + off);
+        char *dst = PyBytes_AS_STRING(out);
+        if (len >= NOGIL_COPY) {
+            Py_BEGIN_ALLOW_THREADS
+            memcpy(dst, src, len);
+            go_release_msg(addr, off, len);
+            Py_END_ALLOW_THREADS
+            return out;
+        }
+        memcpy(dst, src, len);
+    }
+    go_release_msg(addr, off, len);
+    return out;
+}
+
+PyDoc_STRVAR(recv_doc,
+"recv(addr, timeout_ns, inline_cap=65536) -> bytes | int\n--\n\n"
+"Take the next message of the channel at addr: its bytes, or a negative code\n"
+"(-TIMEOUT (-1) when none came in time). timeout_ns: <0 forever, 0 do not wait.\n"
+"inline_cap must be >= the channel's inline size (ChannelInline; 256 by default):\n"
+"an inline message that does not fit stays queued and the call returns a negative\n"
+"code.");
+
+static PyObject *fp_recv(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    CHECK_READY();
+    if (check_nargs("recv", nargs, 2, 3) < 0)
+        return NULL;
+    recv_ctx c;
+    i64 timeout, cap = DEFAULT_INLINE_CAP;
+    if (as_u64(args[0], &c.addr) < 0 || as_i64(args[1], &timeout) < 0)
+        return NULL;
+    if (nargs > 2) {
+        if (as_i64(args[2], &cap) < 0)
+            return NULL;
+        if (cap < 0) {
+            PyErr_SetString(PyExc_ValueError, "recv(): negative inline_cap");
+            return NULL;
+        }
+    }
+    c.cap = (u64)cap;
+    c.len = c.off = 0;
+    int raised;
+    i64 rc = sliced(recv_attempt, &c, timeout, -CODE_TIMEOUT, 1, &raised);
+    if (raised)
+        return NULL;
+    if (rc == RC_NOMEM)
+        return PyErr_NoMemory();
+    if (rc == 0)
+        return PyBytes_FromStringAndSize(c.buf, (Py_ssize_t)c.len);
+    if (rc == 1)
+        return take_large(c.addr, c.off, c.len);
+    return PyLong_FromLongLong(rc);
+}
+
+/* ---- semaphores */
+
+typedef struct {
+    u64 addr;
+} addr_ctx;
+
+static i64 sem_acquire_attempt(void *p, i64 timeout)
+{
+    return go_sem_acquire(((addr_ctx *)p)->addr, timeout);
+}
+
+PyDoc_STRVAR(sem_acquire_doc,
+"sem_acquire(addr, timeout_ns) -> int\n--\n\n"
+"1 acquired, 0 timed out, <0 error. timeout_ns: <0 forever, 0 do not wait.");
+
+static PyObject *fp_sem_acquire(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    CHECK_READY();
+    if (check_nargs("sem_acquire", nargs, 2, 2) < 0)
+        return NULL;
+    addr_ctx c;
+    i64 timeout;
+    if (as_u64(args[0], &c.addr) < 0 || as_i64(args[1], &timeout) < 0)
+        return NULL;
+    i64 rc;
+    if (timeout == 0) {
+        rc = go_sem_acquire(c.addr, 0);
+    } else {
+        int raised;
+        rc = sliced(sem_acquire_attempt, &c, timeout, 0, 1, &raised);
+        if (raised)
+            return NULL;
+    }
+    return PyLong_FromLongLong(rc);
+}
+
+PyDoc_STRVAR(sem_release_doc, "sem_release(addr) -> int\n--\n\n0, or <0 error (-TOOMANYRELEASES...).");
+
+static PyObject *fp_sem_release(PyObject *mod, PyObject *arg)
+{
+    CHECK_READY();
+    u64 addr;
+    if (as_u64(arg, &addr) < 0)
+        return NULL;
+    return PyLong_FromLongLong(go_sem_release(addr));
+}
+
+/* ---- misc */
+
+PyDoc_STRVAR(last_error_doc, "last_error() -> str\n--\n\nThe message of the last failed data-plane call (dmp_last_error).");
+
+static PyObject *fp_last_error(PyObject *mod, PyObject *unused)
+{
+    CHECK_READY();
+    char buf[4096];
+    i64 n = go_last_error(buf, sizeof buf);
+    if (n < 0)
+        n = 0;
+    return PyUnicode_DecodeUTF8(buf, (Py_ssize_t)n, "replace");
+}
+
+PyDoc_STRVAR(pool_base_doc, "pool_base() -> int\n--\n\nAddress of this process's mapping of the run's pool (0: none).");
+
+static PyObject *fp_pool_base(PyObject *mod, PyObject *unused)
+{
+    CHECK_READY();
+    return PyLong_FromUnsignedLongLong(go_pool_base());
+}
+
+/* ---- errors and pickling: configure() */
+
+static PyObject *cfg_raise;       /* callable(rc) raising the exception for a negative rc */
+static PyObject *cfg_dumps;       /* callable(obj) -> bytes-like: the general pickler */
+static PyObject *cfg_loads;       /* callable(bytes-like) -> obj */
+static PyObject *plain_dumps;     /* pickle.dumps, for objects that need no reducer */
+static PyObject *plain_protocol;  /* pickle.HIGHEST_PROTOCOL */
+
+PyDoc_STRVAR(configure_doc,
+"configure(raise_for, dumps, loads)\n--\n\n"
+"raise_for(rc): raises the Python exception for a negative rc (dragon_mp._core.raise_for);\n"
+"dumps(obj) -> bytes-like: the pickler of put() (ForkingPickler.dumps), used for every\n"
+"object but plain ones (None, bool, int, float, str, bytes, bytearray, and tuples,\n"
+"lists, dicts of them, up to 256 objects), which pickle.dumps handles identically\n"
+"(the pickler consults no reducer table for them) and faster;\n"
+"loads(bytes) -> obj: the unpickler of get() (pickle.loads).");
+
+static PyObject *fp_configure(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs("configure", nargs, 3, 3) < 0)
+        return NULL;
+    for (int i = 0; i < 3; i++) {
+        if (!PyCallable_Check(args[i])) {
+            PyErr_SetString(PyExc_TypeError, "configure(): arguments must be callable");
+            return NULL;
+        }
+    }
+    if (plain_dumps == NULL) {
+        PyObject *pickle = PyImport_ImportModule("pickle");
+        if (pickle == NULL)
+            return NULL;
+        plain_dumps = PyObject_GetAttrString(pickle, "dumps");
+        plain_protocol = PyObject_GetAttrString(pickle, "HIGHEST_PROTOCOL");
+        Py_DECREF(pickle);
+        if (plain_dumps == NULL || plain_protocol == NULL) {
+            Py_CLEAR(plain_dumps);
+            Py_CLEAR(plain_protocol);
+            return NULL;
+        }
+    }
+    Py_INCREF(args[0]);
+    Py_XSETREF(cfg_raise, args[0]);
+    Py_INCREF(args[1]);
+    Py_XSETREF(cfg_dumps, args[1]);
+    Py_INCREF(args[2]);
+    Py_XSETREF(cfg_loads, args[2]);
+    Py_RETURN_NONE;
+}
+
+/* NULL with the exception for a negative rc set. */
+static PyObject *raise_rc(i64 rc)
+{
+    if (cfg_raise != NULL) {
+        PyObject *code = PyLong_FromLongLong(rc);
+        if (code == NULL)
+            return NULL;
+        PyObject *r = PyObject_CallOneArg(cfg_raise, code);
+        Py_DECREF(code);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
+    char buf[1024];
+    i64 n = go_last_error(buf, sizeof buf);
+    PyErr_Format(PyExc_RuntimeError, "dragon_mp: error code %lld: %.*s", (long long)rc,
+                 (int)(n > 0 ? n : 0), buf);
+    return NULL;
+}
+
+static int require_configured(void)
+{
+    if (UNLIKELY(cfg_dumps == NULL)) {
+        PyErr_SetString(PyExc_RuntimeError, "dragon_mp._fastpath: configure() has not been called");
+        return -1;
+    }
+    return 0;
+}
+
+/* Whether pickle.dumps(o) is what any Pickler subclass makes of o: builtins the
+ * pickler handles itself, never looking at a dispatch table or reducer. */
+static int is_plain(PyObject *o, int depth, int *budget)
+{
+    if (--*budget < 0)
+        return 0;
+    PyTypeObject *t = Py_TYPE(o);
+    if (o == Py_None || t == &PyLong_Type || t == &PyUnicode_Type || t == &PyBytes_Type ||
+        t == &PyFloat_Type || t == &PyBool_Type || t == &PyByteArray_Type)
+        return 1;
+    if (depth == 0)
+        return 0;
+    if (t == &PyTuple_Type) {
+        for (Py_ssize_t i = 0, n = PyTuple_GET_SIZE(o); i < n; i++)
+            if (!is_plain(PyTuple_GET_ITEM(o, i), depth - 1, budget))
+                return 0;
+        return 1;
+    }
+    if (t == &PyList_Type) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(o); i++)
+            if (!is_plain(PyList_GET_ITEM(o, i), depth - 1, budget))
+                return 0;
+        return 1;
+    }
+    if (t == &PyDict_Type) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(o, &pos, &k, &v))
+            if (!is_plain(k, depth - 1, budget) || !is_plain(v, depth - 1, budget))
+                return 0;
+        return 1;
+    }
+    return 0;
+}
+
+static PyObject *pickle_obj(PyObject *obj)
+{
+    int budget = 256;
+    if (is_plain(obj, 4, &budget)) {
+        PyObject *a[2] = {obj, plain_protocol};
+        return PyObject_Vectorcall(plain_dumps, a, 2, NULL);
+    }
+    return PyObject_CallOneArg(cfg_dumps, obj);
+}
+
+/*
+ * A bytes object is the commonest payload; a small one is pickled and unpickled
+ * here. The pickle is the one pickle.dumps(b, protocol=3..5) makes without its
+ * FRAME and MEMOIZE opcodes, both optional: PROTO 5, SHORT_BINBYTES n (n < 256)
+ * or BINBYTES n (u32 le), the bytes, STOP. Any pickle.loads reads it back.
+ */
+#define SMALL_BYTES 2048
+#define OP_PROTO 0x80
+#define OP_FRAME 0x95
+#define OP_SHORT_BINBYTES 0x43
+#define OP_BINBYTES 0x42
+#define OP_MEMOIZE 0x94
+#define OP_STOP 0x2e
+
+static size_t pickle_small_bytes(char *out, const char *data, size_t n)
+{
+    unsigned char *o = (unsigned char *)out;
+    size_t p = 0;
+    o[p++] = OP_PROTO;
+    o[p++] = 5;
+    if (n < 256) {
+        o[p++] = OP_SHORT_BINBYTES;
+        o[p++] = (unsigned char)n;
+    } else {
+        o[p++] = OP_BINBYTES;
+        for (int i = 0; i < 4; i++)
+            o[p++] = (unsigned char)(n >> (8 * i));
+    }
+    memcpy(o + p, data, n);
+    p += n;
+    o[p++] = OP_STOP;
+    return p;
+}
+
+static u64 le_u64(const unsigned char *b, int n)
+{
+    u64 v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = v << 8 | b[i];
+    return v;
+}
+
+/*
+ * The bytes object the pickle in buf[0:len] holds if it is exactly one
+ * bytes object (PROTO 3..5, [FRAME], SHORT_BINBYTES or BINBYTES, [MEMOIZE], STOP:
+ * what pickle.dumps makes of a bytes object); NULL without an exception when it
+ * is anything else (use loads).
+ */
+static PyObject *pickled_bytes(const char *buf, u64 len)
+{
+    const unsigned char *b = (const unsigned char *)buf;
+    u64 p = 0, n;
+    if (len < 5 || b[0] != OP_PROTO || b[1] < 3 || b[1] > 5)
+        return NULL;
+    p = 2;
+    if (b[p] == OP_FRAME) {
+        if (len < p + 9 || le_u64(b + p + 1, 8) != len - p - 9)
+            return NULL;
+        p += 9;
+    }
+    if (p + 2 > len)
+        return NULL;
+    if (b[p] == OP_SHORT_BINBYTES) {
+        n = b[p + 1];
+        p += 2;
+    } else if (b[p] == OP_BINBYTES && p + 5 <= len) {
+        n = le_u64(b + p + 1, 4);
+        p += 5;
+    } else {
+        return NULL;
+    }
+    if (n > len - p)
+        return NULL;
+    u64 end = p + n;
+    if (end < len && b[end] == OP_MEMOIZE)
+        end++;
+    if (end + 1 != len || b[end] != OP_STOP)
+        return NULL;
+    return PyBytes_FromStringAndSize(buf + p, (Py_ssize_t)n);
+}
+
+/* Send the n bytes at buf (a pickle); NULL with an exception on failure. */
+static PyObject *send_pickle(u64 addr, const void *buf, u64 n, i64 timeout)
+{
+    send_ctx c = {addr, buf, n};
+    int raised;
+    i64 rc = sliced(send_attempt, &c, timeout, -CODE_FULL, n < NOGIL_COPY, &raised);
+    if (raised)
+        return NULL;
+    if (rc < 0)
+        return raise_rc(rc);
+    Py_RETURN_NONE;
+}
+
+/* Pickle obj and send it; NULL with an exception on failure. */
+static PyObject *put_obj(u64 addr, PyObject *obj, i64 timeout)
+{
+    if (PyBytes_CheckExact(obj) && PyBytes_GET_SIZE(obj) <= SMALL_BYTES) {
+        char tmp[SMALL_BYTES + 16];
+        size_t n = pickle_small_bytes(tmp, PyBytes_AS_STRING(obj), (size_t)PyBytes_GET_SIZE(obj));
+        return send_pickle(addr, tmp, n, timeout);
+    }
+    PyObject *data = pickle_obj(obj);
+    if (data == NULL)
+        return NULL;
+    send_ctx c;
+    Py_buffer view;
+    int have_view = 0;
+    c.addr = addr;
+    if (PyBytes_CheckExact(data)) {
+        c.buf = PyBytes_AS_STRING(data);
+        c.n = (u64)PyBytes_GET_SIZE(data);
+    } else {
+        if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+            Py_DECREF(data);
+            return NULL;
+        }
+        have_view = 1;
+        c.buf = view.buf;
+        c.n = (u64)view.len;
+    }
+    int raised;
+    i64 rc = sliced(send_attempt, &c, timeout, -CODE_FULL, c.n < NOGIL_COPY, &raised);
+    if (have_view)
+        PyBuffer_Release(&view);
+    Py_DECREF(data);
+    if (raised)
+        return NULL;
+    if (rc < 0)
+        return raise_rc(rc);
+    Py_RETURN_NONE;
+}
+
+/*
+ * Unpickle a large message straight from the pool (one copy fewer than bytes
+ * first), then free it. The block stays ours while loads runs, whatever code
+ * it calls. If something kept a view of the memory (release() fails), the
+ * block is not freed: leaked until the run ends, never reused under a reader.
+ */
+static PyObject *loads_large(u64 addr, u64 off, u64 len)
+{
+    char *src = (char *)(uintptr_t)(go_pool_base() + off);
+    PyObject *view = PyMemoryView_FromMemory(src, (Py_ssize_t)len, PyBUF_READ);
+    if (view == NULL) {
+        go_release_msg(addr, off, len);
+        return NULL;
+    }
+    PyObject *obj = PyObject_CallOneArg(cfg_loads, view);
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb); /* loads' exception, if any, outlives release()'s */
+    PyObject *r = PyObject_CallMethod(view, "release", NULL);
+    Py_DECREF(view);
+    int released = r != NULL;
+    Py_XDECREF(r);
+    PyErr_Clear();
+    PyErr_Restore(et, ev, tb);
+    if (released)
+        go_release_msg(addr, off, len);
+    return obj;
+}
+
+/* Receive and unpickle; NULL with an exception on failure or timeout. */
+static PyObject *get_obj(u64 addr, i64 timeout, u64 cap)
+{
+    recv_ctx c;
+    c.addr = addr;
+    c.cap = cap;
+    c.len = c.off = 0;
+    int raised;
+    i64 rc = sliced(recv_attempt, &c, timeout, -CODE_TIMEOUT, 1, &raised);
+    if (raised)
+        return NULL;
+    if (rc == 1)
+        return loads_large(c.addr, c.off, c.len);
+    if (rc == RC_NOMEM)
+        return PyErr_NoMemory();
+    if (rc != 0)
+        return raise_rc(rc);
+    PyObject *b = pickled_bytes(c.buf, c.len);
+    if (b != NULL || PyErr_Occurred())
+        return b;
+    PyObject *data = PyBytes_FromStringAndSize(c.buf, (Py_ssize_t)c.len);
+    if (data == NULL)
+        return NULL;
+    PyObject *obj = PyObject_CallOneArg(cfg_loads, data);
+    Py_DECREF(data);
+    return obj;
+}
+
+PyDoc_STRVAR(put_doc,
+"put(addr, obj, timeout_ns)\n--\n\n"
+"Pickle obj (see configure) and send it to the channel at addr; raises through\n"
+"raise_for on failure (a timeout on a full channel: raise_for(-FULL)).");
+
+static PyObject *fp_put(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    CHECK_READY();
+    if (check_nargs("put", nargs, 3, 3) < 0 || require_configured() < 0)
+        return NULL;
+    u64 addr;
+    i64 timeout;
+    if (as_u64(args[0], &addr) < 0 || as_i64(args[2], &timeout) < 0)
+        return NULL;
+    return put_obj(addr, args[1], timeout);
+}
+
+PyDoc_STRVAR(get_doc,
+"get(addr, timeout_ns, inline_cap=65536) -> obj\n--\n\n"
+"Receive the next message of the channel at addr and unpickle it; raises through\n"
+"raise_for on failure (nothing in time: raise_for(-TIMEOUT)).");
+
+static PyObject *fp_get(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    CHECK_READY();
+    if (check_nargs("get", nargs, 2, 3) < 0 || require_configured() < 0)
+        return NULL;
+    u64 addr;
+    i64 timeout, cap = DEFAULT_INLINE_CAP;
+    if (as_u64(args[0], &addr) < 0 || as_i64(args[1], &timeout) < 0 ||
+        (nargs > 2 && as_i64(args[2], &cap) < 0))
+        return NULL;
+    if (cap < 0) {
+        PyErr_SetString(PyExc_ValueError, "get(): negative inline_cap");
+        return NULL;
+    }
+    return get_obj(addr, timeout, (u64)cap);
+}
+
+/* ---- (block=True, timeout=None) arguments, as stdlib's acquire, put and get take them */
+
+/* Parse ([obj,] block=True, timeout=None), positional or keywords, into a Go timeout in ns
+ * (<0 forever, 0 do not wait). obj_kw: the name of a leading required argument (stored in
+ * *obj), or NULL when there is none. */
+static int block_timeout(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                         const char *obj_kw, PyObject **obj, i64 *out)
+{
+    PyObject *pos[3] = {NULL, NULL, NULL};   /* [obj,] block, timeout */
+    Py_ssize_t lead = obj_kw != NULL, max = lead + 2;
+    if (nargs > max) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %zd positional arguments (%zd given)", fname,
+                     max, nargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        pos[i] = args[i];
+    if (kwnames != NULL) {
+        for (Py_ssize_t i = 0, n = PyTuple_GET_SIZE(kwnames); i < n; i++) {
+            PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+            Py_ssize_t slot;
+            if (PyUnicode_CompareWithASCIIString(k, "block") == 0)
+                slot = lead;
+            else if (PyUnicode_CompareWithASCIIString(k, "timeout") == 0)
+                slot = lead + 1;
+            else if (obj_kw != NULL && PyUnicode_CompareWithASCIIString(k, obj_kw) == 0)
+                slot = 0;
+            else {
+                PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fname, k);
+                return -1;
+            }
+            if (pos[slot] != NULL) {
+                PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%U'", fname, k);
+                return -1;
+            }
+            pos[slot] = args[nargs + i];
+        }
+    }
+    if (obj_kw != NULL) {
+        if (pos[0] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fname, obj_kw);
+            return -1;
+        }
+        *obj = pos[0];
+    }
+    PyObject *block = pos[lead], *timeout = pos[lead + 1];
+    if (block != NULL) {
+        int b = PyObject_IsTrue(block);
+        if (b < 0)
+            return -1;
+        if (!b) {
+            *out = 0;
+            return 0;
+        }
+    }
+    if (timeout == NULL || timeout == Py_None) {
+        *out = -1;
+        return 0;
+    }
+    double t = PyFloat_AsDouble(timeout);
+    if (t == -1.0 && PyErr_Occurred())
+        return -1;
+    if (t != t) {
+        PyErr_SetString(PyExc_ValueError, "timeout is NaN");
+        return -1;
+    }
+    if (t <= 0)
+        *out = 0;
+    else if (t * 1e9 >= 9.2e18)
+        *out = -1; /* longer than anyone waits */
+    else
+        *out = (i64)(t * 1e9);
+    return 0;
+}
+
+/* ---- Sem: a semaphore with C methods (acquire, release), stdlib SemLock-like */
+
+/*
+ * The semaphore is gocore/shmsync.Semaphore: {count, max, waiters, spin}
+ * uint32 words. When the caller passes the address of it in this process
+ * (`word`), acquire(block=False) / the first try of acquire() and release()
+ * run here, as atomics on the count word, the same steps as shmsync's
+ * tryAcquire and Release (keep them in step); waiting goes through Go
+ * (dmp_sem_acquire), which spins, registers as a waiter and sleeps on the
+ * futex. The object's header (gocore/runtime/objects.go) is checked before
+ * the word is trusted. invalidate() (call it before the run's pool is
+ * unmapped) stops every Sem made before it from touching the memory.
+ */
+
+#define OBJ_MAGIC 0x4f504d44u    /* gocore/runtime objectMagic "DMPO" */
+#define OBJ_HEADER 24            /* gocore/runtime headerSize: magic, kind, refs, pad u32; size u64 */
+#define KIND_SEMAPHORE 1u
+#define FUTEX_WAKE_SHARED 1      /* FUTEX_WAKE without FUTEX_PRIVATE_FLAG: the word is shared */
+
+#include <sys/syscall.h>
+#include <linux/futex.h>
+
+static u64 epoch;                /* bumped by invalidate() */
+
+typedef struct {
+    PyObject_HEAD
+    u64 addr;
+    uint32_t *word;              /* count, max, waiters, spin; NULL: everything through Go */
+    u64 epoch;
+    unsigned long last_tid;      /* thread of the last acquire here */
+    long count;                  /* acquires minus releases in this process (stdlib's count) */
+    PyObject *owner;             /* kept alive as long as this object (and its bound methods) */
+    PyObject *weakreflist;
+} Sem;
+
+static inline uint32_t *sem_word(Sem *s)
+{
+    if (UNLIKELY(s->word != NULL && s->epoch != epoch))
+        s->word = NULL;
+    return s->word;
+}
+
+static inline int try_acquire(uint32_t *count)
+{
+    uint32_t c = __atomic_load_n(count, __ATOMIC_SEQ_CST);
+    while (c != 0) {
+        if (__atomic_compare_exchange_n(count, &c, c - 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            return 1;
+    }
+    return 0;
+}
+
+static int sem_init(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"addr", "word", "owner", NULL};
+    Sem *s = (Sem *)self;
+    unsigned long long addr, word = 0;
+    PyObject *owner = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "K|KO:Sem", kwlist, &addr, &word, &owner))
+        return -1;
+    Py_XINCREF(owner);
+    Py_XSETREF(s->owner, owner);
+    s->addr = addr;
+    s->word = NULL;
+    s->epoch = epoch;
+    s->count = 0;
+    s->last_tid = 0;
+    if (word != 0) {
+        if (word % 4 != 0) {
+            PyErr_SetString(PyExc_ValueError, "Sem(): misaligned word");
+            return -1;
+        }
+        const uint32_t *h = (const uint32_t *)(uintptr_t)(word - OBJ_HEADER);
+        if (__atomic_load_n(&h[0], __ATOMIC_SEQ_CST) == OBJ_MAGIC && h[1] == KIND_SEMAPHORE)
+            s->word = (uint32_t *)(uintptr_t)word;
+    }
+    return 0;
+}
+
+static PyObject *sem_acquire_method(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Sem *s = (Sem *)self;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    CHECK_READY();
+    uint32_t *w = sem_word(s);
+    i64 timeout = -1;
+    if (nargs != 0 || kwnames != NULL) {
+        if (block_timeout("acquire", args, nargs, kwnames, NULL, NULL, &timeout) < 0)
+            return NULL;
+    }
+    i64 rc;
+    if (w != NULL && try_acquire(w))
+        rc = 1;
+    else if (w != NULL && timeout == 0)
+        rc = 0;
+    else if (timeout == 0)
+        rc = go_sem_acquire(s->addr, 0);
+    else {
+        addr_ctx c = {s->addr};
+        int raised;
+        rc = sliced(sem_acquire_attempt, &c, timeout, 0, 1, &raised);
+        if (raised)
+            return NULL;
+    }
+    if (rc == 1) {
+        s->count++;
+        s->last_tid = PyThread_get_thread_ident();
+        Py_RETURN_TRUE;
+    }
+    if (rc == 0)
+        Py_RETURN_FALSE;
+    return raise_rc(rc);
+}
+
+static PyObject *sem_release_method(PyObject *self, PyObject *unused)
+{
+    Sem *s = (Sem *)self;
+    CHECK_READY();
+    uint32_t *w = sem_word(s);
+    if (w != NULL) {
+        uint32_t c = __atomic_load_n(&w[0], __ATOMIC_SEQ_CST);
+        for (;;) {
+            uint32_t max = __atomic_load_n(&w[1], __ATOMIC_SEQ_CST);
+            if ((max != 0 && c >= max) || c == UINT32_MAX)
+                return raise_rc(-CODE_TOOMANYRELEASES);
+            if (__atomic_compare_exchange_n(&w[0], &c, c + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+                break;
+        }
+        if (__atomic_load_n(&w[2], __ATOMIC_SEQ_CST) != 0)
+            syscall(SYS_futex, &w[0], FUTEX_WAKE_SHARED, 1, NULL, NULL, 0);
+    } else {
+        i64 rc = go_sem_release(s->addr);
+        if (rc < 0)
+            return raise_rc(rc);
+    }
+    if (s->count > 0)
+        s->count--;
+    Py_RETURN_NONE;
+}
+
+static PyObject *sem_enter(PyObject *self, PyObject *unused)
+{
+    return sem_acquire_method(self, NULL, 0, NULL);
+}
+
+static PyObject *sem_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return sem_release_method(self, NULL);
+}
+
+static PyObject *sem_is_mine(PyObject *self, PyObject *unused)
+{
+    Sem *s = (Sem *)self;
+    return PyBool_FromLong(s->count > 0 && s->last_tid == PyThread_get_thread_ident());
+}
+
+static PyObject *sem_count(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromLong(((Sem *)self)->count);
+}
+
+static int sem_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(((Sem *)self)->owner);
+    return 0;
+}
+
+static int sem_clear(PyObject *self)
+{
+    Py_CLEAR(((Sem *)self)->owner);
+    return 0;
+}
+
+static void sem_dealloc(PyObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    if (((Sem *)self)->weakreflist != NULL)
+        PyObject_ClearWeakRefs(self);
+    sem_clear(self);
+    Py_TYPE(self)->tp_free(self); /* a static type: subtype_dealloc drops a subclass's reference */
+}
+
+static PyObject *sem_direct(PyObject *self, void *closure)
+{
+    return PyBool_FromLong(sem_word((Sem *)self) != NULL);
+}
+
+static PyObject *sem_addr(PyObject *self, void *closure)
+{
+    return PyLong_FromUnsignedLongLong(((Sem *)self)->addr);
+}
+
+static PyMethodDef sem_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))sem_acquire_method, METH_FASTCALL | METH_KEYWORDS,
+     "acquire(block=True, timeout=None) -> bool"},
+    {"release", sem_release_method, METH_NOARGS, "release()"},
+    {"__enter__", sem_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))sem_exit, METH_FASTCALL, NULL},
+    {"_is_mine", sem_is_mine, METH_NOARGS, "Held by this thread (acquired here and not released)."},
+    {"_count", sem_count, METH_NOARGS, "Acquires minus releases through this object."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef sem_getset[] = {
+    {"direct", sem_direct, NULL, "Whether acquire/release touch the shared word themselves.", NULL},
+    {"addr", sem_addr, NULL, "The semaphore's address in the run.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject SemType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dragon_mp._fastpath.Sem",
+    .tp_basicsize = sizeof(Sem),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Sem(addr, word=0, owner=None): the semaphore at addr, with C acquire/release.\n\n"
+              "word: the address of its shmsync.Semaphore in this process, from\n"
+              "dragon_mp._fast.sem_word(addr) (0: every call goes through Go). owner: any object\n"
+              "to keep alive as long as this one or one of its bound methods lives (the Python\n"
+              "object whose finalizer frees the semaphore). Supports weak references; subclassable.",
+    .tp_dealloc = sem_dealloc,
+    .tp_traverse = sem_traverse,
+    .tp_clear = sem_clear,
+    .tp_weaklistoffset = offsetof(Sem, weakreflist),
+    .tp_methods = sem_methods,
+    .tp_getset = sem_getset,
+    .tp_init = sem_init,
+    .tp_new = PyType_GenericNew,
+};
+
+PyDoc_STRVAR(invalidate_doc,
+"invalidate()\n--\n\n"
+"The run's pool is about to be unmapped: every Sem made so far stops touching\n"
+"shared memory itself (its calls go through Go, which reports the ended run).");
+
+static PyObject *fp_invalidate(PyObject *mod, PyObject *unused)
+{
+    epoch++;
+    Py_RETURN_NONE;
+}
+
+/* ---- Chan: a queue endpoint with C put/get (pickling included) */
+
+typedef struct {
+    PyObject_HEAD
+    u64 addr;
+    u64 cap;                     /* the channel's inline size */
+    char closed;
+    PyObject *owner;             /* kept alive as long as this object (and its bound methods) */
+    PyObject *weakreflist;
+} Chan;
+
+static int chan_init(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"addr", "inline", "owner", NULL};
+    Chan *c = (Chan *)self;
+    unsigned long long addr, cap = DEFAULT_INLINE_CAP;
+    PyObject *owner = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "K|KO:Chan", kwlist, &addr, &cap, &owner))
+        return -1;
+    Py_XINCREF(owner);
+    Py_XSETREF(c->owner, owner);
+    c->addr = addr;
+    c->cap = cap;
+    c->closed = 0;
+    return 0;
+}
+
+static PyObject *chan_closed_error(void)
+{
+    PyErr_SetString(PyExc_ValueError, "Queue is closed");
+    return NULL;
+}
+
+static PyObject *chan_put(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Chan *c = (Chan *)self;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    CHECK_READY();
+    if (require_configured() < 0)
+        return NULL;
+    i64 timeout = -1;
+    PyObject *obj = nargs > 0 ? args[0] : NULL;
+    if ((nargs != 1 || kwnames != NULL) &&
+        block_timeout("put", args, nargs, kwnames, "obj", &obj, &timeout) < 0)
+        return NULL;
+    if (UNLIKELY(c->closed))
+        return chan_closed_error();
+    return put_obj(c->addr, obj, timeout);
+}
+
+static PyObject *chan_get(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Chan *c = (Chan *)self;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    CHECK_READY();
+    if (require_configured() < 0)
+        return NULL;
+    i64 timeout = -1;
+    if ((nargs > 0 || kwnames != NULL) && block_timeout("get", args, nargs, kwnames, NULL, NULL, &timeout) < 0)
+        return NULL;
+    if (UNLIKELY(c->closed))
+        return chan_closed_error();
+    return get_obj(c->addr, timeout, c->cap);
+}
+
+static PyObject *chan_put_nowait(PyObject *self, PyObject *obj)
+{
+    Chan *c = (Chan *)self;
+    CHECK_READY();
+    if (require_configured() < 0)
+        return NULL;
+    if (UNLIKELY(c->closed))
+        return chan_closed_error();
+    return put_obj(c->addr, obj, 0);
+}
+
+static PyObject *chan_get_nowait(PyObject *self, PyObject *unused)
+{
+    Chan *c = (Chan *)self;
+    CHECK_READY();
+    if (require_configured() < 0)
+        return NULL;
+    if (UNLIKELY(c->closed))
+        return chan_closed_error();
+    return get_obj(c->addr, 0, c->cap);
+}
+
+static PyObject *chan_close(PyObject *self, PyObject *unused)
+{
+    ((Chan *)self)->closed = 1;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef chan_methods[] = {
+    {"put", (PyCFunction)(void (*)(void))chan_put, METH_FASTCALL | METH_KEYWORDS,
+     "put(obj, block=True, timeout=None)"},
+    {"get", (PyCFunction)(void (*)(void))chan_get, METH_FASTCALL | METH_KEYWORDS,
+     "get(block=True, timeout=None) -> obj"},
+    {"put_nowait", chan_put_nowait, METH_O, "put_nowait(obj)"},
+    {"get_nowait", chan_get_nowait, METH_NOARGS, "get_nowait() -> obj"},
+    {"close", chan_close, METH_NOARGS, "Refuse further put/get through this object (ValueError)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static int chan_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(((Chan *)self)->owner);
+    return 0;
+}
+
+static int chan_clear(PyObject *self)
+{
+    Py_CLEAR(((Chan *)self)->owner);
+    return 0;
+}
+
+static void chan_dealloc(PyObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    if (((Chan *)self)->weakreflist != NULL)
+        PyObject_ClearWeakRefs(self);
+    chan_clear(self);
+    Py_TYPE(self)->tp_free(self); /* a static type: subtype_dealloc drops a subclass's reference */
+}
+
+static PyObject *chan_get_closed(PyObject *self, void *closure)
+{
+    return PyBool_FromLong(((Chan *)self)->closed);
+}
+
+static PyObject *chan_get_addr(PyObject *self, void *closure)
+{
+    return PyLong_FromUnsignedLongLong(((Chan *)self)->addr);
+}
+
+static PyGetSetDef chan_getset[] = {
+    {"closed", chan_get_closed, NULL, "Whether close() was called.", NULL},
+    {"addr", chan_get_addr, NULL, "The channel's address in the run.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject ChanType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dragon_mp._fastpath.Chan",
+    .tp_basicsize = sizeof(Chan),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Chan(addr, inline=65536, owner=None): put/get of pickled objects on the channel at addr.\n\n"
+              "inline must be >= the channel's inline size. owner: any object to keep alive as\n"
+              "long as this one or one of its bound methods lives (the Python object whose\n"
+              "finalizer frees the channel). Needs configure(). Errors and timeouts raise through\n"
+              "configure's raise_for (queue.Full / queue.Empty). Supports weak references; subclassable.",
+    .tp_dealloc = chan_dealloc,
+    .tp_traverse = chan_traverse,
+    .tp_clear = chan_clear,
+    .tp_weaklistoffset = offsetof(Chan, weakreflist),
+    .tp_methods = chan_methods,
+    .tp_getset = chan_getset,
+    .tp_init = chan_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ---- bind(): any //export function whose arguments are 64-bit integers */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    void *fn;
+    PyObject *name;
+    int nargs;
+    int tidx;           /* index of the timeout argument, -1 none */
+    int nogil;          /* release the GIL even for a call that does not wait */
+    i64 timed_out;      /* the result that means "the time ran out" */
+    char kinds[MAX_ARGS];
+} GoFunc;
+
+static i64 call_n(void *fn, int n, const u64 *a)
+{
+    /* int64_t and uint64_t arguments are passed the same way: one signature per arity. */
+    switch (n) {
+    case 0: return ((i64(*)(void))fn)();
+    case 1: return ((i64(*)(u64))fn)(a[0]);
+    case 2: return ((i64(*)(u64, u64))fn)(a[0], a[1]);
+    case 3: return ((i64(*)(u64, u64, u64))fn)(a[0], a[1], a[2]);
+    case 4: return ((i64(*)(u64, u64, u64, u64))fn)(a[0], a[1], a[2], a[3]);
+    case 5: return ((i64(*)(u64, u64, u64, u64, u64))fn)(a[0], a[1], a[2], a[3], a[4]);
+    default: return ((i64(*)(u64, u64, u64, u64, u64, u64))fn)(a[0], a[1], a[2], a[3], a[4], a[5]);
+    }
+}
+
+typedef struct {
+    GoFunc *f;
+    u64 a[MAX_ARGS];
+} gofunc_ctx;
+
+static i64 gofunc_attempt(void *p, i64 timeout)
+{
+    gofunc_ctx *c = p;
+    c->a[c->f->tidx] = (u64)timeout;
+    return call_n(c->f->fn, c->f->nargs, c->a);
+}
+
+static PyObject *gofunc_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    GoFunc *f = (GoFunc *)self;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    CHECK_READY();
+    if (UNLIKELY(kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_Format(PyExc_TypeError, "%U() takes no keyword arguments", f->name);
+        return NULL;
+    }
+    if (UNLIKELY(nargs != f->nargs)) {
+        PyErr_Format(PyExc_TypeError, "%U() takes %d arguments (%zd given)", f->name, f->nargs, nargs);
+        return NULL;
+    }
+    gofunc_ctx c;
+    c.f = f;
+    for (int i = 0; i < f->nargs; i++) {
+        if (f->kinds[i] == 'u') {
+            if (as_u64(args[i], &c.a[i]) < 0)
+                return NULL;
+        } else {
+            i64 v;
+            if (as_i64(args[i], &v) < 0)
+                return NULL;
+            c.a[i] = (u64)v;
+        }
+    }
+    i64 rc;
+    if (f->tidx >= 0 && (i64)c.a[f->tidx] != 0) {
+        int raised;
+        rc = sliced(gofunc_attempt, &c, (i64)c.a[f->tidx], f->timed_out, !f->nogil, &raised);
+        if (raised)
+            return NULL;
+    } else if (f->nogil) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = call_n(f->fn, f->nargs, c.a);
+        Py_END_ALLOW_THREADS
+    } else {
+        rc = call_n(f->fn, f->nargs, c.a);
+    }
+    return PyLong_FromLongLong(rc);
+}
+
+static void gofunc_dealloc(PyObject *self)
+{
+    Py_XDECREF(((GoFunc *)self)->name);
+    PyObject_Free(self);
+}
+
+static PyObject *gofunc_repr(PyObject *self)
+{
+    GoFunc *f = (GoFunc *)self;
+    return PyUnicode_FromFormat("<dragon_mp._fastpath.GoFunc %U/%d>", f->name, f->nargs);
+}
+
+static PyTypeObject GoFuncType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dragon_mp._fastpath.GoFunc",
+    .tp_basicsize = sizeof(GoFunc),
+    .tp_dealloc = gofunc_dealloc,
+    .tp_vectorcall_offset = offsetof(GoFunc, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_repr = gofunc_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "A Go //export function bound by dragon_mp._fastpath.bind().",
+};
+
+PyDoc_STRVAR(bind_doc,
+"bind(name, signature, timed_out=0, nogil=False) -> callable\n--\n\n"
+"A callable for the //export function `name` of the library given to init(),\n"
+"returning its int64 result as an int. signature has one letter per argument\n"
+"(at most 6), every argument a 64-bit integer: 'u' uint64 (an address), 'i' int64,\n"
+"'t' int64 timeout in ns (<0 forever, 0 do not wait; at most one). A call whose\n"
+"timeout is not 0 polls with the GIL held, then waits in <=100 ms slices without\n"
+"the GIL, running signal handlers between slices, until the result differs from\n"
+"`timed_out` (0 for dmp_sem_acquire-like functions) or the time is up.\n"
+"nogil=True: release the GIL for every call (a call that may take long without a\n"
+"timeout). Example: bind('dmp_rlock_acquire', 'uut', 0).");
+
+static PyObject *fp_bind(PyObject *mod, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"name", "signature", "timed_out", "nogil", NULL};
+    const char *name, *sig;
+    long long timed_out = 0;
+    int nogil = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ss|Lp:bind", kwlist, &name, &sig, &timed_out, &nogil))
+        return NULL;
+    CHECK_READY();
+    size_t n = strlen(sig);
+    if (n > MAX_ARGS) {
+        PyErr_Format(PyExc_ValueError, "bind(): at most %d arguments", MAX_ARGS);
+        return NULL;
+    }
+    int tidx = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (sig[i] == 't') {
+            if (tidx >= 0) {
+                PyErr_SetString(PyExc_ValueError, "bind(): more than one timeout argument");
+                return NULL;
+            }
+            tidx = (int)i;
+        } else if (sig[i] != 'u' && sig[i] != 'i') {
+            PyErr_Format(PyExc_ValueError, "bind(): bad signature letter %c (want u, i or t)", sig[i]);
+            return NULL;
+        }
+    }
+    void *fn = dlsym(lib_handle, name);
+    if (fn == NULL) {
+        PyErr_Format(PyExc_AttributeError, "dragon_mp._fastpath: the Go library has no function %s", name);
+        return NULL;
+    }
+    GoFunc *f = PyObject_New(GoFunc, &GoFuncType);
+    if (f == NULL)
+        return NULL;
+    f->vectorcall = gofunc_vectorcall;
+    f->fn = fn;
+    f->nargs = (int)n;
+    f->tidx = tidx;
+    f->nogil = nogil;
+    f->timed_out = timed_out;
+    memcpy(f->kinds, sig, n);
+    f->name = PyUnicode_FromString(name);
+    if (f->name == NULL) {
+        Py_DECREF(f);
+        return NULL;
+    }
+    return (PyObject *)f;
+}
+
+/* ---- module */
+
+static PyMethodDef methods[] = {
+    {"init", (PyCFunction)fp_init, METH_O, init_doc},
+    {"ready", (PyCFunction)fp_ready, METH_NOARGS, ready_doc},
+    {"send", (PyCFunction)(void (*)(void))fp_send, METH_FASTCALL, send_doc},
+    {"recv", (PyCFunction)(void (*)(void))fp_recv, METH_FASTCALL, recv_doc},
+    {"sem_acquire", (PyCFunction)(void (*)(void))fp_sem_acquire, METH_FASTCALL, sem_acquire_doc},
+    {"sem_release", (PyCFunction)fp_sem_release, METH_O, sem_release_doc},
+    {"last_error", (PyCFunction)fp_last_error, METH_NOARGS, last_error_doc},
+    {"pool_base", (PyCFunction)fp_pool_base, METH_NOARGS, pool_base_doc},
+    {"bind", (PyCFunction)(void (*)(void))fp_bind, METH_VARARGS | METH_KEYWORDS, bind_doc},
+    {"configure", (PyCFunction)(void (*)(void))fp_configure, METH_FASTCALL, configure_doc},
+    {"put", (PyCFunction)(void (*)(void))fp_put, METH_FASTCALL, put_doc},
+    {"get", (PyCFunction)(void (*)(void))fp_get, METH_FASTCALL, get_doc},
+    {"invalidate", (PyCFunction)fp_invalidate, METH_NOARGS, invalidate_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(module_doc,
+"Direct C calls into the Go core's //export functions (the data plane), without ctypes.\n\n"
+"Call init(so_path) once the gopy library is loaded (dragon_mp._fast.load does).");
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "dragon_mp._fastpath", module_doc, -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__fastpath(void)
+{
+    static int once;
+    if (!once) {
+        if (pthread_key_create(&buf_key, free) != 0) {
+            PyErr_SetString(PyExc_OSError, "dragon_mp._fastpath: pthread_key_create failed");
+            return NULL;
+        }
+        if (pthread_atfork(NULL, NULL, after_fork_in_child) != 0) {
+            PyErr_SetString(PyExc_OSError, "dragon_mp._fastpath: pthread_atfork failed");
+            return NULL;
+        }
+        once = 1;
+    }
+    if (PyType_Ready(&GoFuncType) < 0 || PyType_Ready(&SemType) < 0 || PyType_Ready(&ChanType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "WAIT_SLICE_NS", WAIT_SLICE_NS) < 0 ||
+        PyModule_AddIntConstant(m, "DEFAULT_INLINE_CAP", DEFAULT_INLINE_CAP) < 0 ||
+        PyModule_AddIntConstant(m, "NOGIL_COPY", NOGIL_COPY) < 0 ||
+        PyModule_AddType(m, &SemType) < 0 || PyModule_AddType(m, &ChanType) < 0 ||
+        PyModule_AddType(m, &GoFuncType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
