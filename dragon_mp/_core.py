@@ -19,11 +19,12 @@ import os
 import queue
 import threading
 
-__all__ = ['gocore', 'clib', 'raise_for', 'GoError']
+__all__ = ['gocore', 'clib', 'fast', 'raise_for', 'GoError']
 
 _lock = threading.Lock()
 _gocore = None      # the gopy module, once loaded
 _clib = None        # ctypes.CDLL over the same .so
+_fp = None          # dragon_mp._fastpath on the same .so, or None (ctypes only)
 _loaded_pid = None
 _forked_child = False
 
@@ -68,8 +69,16 @@ def clib():
     return _clib
 
 
+def fast():
+    """The C fast path (dragon_mp._fastpath) into the same library, or None: use clib()."""
+    _check_fork()
+    if _gocore is None:
+        _load()
+    return _fp
+
+
 def _load():
-    global _gocore, _clib, _loaded_pid
+    global _gocore, _clib, _fp, _loaded_pid
     with _lock:
         if _gocore is not None:
             return
@@ -77,6 +86,8 @@ def _load():
         module, so_path = load()
         lib = ctypes.CDLL(so_path)
         _declare(lib)
+        from . import _fast
+        _fp = _fast.load(so_path)
         _loaded_pid = os.getpid()
         _clib = lib
         _gocore = module
@@ -106,6 +117,8 @@ TIMEOUT, FULL, CLOSED, BADHANDLE, NOSPACE, TOOLARGE, INVALID, \
 
 
 def last_error():
+    if _fp is not None:
+        return _fp.last_error()
     buf = ctypes.create_string_buffer(4096)
     n = clib().dmp_last_error(buf, len(buf))
     return buf.raw[:max(n, 0)].decode('utf-8', 'replace')

@@ -181,6 +181,8 @@ def shutdown(at_exit=False):
         _generation += 1
         _run = None
         atexit.unregister(shutdown)
+        if _core._fp is not None:
+            _core._fp.invalidate()      # no Sem touches the pool once it is unmapped
         gc = _core.gocore()
         if not run.head:
             _core.call(gc.RuntimeShutdown, False)

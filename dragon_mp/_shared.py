@@ -56,11 +56,16 @@ class SharedObject:
     _retain_fn = None
     _drop_fn = None
 
-    def _adopt(self, addr):
-        """Own one (already counted) reference to addr."""
+    def _adopt(self, addr, anchor=None):
+        """Own one (already counted) reference to addr.
+
+        The reference is dropped when `anchor` (default: self) is collected:
+        a C fast-path object whose bound methods may outlive self.
+        """
         self._addr = addr
         self._gen = _runtime.generation()
-        self._finalizer = weakref.finalize(self, _drop, self._drop_fn, addr, self._gen)
+        self._finalizer = weakref.finalize(self if anchor is None else anchor,
+                                           _drop, self._drop_fn, addr, self._gen)
 
     def _reference_for_pickle(self):
         _core.call(getattr(_core.gocore(), self._retain_fn), self._addr)

@@ -40,6 +40,10 @@ class BaseContext(_stdlib_context.BaseContext):
         """The CPUs this process may run on (its affinity), not the machine's."""
         return len(os.sched_getaffinity(0))
 
+    def Pipe(self, duplex=True):
+        from .connection import Pipe
+        return Pipe(duplex)
+
     def Queue(self, maxsize=0):
         from .queues import Queue
         return Queue(maxsize, ctx=self.get_context())

@@ -20,6 +20,7 @@ from .reduction import ForkingPickler
 __all__ = ['Queue', 'SimpleQueue']
 
 _TIMED_OUT = -_core.TIMEOUT
+_FULL = -_core.FULL         # how dmp_send reports that a bounded channel stayed full
 _tls = threading.local()
 
 
@@ -48,16 +49,24 @@ class _Channel(SharedObject):
         return _Channel._attach, (self._reference_for_pickle(), self._inline)
 
     def send(self, data, block=True, timeout=None):
-        lib, addr = _core.clib(), self._addr
-        data, n = _pointer(data)
-        rc = sliced(lambda ns: lib.dmp_send(addr, data, n, ns),
-                    timeout_ns(block, timeout), _TIMED_OUT)
+        fp = _core.fast()
+        if fp is not None:
+            rc = fp.send(self._addr, data, timeout_ns(block, timeout))
+        else:
+            lib, addr = _core.clib(), self._addr
+            data, n = _pointer(data)
+            rc = sliced(lambda ns: lib.dmp_send(addr, data, n, ns),
+                        timeout_ns(block, timeout), _FULL)
         if rc < 0:
-            if rc == _TIMED_OUT:
-                raise Full
-            _core.raise_for(rc)
+            _core.raise_for(rc)         # _FULL: queue.Full
 
     def recv(self, block=True, timeout=None):
+        fp = _core.fast()
+        if fp is not None:
+            r = fp.recv(self._addr, timeout_ns(block, timeout), self._inline)
+            if r.__class__ is bytes:
+                return r
+            _core.raise_for(r)          # _TIMED_OUT: queue.Empty
         lib, addr = _core.clib(), self._addr
         buf = _buffer(self._inline)
         length, offset = ctypes.c_uint64(), ctypes.c_uint64()
@@ -106,6 +115,7 @@ class Queue:
         self._maxsize = max(int(maxsize), 0)      # 0: unbounded, as in stdlib
         self._channel = _Channel(self._maxsize)
         self._closed = False
+        self._bind_fast()
 
     def __getstate__(self):
         return self._maxsize, self._channel
@@ -113,18 +123,36 @@ class Queue:
     def __setstate__(self, state):
         self._maxsize, self._channel = state
         self._closed = False
+        self._bind_fast()
+
+    def _bind_fast(self):
+        """put/get are the C methods of a _fastpath.Chan when the fast path is there."""
+        self._fast = None
+        fp = _core.fast()
+        if fp is not None:
+            ch = self._channel
+            c = self._fast = fp.Chan(ch._addr, ch._inline, ch)   # owner: keeps the channel alive
+            if type(self) is Queue:
+                # Fast path: the bound C methods, no Python frame per call.
+                # (A subclass's overrides must stay in charge, so only here.)
+                self.put, self.get = c.put, c.get
+                self.put_nowait, self.get_nowait = c.put_nowait, c.get_nowait
 
     def _check_closed(self):
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
 
     def put(self, obj, block=True, timeout=None):
+        if self._fast is not None:
+            return self._fast.put(obj, block, timeout)
         self._check_closed()
         # Pickle first: a failure leaves the queue untouched.
         data = ForkingPickler.dumps(obj)
         self._channel.send(data, block, timeout)
 
     def get(self, block=True, timeout=None):
+        if self._fast is not None:
+            return self._fast.get(block, timeout)
         self._check_closed()
         return ForkingPickler.loads(self._channel.recv(block, timeout))
 
@@ -146,6 +174,8 @@ class Queue:
     def close(self):
         """This process will put and get no more (the queue lives on for others)."""
         self._closed = True
+        if self._fast is not None:
+            self._fast.close()
 
     def join_thread(self):
         # There is no feeder thread: a put has completed when it returns.
@@ -178,9 +208,15 @@ class SimpleQueue:
     def get(self):
         if self._closed:
             raise OSError("handle is closed")
-        return ForkingPickler.loads(self._channel.recv())
+        fp, ch = _core.fast(), self._channel
+        if fp is not None:
+            return fp.get(ch._addr, -1, ch._inline)
+        return ForkingPickler.loads(ch.recv())
 
     def put(self, obj):
         if self._closed:
             raise OSError("handle is closed")
-        self._channel.send(ForkingPickler.dumps(obj))
+        fp, ch = _core.fast(), self._channel
+        if fp is not None:
+            return fp.put(ch._addr, obj, -1)
+        ch.send(ForkingPickler.dumps(obj))

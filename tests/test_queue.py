@@ -175,3 +175,27 @@ def test_go_panic_becomes_a_python_exception():
     q = mp.Queue()
     q.put('alive')
     assert q.get() == 'alive'
+
+
+def test_blocking_put_waits_for_room_beyond_one_wait_slice():
+    q = mp.Queue(maxsize=1)
+    q.put(1)
+    start = time.monotonic()
+    with pytest.raises(queue.Full):
+        q.put(2, timeout=0.35)
+    assert time.monotonic() - start >= 0.34
+
+
+def test_queue_subclass_overrides_are_honoured():
+    import dragon_mp.queues as dq
+
+    class Counting(dq.Queue):
+        puts = 0
+
+        def put(self, obj, block=True, timeout=None):
+            type(self).puts += 1
+            super().put(obj, block, timeout)
+
+    q = Counting()
+    q.put('a')
+    assert Counting.puts == 1 and q.get(timeout=5) == 'a'

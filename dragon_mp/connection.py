@@ -1,0 +1,575 @@
+"""multiprocessing.connection with Pipe on shared-memory channels.
+
+`Pipe()` returns two `Connection` objects over dragon_mp channels (a duplex
+pipe has one channel per direction, a one-way pipe one channel). A message
+is copied once into the run's pool by send and once out of it by recv (large
+messages live in their own pool block and are read in place); no file
+descriptor, no kernel buffer, no message-size limit but the pool's.
+
+Everything else (Listener, Client, the authentication handshake, the socket
+classes) is stdlib's: those connections are sockets and work between
+dragon_mp processes as they do between stdlib ones. `wait` accepts both
+kinds, and anything with a fileno() (process sentinels, sockets), in one
+list.
+
+End of a pipe, EOF and broken pipes
+-----------------------------------
+As with a file descriptor, every open Connection object is a *handle* on its
+end of the pipe: pickling one (to pass it to a child, or through a Queue)
+makes a new handle for the receiver, close() or garbage collection drops
+one, and a process's remaining handles are dropped when it exits normally
+(they are registered with multiprocessing.util.Finalize, which the exit of
+every process runs). The handles of each end are counted in shared memory.
+When an end loses its last handle, the pipe is closed: the peer receives
+what is still queued, then recv raises EOFError (and poll reports True, as
+for a real pipe at EOF); its send raises BrokenPipeError.
+
+A process that dies without running its exit handlers (SIGKILL, a crash,
+os._exit) cannot drop its handles. The counts record which processes hold
+handles (pid and start time); a blocked recv, poll or wait looks after every
+empty 100 ms slice (and any call at most every 50 ms, send included) whether
+every holder of the other end is dead; if so the pipe counts as closed,
+exactly as if the dead processes had closed their handles: EOF within about
+100 ms for a waiting reader, BrokenPipeError for a writer. The blind spots:
+a handle pickled but never unpickled (a pickle thrown away, a child that
+dies before loading its arguments) counts as open for good, so its end
+never reaches EOF; and an end held by more than 12 processes at once is no
+longer watched for dead holders.
+
+fileno()
+--------
+A dragon_mp Connection has no file descriptor: fileno() raises
+io.UnsupportedOperation (an OSError and a ValueError). `wait` here handles
+dragon_mp connections natively (it sleeps on the channels' futex words and
+poll(2)s the descriptors at the same time); stdlib's
+multiprocessing.connection.wait, selectors and asyncio cannot watch them.
+"""
+
+import ctypes
+import errno
+import io
+import threading
+import time
+
+from multiprocessing import connection as _stdlib
+from multiprocessing import util
+from multiprocessing.context import AuthenticationError, BufferTooShort  # noqa: F401
+
+from . import _core, _runtime
+from ._shared import SharedObject, WAIT_SLICE_NS
+from .queues import _Channel, _buffer
+from .reduction import ForkingPickler
+
+__all__ = ['Client', 'Listener', 'Pipe', 'wait']
+
+# stdlib's socket-based half, unchanged.
+from multiprocessing.connection import (      # noqa: E402,F401
+    BUFSIZE, CONNECTION_TIMEOUT, Client, Listener, SocketClient, SocketListener,
+    address_type, answer_challenge, arbitrary_address, default_family,
+    deliver_challenge, families, rebuild_connection, reduce_connection)
+for _name in ('XmlListener', 'XmlClient', 'MESSAGE_LENGTH', 'CHALLENGE',
+              'WELCOME', 'FAILURE'):
+    if hasattr(_stdlib, _name):
+        globals()[_name] = getattr(_stdlib, _name)
+del _name
+
+_TIMED_OUT = -_core.TIMEOUT
+_CLOSED = -_core.CLOSED
+
+# PipeHandle operations (pyext/conn.go).
+_OP_PICKLE, _OP_ADOPT, _OP_CLOSE = 1, 2, 3
+# dmp_wait modes: wait for a message (or EOF), or only for the pipe to close.
+_MODE_MESSAGE, _MODE_CLOSE = 0, 1
+# Least time between two looks at whether the peer's processes still live.
+_PEER_CHECK_INTERVAL = 0.05
+
+_declared = False
+
+
+def _lib():
+    """The ctypes library, with the signatures this module adds."""
+    global _declared
+    lib = _core.clib()
+    if not _declared:
+        vp = ctypes.c_void_p
+        lib.dmp_wait.restype = ctypes.c_int64
+        lib.dmp_wait.argtypes = [vp, vp, ctypes.c_uint64, vp, ctypes.c_uint64,
+                                 ctypes.c_int64, vp]
+        _declared = True
+    return lib
+
+
+class _PipeState(SharedObject):
+    """The shared record of a pipe's open handles (pyext/conn.go)."""
+
+    _retain_fn = 'SyncRetain'
+    _drop_fn = 'SyncRelease'
+
+    def __init__(self, ch0, ch1):
+        self._adopt(_core.call(_core.gocore().PipeCreate, ch0._addr,
+                               ch1._addr if ch1 is not None else 0))
+
+    @classmethod
+    def _attach(cls, addr):
+        self = cls.__new__(cls)
+        _runtime.current()
+        self._adopt(addr)
+        return self
+
+    def __reduce__(self):
+        return _PipeState._attach, (self._reference_for_pickle(),)
+
+    def handle(self, end, op):
+        return _core.call(_core.gocore().PipeHandle, self._addr, end, op)
+
+    def peer_gone(self, end):
+        return _core.call(_core.gocore().PipePeerGone, self._addr, end)
+
+
+def _close_handle(state, end, gen, *channels):
+    # Runs once per handle: close(), garbage collection, or process exit.
+    # After the run ended (or its memory references were dropped at
+    # interpreter exit) there is nothing left to count.
+    if not _runtime.alive(gen) or not state._finalizer.alive:
+        return
+    try:
+        state.handle(end, _OP_CLOSE)
+    except Exception:
+        pass
+
+
+def _register_finalizer(conn):
+    """Drop conn's handle when it dies, or when the process exits (after its
+    children were joined, as a process's file descriptors close last)."""
+    if conn._handle is None:
+        return
+    # (The channels ride along so that their memory outlives the handle.)
+    conn._finalizer = util.Finalize(
+        conn, _close_handle, (conn._state, conn._end, conn._gen, conn._rch, conn._wch),
+        exitpriority=-10)
+
+
+def _bytes_at(obj, offset):
+    """What ctypes passes as a pointer to obj[offset:] (obj: bytes), no copy."""
+    if offset == 0:
+        return obj                      # ctypes passes a bytes object's buffer
+    return ctypes.cast(ctypes.c_char_p(obj), ctypes.c_void_p).value + offset
+
+
+class _RecvState(threading.local):
+    """Per-thread out-parameters of dmp_recv."""
+
+    def __init__(self):
+        self.length, self.offset = ctypes.c_uint64(), ctypes.c_uint64()
+        self.plength, self.poffset = ctypes.byref(self.length), ctypes.byref(self.offset)
+
+
+_recv_state = _RecvState()
+
+
+class Connection:
+    """One end of a Pipe: the API of multiprocessing.connection.Connection.
+
+    Connection(fd, readable=True, writable=True) with a file descriptor
+    makes a stdlib Connection, as multiprocessing.connection.Connection
+    does; dragon_mp connections come from Pipe().
+    """
+
+    _handle = None
+
+    def __new__(cls, *args, **kwargs):
+        return _stdlib.Connection(*args, **kwargs)
+
+    @classmethod
+    def _make(cls, state, end, rch, wch, readable, writable):
+        self = super().__new__(cls)
+        self._state, self._end = state, end
+        self._rch, self._wch = rch, wch
+        self._readable, self._writable = readable, writable
+        self._gen = _runtime.generation()
+        self._peer_check_at = time.monotonic() + _PEER_CHECK_INTERVAL
+        self._poll_args = None
+        self._handle = state._addr
+        _register_finalizer(self)
+        # A child's bootstrap forgets the finalizers registered before it
+        # (those of the connections among its arguments), then runs the
+        # after-fork hooks: register again there.
+        util.register_after_fork(self, _register_finalizer)
+        return self
+
+    def __reduce__(self):
+        self._check_closed()
+        self._state.handle(self._end, _OP_PICKLE)
+        return _rebuild, (self._state, self._end, self._rch, self._wch,
+                          self._readable, self._writable)
+
+    def __repr__(self):
+        if self._handle is None:
+            return f'<{type(self).__module__}.{type(self).__qualname__} closed>'
+        mode = ''.join(m for m, ok in (('r', self._readable), ('w', self._writable)) if ok)
+        return (f'<{type(self).__module__}.{type(self).__qualname__} '
+                f'pipe={self._state._addr:#x} end={self._end} mode={mode}>')
+
+    # --- state ------------------------------------------------------------
+
+    def _check_closed(self):
+        if self._handle is None:
+            raise OSError("handle is closed")
+        if not _runtime.alive(self._gen):
+            raise OSError("handle is closed (its dragon_mp run has ended)")
+
+    def _check_readable(self):
+        if not self._readable:
+            raise OSError("connection is write-only")
+
+    def _check_writable(self):
+        if not self._writable:
+            raise OSError("connection is read-only")
+
+    def _bad_message_length(self):
+        if self._writable:
+            self._readable = False
+        else:
+            self.close()
+        raise OSError("bad message length")
+
+    @property
+    def closed(self):
+        """True if the connection is closed"""
+        return self._handle is None
+
+    @property
+    def readable(self):
+        """True if the connection is readable"""
+        return self._readable
+
+    @property
+    def writable(self):
+        """True if the connection is writable"""
+        return self._writable
+
+    def fileno(self):
+        """A dragon_mp connection has no file descriptor: use this module's wait()."""
+        self._check_closed()
+        raise io.UnsupportedOperation(
+            "a dragon_mp Connection has no file descriptor; wait for it with "
+            "dragon_mp.connection.wait (which also accepts sockets, process "
+            "sentinels and other objects with a fileno())")
+
+    def close(self):
+        """Close the connection"""
+        if self._handle is not None:
+            # The channels stay referenced until the object dies: another
+            # thread may still be waiting on them.
+            try:
+                self._finalizer()
+            finally:
+                self._handle = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, exc_tb):
+        self.close()
+
+    def _peer_gone(self, force=False):
+        """Whether the other end is gone (it may have died without closing)."""
+        now = time.monotonic()
+        if not force and now < self._peer_check_at:
+            return False
+        self._peer_check_at = now + _PEER_CHECK_INTERVAL
+        try:
+            return bool(self._state.peer_gone(self._end))
+        except Exception:
+            return False
+
+    # --- sending ------------------------------------------------------------
+
+    def send_bytes(self, buf, offset=0, size=None):
+        """Send the bytes data from a bytes-like object"""
+        self._check_closed()
+        self._check_writable()
+        m = memoryview(buf)
+        if m.itemsize > 1:
+            m = m.cast('B')
+        n = m.nbytes
+        if offset < 0:
+            raise ValueError("offset is negative")
+        if n < offset:
+            raise ValueError("buffer length < offset")
+        if size is None:
+            size = n - offset
+        elif size < 0:
+            raise ValueError("size is negative")
+        elif offset + size > n:
+            raise ValueError("buffer length < offset + size")
+        if type(buf) is bytes:
+            # Straight from the bytes object (which stays alive meanwhile).
+            self._send(_bytes_at(buf, offset), size)
+        else:
+            self._send_view(m[offset:offset + size])
+
+    def send(self, obj):
+        """Send a (picklable) object"""
+        self._check_closed()
+        self._check_writable()
+        data = ForkingPickler.dumps(obj)    # a memoryview over a BytesIO
+        n = data.nbytes
+        # Small pickles: a bytes copy is cheaper than a ctypes view.
+        self._send(data.tobytes() if n <= 65536 else (ctypes.c_char * n).from_buffer(data), n)
+
+    def _send_view(self, data):
+        view = memoryview(data)
+        n = view.nbytes
+        if n == 0:
+            return self._send(None, 0)
+        if not view.c_contiguous:
+            view = memoryview(view.tobytes())
+        if view.readonly:
+            obj = view.obj
+            if type(obj) is not bytes or view.nbytes != len(obj):
+                obj = view.tobytes()
+            self._send(obj, n)
+        else:
+            self._send((ctypes.c_char * n).from_buffer(view.cast('B')), n)
+
+    def _send(self, ptr, n):
+        if time.monotonic() >= self._peer_check_at:
+            # Messages to a reader that died would pile up unread: now and
+            # then, look (a dead reader's pipe gets closed: BrokenPipeError).
+            self._peer_gone()
+        rc = _core.clib().dmp_send(self._wch._addr, ptr, n, 0)
+        if rc < 0:
+            if rc == _CLOSED:
+                raise BrokenPipeError(errno.EPIPE, 'Broken pipe')
+            _core.raise_for(rc)
+
+    # --- receiving ------------------------------------------------------------
+
+    def _recv_raw(self):
+        """Take the next message: (large, length, pool offset, inline buffer)."""
+        lib = _core.clib()
+        addr = self._rch._addr
+        buf = _buffer(self._rch._inline)
+        st = _recv_state
+        while True:
+            rc = lib.dmp_recv(addr, buf, len(buf), WAIT_SLICE_NS, st.plength, st.poffset)
+            if rc >= 0:
+                return rc == 1, st.length.value, st.offset.value, buf
+            if rc == _TIMED_OUT:
+                if self._handle is None:
+                    raise OSError(errno.EBADF, "handle is closed")
+                # Nothing for a whole slice: has the other end died?
+                self._peer_gone()
+                continue
+            if rc == _CLOSED:
+                raise EOFError
+            _core.raise_for(rc)
+
+    def _release(self, large, length, offset):
+        if large:
+            _core.clib().dmp_release_msg(self._rch._addr, offset, length)
+
+    @staticmethod
+    def _memory(large, length, offset, buf):
+        """A ctypes array over the message's bytes."""
+        if large:
+            return (ctypes.c_char * length).from_address(_core.clib().dmp_pool_base() + offset)
+        return (ctypes.c_char * length).from_buffer(buf)
+
+    def recv_bytes(self, maxlength=None):
+        """
+        Receive bytes data as a bytes object.
+        """
+        self._check_closed()
+        self._check_readable()
+        if maxlength is not None and maxlength < 0:
+            raise ValueError("negative maxlength")
+        large, length, offset, buf = self._recv_raw()
+        try:
+            if maxlength is not None and length > maxlength:
+                data = None
+            elif large:
+                data = ctypes.string_at(_core.clib().dmp_pool_base() + offset, length)
+            else:
+                data = ctypes.string_at(buf, length)
+        finally:
+            self._release(large, length, offset)
+        if data is None:
+            self._bad_message_length()
+        return data
+
+    def recv_bytes_into(self, buf, offset=0):
+        """
+        Receive bytes data into a writeable bytes-like object.
+        Return the number of bytes read.
+        """
+        self._check_closed()
+        self._check_readable()
+        with memoryview(buf) as m:
+            # Get bytesize of arbitrary buffer
+            itemsize = m.itemsize
+            bytesize = itemsize * len(m)
+            if offset < 0:
+                raise ValueError("negative offset")
+            elif offset > bytesize:
+                raise ValueError("offset too large")
+            large, size, moff, ibuf = self._recv_raw()
+            try:
+                src = self._memory(large, size, moff, ibuf)
+                if bytesize < offset + size:
+                    raise BufferTooShort(bytes(src))
+                # Message can fit in dest (copied as stdlib's readinto does).
+                with memoryview(src) as s, \
+                        m[offset // itemsize:(offset + size) // itemsize] as d, \
+                        d.cast('B') as dst:
+                    k = min(dst.nbytes, size)
+                    dst[:k] = s.cast('B')[:k]
+            finally:
+                self._release(large, size, moff)
+            return size
+
+    def recv(self):
+        """Receive a (picklable) object"""
+        self._check_closed()
+        self._check_readable()
+        large, length, offset, buf = self._recv_raw()
+        if not large:
+            return ForkingPickler.loads(ctypes.string_at(buf, length))
+        try:
+            # Unpickled in place from the pool block: no intermediate copy.
+            return ForkingPickler.loads(self._memory(large, length, offset, buf))
+        finally:
+            self._release(large, length, offset)
+
+    def poll(self, timeout=0.0):
+        """Whether there is any input available to be read"""
+        self._check_closed()
+        self._check_readable()
+        if self._poll_args is None:
+            self._poll_args = ((ctypes.c_uint64 * 1)(self._rch._addr),
+                               (ctypes.c_uint8 * 1)(_MODE_MESSAGE), (ctypes.c_uint8 * 1)())
+        addrs, modes, ready = self._poll_args
+        return _wait_loop([self], addrs, modes, 1, None, 0, ready, _deadline(timeout))
+
+    # --- waiting ------------------------------------------------------------
+
+    def _wait_target(self):
+        """(channel address, dmp_wait mode) that tells when wait() reports this end."""
+        if self._readable:
+            return self._rch._addr, _MODE_MESSAGE
+        # A write-only end is "ready" once its readers are gone, as a pipe's
+        # write end polls in error.
+        return self._wch._addr, _MODE_CLOSE
+
+
+def _rebuild(state, end, rch, wch, readable, writable):
+    state.handle(end, _OP_ADOPT)
+    return Connection._make(state, end, rch, wch, readable, writable)
+
+
+def Pipe(duplex=True):
+    '''
+    Returns pair of connection objects at either end of a pipe
+    '''
+    _runtime.current()
+    if duplex:
+        ch0, ch1 = _Channel(0), _Channel(0)
+        state = _PipeState(ch0, ch1)
+        c1 = Connection._make(state, 0, ch0, ch1, True, True)
+        c2 = Connection._make(state, 1, ch1, ch0, True, True)
+    else:
+        ch = _Channel(0)
+        state = _PipeState(ch, None)
+        c1 = Connection._make(state, 0, ch, None, True, False)
+        c2 = Connection._make(state, 1, None, ch, False, True)
+    return c1, c2
+
+
+def _fileobj_to_fd(fileobj):
+    # As selectors does (stdlib's wait registers every object with one).
+    if isinstance(fileobj, int):
+        fd = fileobj
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError("Invalid file object: {!r}".format(fileobj)) from None
+    if fd < 0:
+        raise ValueError("Invalid file descriptor: {}".format(fd))
+    return fd
+
+
+def _deadline(timeout):
+    if timeout is None:
+        return None
+    return time.monotonic_ns() + max(int(timeout * 1e9), 0)
+
+
+def _wait_loop(conns, addrs, modes, n, fdarr, nf, ready, deadline):
+    """dmp_wait in slices until something is ready (True) or the deadline."""
+    lib = _lib()
+    slice_ns = _next_slice(deadline)
+    while True:
+        rc = lib.dmp_wait(addrs, modes, n, fdarr, nf, slice_ns, ready)
+        if rc < 0:
+            _core.raise_for(rc)
+        # A peer may have died without closing its end: if so its pipe is
+        # closed now, and one more look reports it. (Looked at every
+        # _PEER_CHECK_INTERVAL at most, and after every empty slice.)
+        gone = False
+        force = rc == 0 and slice_ns > 0
+        for i, c in enumerate(conns):
+            if not ready[i] and c._peer_gone(force):
+                gone = True
+        if gone:
+            slice_ns = 0
+            continue
+        if rc > 0:
+            return True
+        if deadline is not None and time.monotonic_ns() >= deadline:
+            return False
+        slice_ns = _next_slice(deadline)
+
+
+def _next_slice(deadline):
+    if deadline is None:
+        return WAIT_SLICE_NS
+    return min(WAIT_SLICE_NS, max(deadline - time.monotonic_ns(), 0))
+
+
+def wait(object_list, timeout=None):
+    '''
+    Wait till an object in object_list is ready/readable.
+
+    Returns list of those objects in object_list which are ready/readable.
+    '''
+    object_list = list(object_list)
+    conns, fds = [], []
+    for obj in object_list:
+        if isinstance(obj, Connection):
+            obj._check_closed()
+            conns.append(obj)
+        else:
+            fds.append(_fileobj_to_fd(obj))
+    n, nf = len(conns), len(fds)
+    targets = [c._wait_target() for c in conns]
+    addrs = (ctypes.c_uint64 * max(n, 1))(*(a for a, _ in targets))
+    modes = (ctypes.c_uint8 * max(n, 1))(*(m for _, m in targets))
+    fdarr = (ctypes.c_int32 * max(nf, 1))(*fds)
+    ready = (ctypes.c_uint8 * max(n + nf, 1))()
+
+    if not _wait_loop(conns, addrs, modes, n, fdarr, nf, ready, _deadline(timeout)):
+        return []
+    flags = ready[:n + nf]
+    result, ic, ifd = [], 0, n
+    for obj in object_list:
+        if isinstance(obj, Connection):
+            ok = flags[ic]
+            ic += 1
+        else:
+            ok = flags[ifd]
+            ifd += 1
+        if ok:
+            result.append(obj)
+    return result
