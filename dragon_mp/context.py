@@ -56,6 +56,22 @@ class BaseContext(_stdlib_context.BaseContext):
         from .synchronize import Lock
         return Lock(ctx=self.get_context())
 
+    def RLock(self):
+        from .synchronize import RLock
+        return RLock(ctx=self.get_context())
+
+    def Condition(self, lock=None):
+        from .synchronize import Condition
+        return Condition(lock, ctx=self.get_context())
+
+    def Event(self):
+        from .synchronize import Event
+        return Event(ctx=self.get_context())
+
+    def Barrier(self, parties, action=None, timeout=None):
+        from .synchronize import Barrier
+        return Barrier(parties, action, timeout, ctx=self.get_context())
+
     def Semaphore(self, value=1):
         from .synchronize import Semaphore
         return Semaphore(value, ctx=self.get_context())

@@ -1,21 +1,112 @@
-"""Locks and semaphores in the run's shared memory.
+"""Locks, semaphores, conditions, events and barriers in the run's shared memory.
 
 As in CPython, a Lock is a semaphore with value 1 and maximum 1, and
 BoundedSemaphore is a semaphore whose maximum is its initial value. The
 semaphore itself (gocore/shmsync) is a futex word in the pool: an
 uncontended acquire or release never enters the kernel.
+
+The other primitives behave like CPython's multiprocessing.synchronize:
+
+- RLock: a shmsync.RecursiveLock whose owner is this thread's identity,
+  pid << 32 | a per-process thread number (thread idents are 64-bit and are
+  reused; a thread number is never reused within a process).
+- Condition: its lock (an RLock unless given) plus a shmsync.Cond, a queue of
+  per-wait nodes in the pool, like threading.Condition's deque of per-waiter
+  locks: notify(n) wakes the n oldest waiters and returns at once (stdlib's
+  semaphore design makes the notifier wait for the woken), a waiter that
+  times out leaves the queue so it absorbs no later notification, and a
+  waiter whose process died is skipped.
+- Event: a shmsync.Event (flag + set generation in one futex word).
+- Barrier: threading.Barrier's logic over a Condition, with its state and
+  count in a small shared block, as in stdlib.
+
+Every blocking wait runs in <=100 ms slices (_shared.sliced) so Ctrl-C stays
+prompt. Every object pickles by taking a reference (through a Queue too, not
+only to a starting child as stdlib allows).
+
+Misuse raises what stdlib raises: AssertionError for releasing an RLock this
+thread does not hold and for wait/notify without holding the Condition's
+lock, ValueError for releasing a Lock too many times, and
+threading.BrokenBarrierError from a broken Barrier.
 """
 
+import ctypes
+import itertools
+import math
+import os
+import sys
 import threading
+import time
 
 from multiprocessing import process
+from threading import BrokenBarrierError        # noqa: F401  (what Barrier raises)
 
 from . import _core, _runtime
 from ._shared import SharedObject, sliced, timeout_ns
 
-__all__ = ['Lock', 'Semaphore', 'BoundedSemaphore']
+__all__ = ['Lock', 'RLock', 'Semaphore', 'BoundedSemaphore', 'Condition', 'Event',
+           'Barrier']
 
 _TIMED_OUT = 0
+
+# Largest semaphore value (pyext SemCreate's limit).
+SEM_VALUE_MAX = 2**31 - 1
+
+# ctypes signatures of this module's //export functions (pyext/sync_more.go).
+_u64, _i64 = ctypes.c_uint64, ctypes.c_int64
+_SIGNATURES = {
+    'dmp_rlock_acquire': (_i64, [_u64, _u64, _i64]),
+    'dmp_rlock_release': (_i64, [_u64, _u64]),
+    'dmp_event_wait': (_i64, [_u64, _i64]),
+    'dmp_cond_wait': (_i64, [_u64, _u64, _i64]),
+}
+_declared = None        # the CDLL the signatures were set on
+
+
+def _lib():
+    """_core.clib() with this module's functions declared."""
+    global _declared
+    lib = _core.clib()
+    if _declared is not lib:
+        for name, (res, args) in _SIGNATURES.items():
+            fn = getattr(lib, name)
+            fn.restype, fn.argtypes = res, args
+        _declared = lib
+    return lib
+
+
+def _go():
+    return _core.gocore()
+
+
+# ---- thread identity for RLock owners
+
+_thread_numbers = itertools.count(1)
+_tls = threading.local()
+
+
+def _after_fork_in_child():
+    global _tls
+    _tls = threading.local()    # a forked child is another process: new identities
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _owner_id():
+    """This thread's RLock owner identity: pid << 32 | thread number (never 0)."""
+    try:
+        return _tls.owner
+    except AttributeError:
+        owner = _tls.owner = (os.getpid() << 32) | (next(_thread_numbers) & 0xffffffff)
+        return owner
+
+
+def _holder_name():
+    name = process.current_process().name
+    if threading.current_thread().name != 'MainThread':
+        name += '|' + threading.current_thread().name
+    return name
 
 
 class SemLock(SharedObject):
@@ -44,8 +135,10 @@ class SemLock(SharedObject):
 
     def acquire(self, block=True, timeout=None):
         lib, addr = _core.clib(), self._addr
-        rc = sliced(lambda ns: lib.dmp_sem_acquire(addr, ns),
-                    timeout_ns(block, timeout), _TIMED_OUT)
+        rc = lib.dmp_sem_acquire(addr, 0)       # uncontended: no slicing needed
+        if rc == _TIMED_OUT and block:
+            rc = sliced(lambda ns: lib.dmp_sem_acquire(addr, ns),
+                        timeout_ns(block, timeout), _TIMED_OUT)
         if rc < 0:
             _core.raise_for(rc)
         if rc:
@@ -66,6 +159,28 @@ class SemLock(SharedObject):
 
     def _get_value(self):
         return _core.call(_core.gocore().SemValue, self._addr)
+
+    # stdlib code reaches into sem._semlock (multiprocessing.queues: qsize,
+    # full, JoinableQueue; so concurrent.futures with a dragon_mp context).
+    @property
+    def _semlock(self):
+        return self
+
+    def _is_zero(self):
+        return self._get_value() == 0
+
+    def _is_mine(self):
+        """Acquired by this thread through this object (stdlib's SemLock._is_mine)."""
+        return self._owner == (process.current_process().pid, threading.get_ident())
+
+    # What a Condition over this lock needs.
+    _is_owned = _is_mine
+
+    def _release_save(self):
+        self.release()
+
+    def _acquire_restore(self, saved):
+        self.acquire()
 
 
 class Semaphore(SemLock):
@@ -111,14 +226,345 @@ class Lock(SemLock):
 
     def __repr__(self):
         try:
-            if self._owner == (process.current_process().pid, threading.get_ident()):
-                name = process.current_process().name
-                if threading.current_thread().name != 'MainThread':
-                    name += '|' + threading.current_thread().name
+            if self._is_mine():
+                name = _holder_name()
             elif self._get_value() == 1:
                 name = 'None'
+            elif self._owner is not None and self._owner[0] == process.current_process().pid:
+                name = 'SomeOtherThread'
             else:
                 name = 'SomeOtherProcess'
         except Exception:
             name = 'unknown'
         return f'<{type(self).__name__}(owner={name})>'
+
+
+#
+# Recursive lock
+#
+
+class RLock(SharedObject):
+    """A recursive lock: the thread holding it may acquire it again."""
+
+    _retain_fn = 'SyncRetain'
+    _drop_fn = 'SyncRelease'
+
+    def __init__(self, *, ctx=None):
+        _runtime.current()
+        self._adopt(_core.call(_go().RLockCreate))
+
+    @classmethod
+    def _attach(cls, addr):
+        self = cls.__new__(cls)
+        _runtime.current()
+        self._adopt(addr)
+        return self
+
+    def __reduce__(self):
+        return self.__class__._attach, (self._reference_for_pickle(),)
+
+    def acquire(self, block=True, timeout=None):
+        lib, addr, owner = _lib(), self._addr, _owner_id()
+        rc = lib.dmp_rlock_acquire(addr, owner, 0)      # free or ours: no slicing needed
+        if rc == _TIMED_OUT and block:
+            rc = sliced(lambda ns: lib.dmp_rlock_acquire(addr, owner, ns),
+                        timeout_ns(block, timeout), _TIMED_OUT)
+        if rc < 0:
+            _core.raise_for(rc)
+        return rc == 1
+
+    def release(self):
+        rc = _lib().dmp_rlock_release(self._addr, _owner_id())
+        if rc < 0:
+            _core.raise_for(rc)     # NOTOWNER: AssertionError, as stdlib
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *args):
+        self.release()
+
+    def _owner(self):
+        return _core.call(_go().RLockOwner, self._addr)
+
+    def _count(self):
+        """The holder's recursion depth (0 when free)."""
+        return _core.call(_go().RLockCount, self._addr)
+
+    def _is_owned(self):
+        return self._owner() == _owner_id()
+
+    # Condition.wait releases the lock completely and restores the depth after.
+    def _release_save(self):
+        return _core.call(_go().RLockReleaseAll, self._addr, _owner_id())
+
+    def _acquire_restore(self, count):
+        self.acquire()
+        for _ in range(count - 1):
+            self.acquire(False)     # re-entry: never waits
+
+    def __repr__(self):
+        try:
+            owner = self._owner()
+            if owner == 0:
+                name, count = 'None', 0
+            elif owner == _owner_id():
+                name, count = _holder_name(), self._count()
+            elif owner >> 32 == os.getpid():
+                name, count = 'SomeOtherThread', 'nonzero'
+            else:
+                name, count = 'SomeOtherProcess', 'nonzero'
+        except Exception:
+            name, count = 'unknown', 'unknown'
+        return f'<{type(self).__name__}({name}, {count})>'
+
+
+#
+# Condition variable
+#
+
+def _is_owned(lock):
+    """Whether this thread holds lock (a dragon_mp, stdlib or threading lock)."""
+    test = getattr(lock, '_is_owned', None)
+    if test is not None:
+        return test()
+    semlock = getattr(lock, '_semlock', None)     # stdlib multiprocessing lock
+    if semlock is not None:
+        return semlock._is_mine()
+    if lock.acquire(False):                         # threading.Condition's fallback
+        lock.release()
+        return False
+    return True
+
+
+def _release_save(lock):
+    save = getattr(lock, '_release_save', None)
+    if save is not None:
+        return save()
+    semlock = getattr(lock, '_semlock', None)
+    count = semlock._count() if semlock is not None else 1
+    for _ in range(count):
+        lock.release()
+    return count
+
+
+def _acquire_restore(lock, saved):
+    restore = getattr(lock, '_acquire_restore', None)
+    if restore is not None:
+        return restore(saved)
+    for _ in range(saved):
+        lock.acquire()
+
+
+class Condition(SharedObject):
+    """A condition variable across processes; its lock is an RLock unless given."""
+
+    _retain_fn = 'SyncRetain'
+    _drop_fn = 'SyncRelease'
+
+    def __init__(self, lock=None, *, ctx=None):
+        _runtime.current()
+        self._lock = lock if lock is not None else RLock(ctx=ctx)
+        self._adopt(_core.call(_go().CondCreate))
+        self._make_methods()
+
+    def _make_methods(self):
+        self.acquire = self._lock.acquire
+        self.release = self._lock.release
+
+    def __reduce__(self):
+        return _rebuild_condition, (self._lock, self._reference_for_pickle())
+
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *args):
+        return self._lock.__exit__(*args)
+
+    def __repr__(self):
+        try:
+            num_waiters = _core.call(_go().CondWaiting, self._addr)
+        except Exception:
+            num_waiters = 'unknown'
+        return f'<{type(self).__name__}({self._lock}, {num_waiters})>'
+
+    def wait(self, timeout=None):
+        if not _is_owned(self._lock):
+            raise AssertionError('must acquire() condition before using wait()')
+        go, addr = _go(), self._addr
+        # Queued while the lock is still held: no notify can miss this wait.
+        waiter = _core.call(go.CondEnqueue, addr)
+        try:
+            saved = _release_save(self._lock)
+        except BaseException:
+            _core.call(go.CondFinish, addr, waiter)
+            raise
+        try:
+            rc = _TIMED_OUT
+            try:
+                lib = _lib()
+                rc = sliced(lambda ns: lib.dmp_cond_wait(addr, waiter, ns),
+                            timeout_ns(True, timeout), _TIMED_OUT)
+            finally:
+                # Leave the queue before waiting for the lock: a notification
+                # that comes meanwhile goes to a waiter that still waits, and
+                # one that raced with the timeout is reported, not lost.
+                notified = _core.call(go.CondFinish, addr, waiter)
+            if rc < 0:
+                _core.raise_for(rc)
+        finally:
+            _acquire_restore(self._lock, saved)
+        return bool(notified)
+
+    def notify(self, n=1):
+        if not _is_owned(self._lock):
+            raise AssertionError('lock is not owned')
+        if n <= 0:
+            return
+        n = sys.maxsize if n >= sys.maxsize else math.ceil(n)
+        _core.call(_go().CondNotify, self._addr, n)
+
+    def notify_all(self):
+        self.notify(n=sys.maxsize)
+
+    def wait_for(self, predicate, timeout=None):
+        result = predicate()
+        if result:
+            return result
+        if timeout is not None:
+            endtime = time.monotonic() + timeout
+        else:
+            endtime = None
+            waittime = None
+        while not result:
+            if endtime is not None:
+                waittime = endtime - time.monotonic()
+                if waittime <= 0:
+                    break
+            self.wait(waittime)
+            result = predicate()
+        return result
+
+
+def _rebuild_condition(lock, addr):
+    self = Condition.__new__(Condition)
+    _runtime.current()
+    self._lock = lock
+    self._adopt(addr)
+    self._make_methods()
+    return self
+
+
+#
+# Event
+#
+
+class Event(SharedObject):
+    """A flag that processes can wait for."""
+
+    _retain_fn = 'SyncRetain'
+    _drop_fn = 'SyncRelease'
+
+    def __init__(self, *, ctx=None):
+        _runtime.current()
+        self._adopt(_core.call(_go().EventCreate))
+
+    @classmethod
+    def _attach(cls, addr):
+        self = cls.__new__(cls)
+        _runtime.current()
+        self._adopt(addr)
+        return self
+
+    def __reduce__(self):
+        return self.__class__._attach, (self._reference_for_pickle(),)
+
+    def is_set(self):
+        return bool(_core.call(_go().EventIsSet, self._addr))
+
+    def set(self):
+        _core.call(_go().EventSet, self._addr)
+
+    def clear(self):
+        _core.call(_go().EventClear, self._addr)
+
+    def wait(self, timeout=None):
+        """Wait until the flag is set (or was set meanwhile); return whether it was."""
+        lib, addr = _lib(), self._addr
+        rc = sliced(lambda ns: lib.dmp_event_wait(addr, ns),
+                    timeout_ns(True, timeout), _TIMED_OUT)
+        if rc < 0:
+            _core.raise_for(rc)
+        return rc == 1
+
+    def __repr__(self) -> str:
+        try:
+            set_status = 'set' if self.is_set() else 'unset'
+        except Exception:
+            set_status = 'unknown'
+        return f"<{type(self).__qualname__} at {id(self):#x} {set_status}>"
+
+
+#
+# Barrier
+#
+
+_BARRIER_STATE, _BARRIER_COUNT = 0, 1
+
+
+class _BarrierState(SharedObject):
+    """The changing fields of a Barrier (state, count), in shared memory."""
+
+    _retain_fn = 'SyncRetain'
+    _drop_fn = 'SyncRelease'
+
+    def __init__(self):
+        _runtime.current()
+        self._adopt(_core.call(_go().BarrierCreate))
+
+    @classmethod
+    def _attach(cls, addr):
+        self = cls.__new__(cls)
+        _runtime.current()
+        self._adopt(addr)
+        return self
+
+    def __reduce__(self):
+        return self.__class__._attach, (self._reference_for_pickle(),)
+
+    def get(self, field):
+        return _core.call(_go().BarrierGet, self._addr, field)
+
+    def set(self, field, value):
+        _core.call(_go().BarrierSet, self._addr, field, value)
+
+
+class Barrier(threading.Barrier):
+    """threading.Barrier across processes: its Condition and state are shared."""
+
+    def __init__(self, parties, action=None, timeout=None, *, ctx=None):
+        self.__setstate__((parties, action, timeout, Condition(ctx=ctx), _BarrierState()))
+
+    def __setstate__(self, state):
+        (self._parties, self._action, self._timeout,
+         self._cond, self._shared) = state
+
+    def __getstate__(self):
+        return (self._parties, self._action, self._timeout,
+                self._cond, self._shared)
+
+    @property
+    def _state(self):
+        return self._shared.get(_BARRIER_STATE)
+
+    @_state.setter
+    def _state(self, value):
+        self._shared.set(_BARRIER_STATE, value)
+
+    @property
+    def _count(self):
+        return self._shared.get(_BARRIER_COUNT)
+
+    @_count.setter
+    def _count(self, value):
+        self._shared.set(_BARRIER_COUNT, value)
