@@ -3,7 +3,6 @@ package channel
 import (
 	"encoding/binary"
 	"errors"
-	"runtime"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -56,7 +55,7 @@ const (
 	targetChunkBytes = 64 << 10
 	minChunkSlots    = 4
 
-	spinRounds = 50                     // Gosched rounds before sleeping: a few µs
+	spinRounds = 50                     // sched_yield rounds before sleeping: a few µs
 	maxSleep   = 100 * time.Millisecond // longest single futex sleep
 	offsetMask = 1<<48 - 1              // offsets live in bits 47..0 of an address
 )
@@ -257,7 +256,7 @@ func (c *Channel) lock() error {
 // spin yields a few times until cond holds; it reports whether it did.
 func spin(cond func() bool) bool {
 	for i := 0; i < spinRounds; i++ {
-		runtime.Gosched()
+		futex.Yield()
 		if cond() {
 			return true
 		}

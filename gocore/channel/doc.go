@@ -74,7 +74,7 @@
 //
 // # Waiting
 //
-// A waiter first spins briefly (Gosched rounds, a few µs) watching count.
+// A waiter first spins briefly (sched_yield rounds, a few µs) watching count.
 // Then, under the lock, it increments the waiter count and reads the
 // sequence word, unlocks, and futex-waits on that value for at most
 // min(time left, 100 ms); it then decrements the waiter count and retries.

@@ -67,3 +67,12 @@ func Remaining(deadline time.Time) time.Duration {
 	}
 	return d
 }
+
+// Yield gives the CPU to another thread for a moment, for spin loops.
+//
+// Not runtime.Gosched: when Go runs on a thread that called in from C (a
+// Python thread), Gosched hands the goroutine to another OS thread and back,
+// two thread wake-ups per round; sched_yield stays on this thread.
+func Yield() {
+	unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+}

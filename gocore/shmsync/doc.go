@@ -11,7 +11,7 @@
 //   - Event: flag + Set generation in one futex word, waiters; Set wakes all.
 //
 // Semaphore, RecursiveLock and Event spin briefly (an adaptive number of
-// Gosched rounds) before sleeping, register as waiters before sleeping so
+// sched_yield rounds) before sleeping, register as waiters before sleeping so
 // that wakers only enter the kernel when someone may sleep, and sleep in
 // slices of at most 100 ms. They hold no Mutex.
 //

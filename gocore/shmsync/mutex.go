@@ -2,7 +2,6 @@ package shmsync
 
 import (
 	"os"
-	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -52,7 +51,7 @@ func (m *Mutex) LockTimeout(timeout time.Duration) bool {
 			atomic.CompareAndSwapUint32(&m.state, 0, selfPid) {
 			return true
 		}
-		runtime.Gosched()
+		futex.Yield()
 	}
 	deadline := futex.Deadline(timeout)
 	for {

@@ -1,7 +1,6 @@
 package shmsync
 
 import (
-	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -13,7 +12,7 @@ const (
 	// (a waker that died between its store and its wake) costs at most this.
 	maxSleep = 100 * time.Millisecond
 
-	// minSpin and maxSpin bound the adaptive spin budget (in Gosched rounds).
+	// minSpin and maxSpin bound the adaptive spin budget (in sched_yield rounds).
 	minSpin = 4
 	maxSpin = 200
 )
@@ -31,7 +30,7 @@ func adaptiveSpin(hint *uint32, ready func() bool) bool {
 	}
 	budget := minSpin + h
 	for i := uint32(0); i < budget; i++ {
-		runtime.Gosched()
+		futex.Yield()
 		if ready() {
 			want := 2*i + minSpin
 			if want > maxSpin {
