@@ -75,6 +75,7 @@ def current():
         return run
     with _lock:
         if _run is None:
+            _track_outside_runs()
             runid = os.environ.get(ENV_RUN)
             if runid:
                 _attach(runid)
@@ -143,19 +144,39 @@ def start_process(spec):
 
 
 def resource_tracker_fd():
-    """stdlib's resource tracker, started outside the run if need be.
+    """stdlib's resource tracker (started outside the run if need be)."""
+    from multiprocessing import resource_tracker
+    _track_outside_runs()
+    return resource_tracker.getfd()
+
+
+def _track_outside_runs():
+    """Make stdlib's resource tracker start without the run id, whoever starts it.
 
     The tracker outlives runs (it ends with the last process holding its
-    pipe), so it must not carry the run id that teardown kills by.
+    pipe), so it must not carry the run id that teardown kills by. It may be
+    started by dragon_mp (to pass it to a child) or by stdlib itself (the
+    first SharedMemory, SharedMemoryManager, ... of a program whose run has
+    begun), so its ensure_running is wrapped, once per process.
     """
     from multiprocessing import resource_tracker
-    with _lock:
-        saved = os.environ.pop(ENV_RUN, None)
-        try:
-            return resource_tracker.getfd()
-        finally:
-            if saved is not None:
-                os.environ[ENV_RUN] = saved
+    tracker = resource_tracker._resource_tracker
+    if getattr(tracker, '_dragon_mp_outside_runs', False):
+        return
+    ensure = tracker.ensure_running
+
+    def ensure_running():
+        with _lock:
+            saved = os.environ.pop(ENV_RUN, None)
+            try:
+                return ensure()
+            finally:
+                if saved is not None:
+                    os.environ[ENV_RUN] = saved
+
+    tracker.ensure_running = ensure_running           # register/unregister/getfd
+    resource_tracker.ensure_running = ensure_running  # the module-level alias
+    tracker._dragon_mp_outside_runs = True
 
 
 def child_environment():

@@ -48,6 +48,10 @@ class BaseContext(_stdlib_context.BaseContext):
         from .queues import Queue
         return Queue(maxsize, ctx=self.get_context())
 
+    def JoinableQueue(self, maxsize=0):
+        from .queues import JoinableQueue
+        return JoinableQueue(maxsize, ctx=self.get_context())
+
     def SimpleQueue(self):
         from .queues import SimpleQueue
         return SimpleQueue(ctx=self.get_context())
@@ -97,6 +101,13 @@ class BaseContext(_stdlib_context.BaseContext):
         return Array(typecode_or_type, size_or_initializer, lock=lock,
                      ctx=self.get_context())
 
+    def Manager(self):
+        """A started dragon_mp.managers.SyncManager (its server is a dragon_mp process)."""
+        from .managers import SyncManager
+        m = SyncManager(ctx=self.get_context())
+        m.start()
+        return m
+
     def Pool(self, processes=None, initializer=None, initargs=(),
              maxtasksperchild=None):
         from .pool import Pool
@@ -127,3 +138,11 @@ class DragonContext(BaseContext):
 
 
 _default_context = DragonContext()
+
+
+# stdlib's module-level names (its __all__ is empty, but code imports them).
+from multiprocessing.context import (        # noqa: E402,F401  the very same functions
+    assert_spawning, get_spawning_popen, set_spawning_popen)
+Process = process.Process
+ForkProcess = SpawnProcess = ForkServerProcess = process.Process
+DefaultContext = ForkContext = SpawnContext = ForkServerContext = DragonContext

@@ -8,8 +8,11 @@ report it from its feeder thread and drop the object), leaving the queue as
 it was.
 """
 
+import atexit
 import ctypes
+import os
 import threading
+import weakref
 
 from queue import Empty, Full        # noqa: F401  (stdlib raises these)
 
@@ -17,9 +20,10 @@ from . import _core, _runtime
 from ._shared import SharedObject, sliced, timeout_ns
 from .reduction import ForkingPickler
 
-__all__ = ['Queue', 'SimpleQueue']
+__all__ = ['Queue', 'SimpleQueue', 'JoinableQueue']
 
 _TIMED_OUT = -_core.TIMEOUT
+_PUMP_SLICE = 0.1      # how often SimpleQueue's reader thread looks at close()
 _FULL = -_core.FULL         # how dmp_send reports that a bounded channel stayed full
 _tls = threading.local()
 
@@ -185,12 +189,138 @@ class Queue:
         pass
 
 
+class JoinableQueue(Queue):
+    """A Queue whose consumers report each task done, so producers can join().
+
+    As in stdlib: a semaphore counts unfinished tasks and a condition tells
+    joiners when it reaches zero. The count is raised before the message is
+    sent (and lowered again if the send fails), so a consumer can never
+    report a task done before it was counted.
+    """
+
+    def __init__(self, maxsize=0, *, ctx=None):
+        from .synchronize import Condition, Semaphore
+        super().__init__(maxsize, ctx=ctx)
+        self._unfinished_tasks = Semaphore(0)
+        self._cond = Condition()
+
+    def __getstate__(self):
+        return super().__getstate__() + (self._unfinished_tasks, self._cond)
+
+    def __setstate__(self, state):
+        super().__setstate__(state[:-2])
+        self._unfinished_tasks, self._cond = state[-2:]
+
+    def put(self, obj, block=True, timeout=None):
+        self._check_closed()
+        self._unfinished_tasks.release()
+        try:
+            super().put(obj, block, timeout)
+        except BaseException:
+            self._unfinished_tasks.acquire(False)
+            raise
+
+    def task_done(self):
+        with self._cond:
+            if not self._unfinished_tasks.acquire(False):
+                raise ValueError('task_done() called too many times')
+            if self._unfinished_tasks.get_value() == 0:
+                self._cond.notify_all()
+
+    def join(self):
+        with self._cond:
+            while self._unfinished_tasks.get_value() != 0:
+                self._cond.wait()
+
+
+class _ChannelReader:
+    """A selectable read end on a channel: what stdlib code expects of SimpleQueue._reader.
+
+    concurrent.futures.ProcessPoolExecutor waits for results with
+    multiprocessing.connection.wait([result_queue._reader, ...]) (stdlib's
+    wait: it needs a fileno()) and then calls result_queue._reader.recv(). A
+    channel has no file descriptor, so a daemon thread takes one message at a
+    time from the channel and holds it for recv(); fileno() is a pipe that is
+    readable while a message is held. At most one message is taken ahead of
+    its reader.
+    """
+
+    def __init__(self, channel):
+        self._channel = channel
+        self._r, self._w = os.pipe()
+        self._held = None
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._pump, daemon=True,
+                                        name='dragon_mp SimpleQueue reader')
+        self._thread.start()
+        # Before the run's teardown (registered earlier, so run later).
+        atexit.register(self.close)
+
+    def _pump(self):
+        cond = self._cond
+        while True:
+            with cond:
+                while self._held is not None and not self._closed:
+                    cond.wait()
+                if self._closed:
+                    return
+            try:
+                data = self._channel.recv(timeout=_PUMP_SLICE)
+            except Empty:
+                continue
+            except Exception:
+                return              # the run ended under us: nothing more will arrive
+            with cond:
+                if self._closed:
+                    return
+                self._held = data
+                os.write(self._w, b'\0')
+                cond.notify_all()
+
+    def fileno(self):
+        if self._closed:
+            raise OSError("handle is closed")
+        return self._r
+
+    def poll(self, timeout=0.0):
+        with self._cond:
+            self._cond.wait_for(lambda: self._held is not None or self._closed, timeout)
+            return self._held is not None
+
+    def recv_bytes(self):
+        with self._cond:
+            self._cond.wait_for(lambda: self._held is not None or self._closed)
+            if self._held is None:
+                raise OSError("handle is closed")
+            data, self._held = self._held, None
+            os.read(self._r, 1)
+            self._cond.notify_all()
+        return data
+
+    def recv(self):
+        return ForkingPickler.loads(self.recv_bytes())
+
+    def close(self):
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        atexit.unregister(self.close)
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        os.close(self._r)
+        os.close(self._w)
+
+
 class SimpleQueue:
     """multiprocessing.SimpleQueue: an unbounded queue without timeouts."""
 
     def __init__(self, *, ctx=None):
         self._channel = _Channel(0)
         self._closed = False
+        self._reader_obj = None
 
     def __getstate__(self):
         return self._channel
@@ -198,16 +328,34 @@ class SimpleQueue:
     def __setstate__(self, state):
         self._channel = state
         self._closed = False
+        self._reader_obj = None
+
+    @property
+    def _reader(self):
+        """A selectable read end in this process, made on first use (see _ChannelReader)."""
+        if self._reader_obj is None:
+            if self._closed:
+                raise OSError("handle is closed")
+            self._reader_obj = _ChannelReader(self._channel)
+            weakref.finalize(self, self._reader_obj.close)
+        return self._reader_obj
 
     def close(self):
         self._closed = True
+        if self._reader_obj is not None:
+            self._reader_obj.close()
 
     def empty(self):
+        if self._reader_obj is not None and self._reader_obj._held is not None:
+            return False
         return len(self._channel) == 0
 
     def get(self):
         if self._closed:
             raise OSError("handle is closed")
+        if self._reader_obj is not None:
+            # Once a reader exists it may hold the next message: keep the order.
+            return self._reader_obj.recv()
         fp, ch = _core.fast(), self._channel
         if fp is not None:
             return fp.get(ch._addr, -1, ch._inline)

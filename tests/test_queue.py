@@ -199,3 +199,35 @@ def test_queue_subclass_overrides_are_honoured():
     q = Counting()
     q.put('a')
     assert Counting.puts == 1 and q.get(timeout=5) == 'a'
+
+
+def consume_and_mark_done(q, n):
+    for _ in range(n):
+        q.get(timeout=30)
+        time.sleep(0.01)
+        q.task_done()
+
+
+def test_joinable_queue_join_waits_for_task_done():
+    q = mp.JoinableQueue()
+    n = 5
+    for i in range(n):
+        q.put(i)
+    p = mp.Process(target=consume_and_mark_done, args=(q, n))
+    p.start()
+    q.join()                 # returns only after the child marked all n done
+    assert q.empty()
+    p.join(30)
+    assert p.exitcode == 0
+    with pytest.raises(ValueError):
+        q.task_done()
+
+
+def test_joinable_queue_full_does_not_count_a_task():
+    q = mp.JoinableQueue(maxsize=1)
+    q.put('a')
+    with pytest.raises(queue.Full):
+        q.put('b', block=False)
+    q.get()
+    q.task_done()
+    q.join()

@@ -1,0 +1,23 @@
+"""The multiprocessing API on threads: stdlib's multiprocessing.dummy, re-exported.
+
+`dragon_mp.dummy` is to dragon_mp what `multiprocessing.dummy` is to
+multiprocessing: Process is a thread, Queue is queue.Queue, Pool is a
+ThreadPool, Manager() returns the module itself. Nothing in it depends on how
+processes are started, so these are stdlib's very objects.
+"""
+
+import types as _types
+
+from multiprocessing import dummy as _stdlib
+from multiprocessing.dummy import *         # noqa: F401,F403
+
+# The public names outside __all__ too (DummyProcess, Namespace, Value,
+# Array, dict, list, shutdown, ...), but not stdlib's submodules: our
+# `connection` submodule is dragon_mp.dummy.connection.
+globals().update({name: value for name, value in vars(_stdlib).items()
+                  if not name.startswith('__')
+                  and not isinstance(value, _types.ModuleType)})
+
+__all__ = list(_stdlib.__all__)
+
+from . import connection        # noqa: E402,F401  (as stdlib's package imports its own)
