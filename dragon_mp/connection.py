@@ -303,7 +303,9 @@ class Connection:
             raise ValueError("size is negative")
         elif offset + size > n:
             raise ValueError("buffer length < offset + size")
-        if type(buf) is bytes:
+        if type(buf) is bytes and offset == 0 and size == n and _core.fast() is not None:
+            self._send(buf, size)        # fast path: the bytes object itself
+        elif type(buf) is bytes:
             # Straight from the bytes object (which stays alive meanwhile).
             self._send(_bytes_at(buf, offset), size)
         else:
@@ -338,7 +340,12 @@ class Connection:
             # Messages to a reader that died would pile up unread: now and
             # then, look (a dead reader's pipe gets closed: BrokenPipeError).
             self._peer_gone()
-        rc = _core.clib().dmp_send(self._wch._addr, ptr, n, 0)
+        fp = _core.fast()
+        if fp is not None and not isinstance(ptr, int):
+            # Fast path: the C extension takes any buffer (None: empty).
+            rc = fp.send(self._wch._addr, b'' if ptr is None else ptr, 0)
+        else:
+            rc = _core.clib().dmp_send(self._wch._addr, ptr, n, 0)
         if rc < 0:
             if rc == _CLOSED:
                 raise BrokenPipeError(errno.EPIPE, 'Broken pipe')
@@ -366,6 +373,22 @@ class Connection:
                 raise EOFError
             _core.raise_for(rc)
 
+    def _recv_fast(self):
+        """recv_bytes through the C extension: bytes straight from the channel."""
+        fp, addr, inline = _core.fast(), self._rch._addr, self._rch._inline
+        while True:
+            r = fp.recv(addr, WAIT_SLICE_NS, inline)
+            if r.__class__ is bytes:
+                return r
+            if r == _TIMED_OUT:
+                if self._handle is None:
+                    raise OSError(errno.EBADF, "handle is closed")
+                self._peer_gone()       # nothing for a whole slice: has the other end died?
+                continue
+            if r == _CLOSED:
+                raise EOFError
+            _core.raise_for(r)
+
     def _release(self, large, length, offset):
         if large:
             _core.clib().dmp_release_msg(self._rch._addr, offset, length)
@@ -385,6 +408,8 @@ class Connection:
         self._check_readable()
         if maxlength is not None and maxlength < 0:
             raise ValueError("negative maxlength")
+        if maxlength is None and _core.fast() is not None:
+            return self._recv_fast()
         large, length, offset, buf = self._recv_raw()
         try:
             if maxlength is not None and length > maxlength:
@@ -433,6 +458,8 @@ class Connection:
         """Receive a (picklable) object"""
         self._check_closed()
         self._check_readable()
+        if _core.fast() is not None:
+            return ForkingPickler.loads(self._recv_fast())
         large, length, offset, buf = self._recv_raw()
         if not large:
             return ForkingPickler.loads(ctypes.string_at(buf, length))
