@@ -98,6 +98,7 @@ def _declare(lib):
     p64 = ctypes.POINTER(ctypes.c_uint64)
     signatures = {
         'dmp_send': (i64, [u64, vp, u64, i64]),
+        'dmp_sendv': (i64, [u64, vp, vp, u64, i64]),
         'dmp_recv': (i64, [u64, vp, u64, i64, p64, p64]),
         'dmp_release_msg': (i64, [u64, u64, u64]),
         'dmp_pool_base': (u64, []),

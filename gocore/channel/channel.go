@@ -312,7 +312,7 @@ func (c *Channel) retireChunkLocked(off uint64) {
 }
 
 // putLocked appends a message: msg inline, or the large block boff.
-func (c *Channel) putLocked(msg []byte, boff uint64, large bool) error {
+func (c *Channel) putLocked(msg []byte, n, boff uint64, large bool) error {
 	h := c.h
 	if h.tail == 0 || h.tailIdx == c.slots {
 		off, err := c.newChunkLocked()
@@ -327,7 +327,7 @@ func (c *Channel) putLocked(msg []byte, boff uint64, large bool) error {
 		h.tail, h.tailIdx = off, 0
 	}
 	s := c.slot(c.chunk(h.tail), h.tailIdx)
-	le.PutUint64(s[0:8], uint64(len(msg)))
+	le.PutUint64(s[0:8], n)
 	if large {
 		le.PutUint32(s[8:12], flagLarge)
 		le.PutUint64(s[slotHeader:slotHeader+8], boff)
@@ -388,6 +388,13 @@ func (c *Channel) takeLocked(dst []byte, alloc bool) (Message, []byte, error) {
 // cannot be allocated. A payload longer than Inline() is copied into a heap
 // block before the channel lock is taken. Zero-length messages are valid.
 func (c *Channel) Send(msg []byte, timeout time.Duration) error {
+	return c.SendParts(timeout, msg)
+}
+
+// SendParts sends the concatenation of parts as one message, copying each
+// part once, straight into the slot or the message's heap block (gather:
+// a caller can frame a payload without first building a joined copy).
+func (c *Channel) SendParts(timeout time.Duration, parts ...[]byte) error {
 	if c.dead.Load() {
 		return ErrBadHandle
 	}
@@ -395,10 +402,15 @@ func (c *Channel) Send(msg []byte, timeout time.Duration) error {
 	if atomic.LoadUint32(&h.closed) != 0 {
 		return ErrClosed
 	}
-	n := uint64(len(msg))
+	var n uint64
+	for _, p := range parts {
+		n += uint64(len(p))
+	}
 	large := n > uint64(c.inline)
+	var msg []byte
 	var boff uint64
-	if large {
+	switch {
+	case large:
 		if timeout == 0 && c.capacity != 0 && atomic.LoadUint64(&h.count) >= c.capacity {
 			return ErrFull // spare the copy: it would be thrown away
 		}
@@ -406,8 +418,18 @@ func (c *Channel) Send(msg []byte, timeout time.Duration) error {
 		if err != nil {
 			return err
 		}
-		copy(c.heap.Bytes(off, n), msg)
+		dst := c.heap.Bytes(off, n)
+		for _, p := range parts {
+			dst = dst[copy(dst, p):]
+		}
 		boff = off
+	case len(parts) == 1:
+		msg = parts[0]
+	default:
+		msg = make([]byte, 0, n) // small multi-part messages are rare
+		for _, p := range parts {
+			msg = append(msg, p...)
+		}
 	}
 	fail := func(err error) error {
 		if large {
@@ -426,7 +448,7 @@ func (c *Channel) Send(msg []byte, timeout time.Duration) error {
 			return fail(ErrClosed)
 		}
 		if c.capacity == 0 || h.count < c.capacity {
-			if err := c.putLocked(msg, boff, large); err != nil {
+			if err := c.putLocked(msg, n, boff, large); err != nil {
 				h.mu.Unlock()
 				return fail(err)
 			}

@@ -750,3 +750,32 @@ func TestAllocErrorsPassThrough(t *testing.T) {
 		}
 	}
 }
+
+func TestSendPartsGathers(t *testing.T) {
+	tests := []struct {
+		name  string
+		parts [][]byte
+	}{
+		{"none", nil},
+		{"one empty", [][]byte{{}}},
+		{"small parts", [][]byte{[]byte("ab"), []byte("c"), []byte("def")}},
+		{"large parts", [][]byte{[]byte("hdr"), bytes.Repeat([]byte{7}, 300000), []byte(".")}},
+	}
+	h := newShmHeap(t, 64<<20, true)
+	c, err := Create(h, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range tests {
+		if err := c.SendParts(0, tc.parts...); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		got, err := c.RecvBytes(0)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if want := bytes.Join(tc.parts, nil); !bytes.Equal(got, want) {
+			t.Fatalf("%s: got %d bytes, want %d", tc.name, len(got), len(want))
+		}
+	}
+}
