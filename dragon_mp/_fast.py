@@ -7,18 +7,16 @@ loaded, with the path dragon_mp._gobind.load() returned: the extension
 resolves the Go functions in that already-loaded library and never loads a
 second copy (a second Go runtime).
 
-`sem_word(addr)` is what `_fastpath.Sem(addr, word)` needs to run
-uncontended acquire/release as atomics in C, without calling Go.
+`sem_word(addr)`, `rlock_word(addr)` and `event_word(addr)` are what
+`_fastpath.Sem/RLock/Event(addr, word)` need to run the steps that never wait
+as atomics in C, without calling Go. Go computes them (pyext/fast_exports.go),
+so Python and C know nothing of the object header's layout.
 """
 
 import os
 import pickle
 
-__all__ = ['load', 'sem_word']
-
-# Layout facts of gocore/runtime (objects.go, address.go) that sem_word relies on.
-OBJ_HEADER = 24                 # headerSize: the payload follows the object header
-OFFSET_BITS = 48                # an address: node << 48 | offset in that node's pool
+__all__ = ['load', 'sem_word', 'rlock_word', 'event_word']
 
 _module = None
 
@@ -43,18 +41,41 @@ def load(so_path):
     return _fastpath
 
 
+_ptr_fns = {}       # dmp_*_ptr name -> _fastpath.bind() callable (per loaded module)
+
+
+def _word(fn_name, validate, addr):
+    fp = _module
+    if fp is None:
+        return 0
+    fn = _ptr_fns.get(fn_name)
+    if fn is None:
+        try:
+            fn = _ptr_fns[fn_name] = fp.bind(fn_name, 'u')
+        except AttributeError:      # an older Go library: everything through Go
+            return 0
+    word = fn(addr)
+    if word <= 0:
+        from . import _core
+        _core.call(getattr(_core.gocore(), validate), addr)   # raises what stdlib would
+        return 0
+    return word
+
+
 def sem_word(addr):
     """Where the shmsync.Semaphore at addr lives in this process; 0: let Go do everything.
 
-    Go validates addr first (a live semaphore of this node's pool, else the
-    exception stdlib would raise); _fastpath.Sem checks the object header again.
+    Not a live semaphore of this node's pool: the exception stdlib would raise
+    (ValueError). _fastpath.Sem asks Go again before it trusts the word.
     """
-    fp = _module
-    if fp is None or addr >> OFFSET_BITS:
-        return 0
-    from . import _core
-    _core.call(_core.gocore().SemValue, addr)
-    base = fp.pool_base()
-    if not base:
-        return 0
-    return base + (addr & ((1 << OFFSET_BITS) - 1)) + OBJ_HEADER
+    return _word('dmp_sem_ptr', 'SemValue', addr)
+
+
+def rlock_word(addr):
+    """Where the shmsync.RecursiveLock at addr lives in this process; 0: let Go do everything."""
+    return _word('dmp_rlock_ptr', 'RLockCount', addr)
+
+
+def event_word(addr):
+    """Where the shmsync.Event at addr lives in this process; 0: let Go do everything."""
+    return _word('dmp_event_ptr', 'EventIsSet', addr)

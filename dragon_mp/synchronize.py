@@ -20,6 +20,12 @@ The other primitives behave like CPython's multiprocessing.synchronize:
 - Barrier: threading.Barrier's logic over a Condition, with its state and
   count in a small shared block, as in stdlib.
 
+With the C fast path (dragon_mp._fastpath; DRAGON_MP_FASTPATH=0 turns it
+off), Lock/Semaphore acquire and release, RLock acquire and release and
+Event set/clear/is_set/wait are C methods bound onto each object: the steps
+that never wait are atomics on the shared words (the same steps as
+gocore/shmsync), waiting goes through Go. Without it, ctypes calls into Go.
+
 Every blocking wait runs in <=100 ms slices (_shared.sliced) so Ctrl-C stays
 prompt. Every object pickles by taking a reference (through a Queue too, not
 only to a starting child as stdlib allows).
@@ -31,6 +37,7 @@ threading.BrokenBarrierError from a broken Barrier.
 """
 
 import ctypes
+import errno
 import itertools
 import math
 import os
@@ -41,7 +48,7 @@ import time
 from multiprocessing import process
 from threading import BrokenBarrierError        # noqa: F401  (what Barrier raises)
 
-from . import _core, _runtime
+from . import _core, _fast, _runtime
 from ._shared import SharedObject, sliced, timeout_ns
 
 __all__ = ['Lock', 'RLock', 'Semaphore', 'BoundedSemaphore', 'Condition', 'Event',
@@ -79,6 +86,28 @@ def _go():
     return _core.gocore()
 
 
+# ---- the C fast path (dragon_mp._fastpath), when there is one
+
+_cond_wait_fast = {}     # the _fastpath module -> its bind('dmp_cond_wait') callable
+
+
+def _fast_cond_wait(fp):
+    """dmp_cond_wait through the C fast path: waits in <=100 ms slices without the
+    GIL, running signal handlers between slices, like sliced()."""
+    fn = _cond_wait_fast.get(fp)
+    if fn is None:
+        fn = _cond_wait_fast[fp] = fp.bind('dmp_cond_wait', 'uut', _TIMED_OUT)
+    return fn
+
+
+def _word(find, addr):
+    """Where the object at addr lives in this process (0: Go does everything)."""
+    try:
+        return find(addr)
+    except Exception:
+        return 0        # not a live object of that kind: the calls through Go report it
+
+
 # ---- thread identity for RLock owners
 
 _thread_numbers = itertools.count(1)
@@ -94,7 +123,13 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _owner_id():
-    """This thread's RLock owner identity: pid << 32 | thread number (never 0)."""
+    """This thread's RLock owner identity: pid << 32 | thread number (never 0).
+
+    With the C fast path, the identity its RLock methods use (the same scheme).
+    """
+    fp = _core._fp
+    if fp is not None:
+        return fp.thread_owner()
     try:
         return _tls.owner
     except AttributeError:
@@ -116,19 +151,31 @@ class SemLock(SharedObject):
     _drop_fn = 'SyncRelease'
 
     def __init__(self, value, maxvalue, *, ctx=None):
-        if value < 0:
-            raise ValueError("semaphore initial value must be >= 0")
+        if value < 0:       # stdlib: sem_open() refuses it with EINVAL
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         _runtime.current()
-        self._adopt(_core.call(_core.gocore().SemCreate, value, maxvalue))
-        self._owner = None          # (pid, thread ident) of the last acquirer here
+        self._setup(_core.call(_core.gocore().SemCreate, value, maxvalue))
 
     @classmethod
     def _attach(cls, addr):
         self = cls.__new__(cls)
         _runtime.current()
-        self._adopt(addr)
-        self._owner = None
+        self._setup(addr)
         return self
+
+    def _setup(self, addr):
+        """Own the reference to addr. With the C fast path, acquire and release are
+        the C methods of a _fastpath.Sem (the steps that never wait are atomics on
+        the shared words, no call into Go); the reference is dropped when that
+        object dies, since a bound method (lock.acquire) may outlive this one."""
+        self._owner = None          # (pid, thread ident) of the last acquirer here
+        self._acquired = 0          # acquires minus releases here (the ctypes path)
+        self._sem = None
+        fp = _core.fast()
+        if fp is not None:
+            sem = self._sem = fp.Sem(addr, _word(_fast.sem_word, addr))
+            self.acquire, self.release = sem.acquire, sem.release
+        self._adopt(addr, anchor=self._sem)
 
     def __reduce__(self):
         return self.__class__._attach, (self._reference_for_pickle(),)
@@ -143,6 +190,7 @@ class SemLock(SharedObject):
             _core.raise_for(rc)
         if rc:
             self._owner = (process.current_process().pid, threading.get_ident())
+            self._acquired += 1
         return rc == 1
 
     def release(self):
@@ -150,6 +198,8 @@ class SemLock(SharedObject):
         if rc < 0:
             _core.raise_for(rc)
         self._owner = None
+        if self._acquired > 0:
+            self._acquired -= 1
 
     def __enter__(self):
         return self.acquire()
@@ -171,7 +221,21 @@ class SemLock(SharedObject):
 
     def _is_mine(self):
         """Acquired by this thread through this object (stdlib's SemLock._is_mine)."""
+        if self._sem is not None:
+            return self._sem._is_mine()
         return self._owner == (process.current_process().pid, threading.get_ident())
+
+    def _count(self):
+        """Acquires minus releases through this object in this process (stdlib's _count)."""
+        if self._sem is not None:
+            return self._sem._count()
+        return self._acquired
+
+    def _held_here(self):
+        """Acquired through this object in this process and not released yet."""
+        if self._sem is not None:
+            return self._sem._count() > 0
+        return self._owner is not None and self._owner[0] == process.current_process().pid
 
     # What a Condition over this lock needs.
     _is_owned = _is_mine
@@ -230,7 +294,7 @@ class Lock(SemLock):
                 name = _holder_name()
             elif self._get_value() == 1:
                 name = 'None'
-            elif self._owner is not None and self._owner[0] == process.current_process().pid:
+            elif self._held_here():
                 name = 'SomeOtherThread'
             else:
                 name = 'SomeOtherProcess'
@@ -251,14 +315,24 @@ class RLock(SharedObject):
 
     def __init__(self, *, ctx=None):
         _runtime.current()
-        self._adopt(_core.call(_go().RLockCreate))
+        self._setup(_core.call(_go().RLockCreate))
 
     @classmethod
     def _attach(cls, addr):
         self = cls.__new__(cls)
         _runtime.current()
-        self._adopt(addr)
+        self._setup(addr)
         return self
+
+    def _setup(self, addr):
+        """Own the reference to addr; with the C fast path, acquire and release are
+        the C methods of a _fastpath.RLock (which owns the reference, as for SemLock)."""
+        self._fast = None
+        fp = _core.fast()
+        if fp is not None:
+            lk = self._fast = fp.RLock(addr, _word(_fast.rlock_word, addr))
+            self.acquire, self.release = lk.acquire, lk.release
+        self._adopt(addr, anchor=self._fast)
 
     def __reduce__(self):
         return self.__class__._attach, (self._reference_for_pickle(),)
@@ -402,9 +476,13 @@ class Condition(SharedObject):
         try:
             rc = _TIMED_OUT
             try:
-                lib = _lib()
-                rc = sliced(lambda ns: lib.dmp_cond_wait(addr, waiter, ns),
-                            timeout_ns(True, timeout), _TIMED_OUT)
+                fp = _core.fast()
+                if fp is not None:
+                    rc = _fast_cond_wait(fp)(addr, waiter, timeout_ns(True, timeout))
+                else:
+                    lib = _lib()
+                    rc = sliced(lambda ns: lib.dmp_cond_wait(addr, waiter, ns),
+                                timeout_ns(True, timeout), _TIMED_OUT)
             finally:
                 # Leave the queue before waiting for the lock: a notification
                 # that comes meanwhile goes to a waiter that still waits, and
@@ -467,14 +545,24 @@ class Event(SharedObject):
 
     def __init__(self, *, ctx=None):
         _runtime.current()
-        self._adopt(_core.call(_go().EventCreate))
+        self._setup(_core.call(_go().EventCreate))
 
     @classmethod
     def _attach(cls, addr):
         self = cls.__new__(cls)
         _runtime.current()
-        self._adopt(addr)
+        self._setup(addr)
         return self
+
+    def _setup(self, addr):
+        """Own the reference to addr; with the C fast path, set/clear/is_set/wait are
+        the C methods of a _fastpath.Event (which owns the reference, as for SemLock)."""
+        self._fast = None
+        fp = _core.fast()
+        if fp is not None:
+            e = self._fast = fp.Event(addr, _word(_fast.event_word, addr))
+            self.set, self.clear, self.is_set, self.wait = e.set, e.clear, e.is_set, e.wait
+        self._adopt(addr, anchor=self._fast)
 
     def __reduce__(self):
         return self.__class__._attach, (self._reference_for_pickle(),)

@@ -21,8 +21,10 @@
  *   - put/get: pickling included, errors raised through configure()'s
  *     raise_for (queue.Empty, queue.Full, ValueError...);
  *   - objects with C methods, so that lock.acquire or q.put is one C call:
- *     Sem (acquire/release; uncontended ones are atomics on the shared word,
- *     no call into Go) and Chan (put/get/put_nowait/get_nowait/close).
+ *     Sem (acquire/release), RLock (acquire/release) and Event
+ *     (set/clear/is_set/wait), whose steps that never wait are atomics on the
+ *     shared words (no call into Go; keep them in sync with gocore/shmsync),
+ *     and Chan (put/get/put_nowait/get_nowait/close).
  *
  * Calls that cannot wait (timeout 0, release) keep the GIL: a cgo call is far
  * cheaper than releasing and re-taking it. A call that may wait first polls
@@ -53,7 +55,7 @@ typedef int64_t i64;
 typedef uint64_t u64;
 
 /* Error codes of pyext/codes.go (the functions return them negated). */
-enum { CODE_TIMEOUT = 1, CODE_FULL = 2, CODE_TOOMANYRELEASES = 8 };
+enum { CODE_TIMEOUT = 1, CODE_FULL = 2, CODE_TOOMANYRELEASES = 8, CODE_NOTOWNER = 9 };
 
 #define WAIT_SLICE_NS 100000000LL     /* longest wait with the GIL released between signal checks */
 #define NOGIL_COPY 65536              /* copies of at least this many bytes run without the GIL */
@@ -76,6 +78,33 @@ static i64 (*go_sem_acquire)(u64 addr, i64 timeout_ns);
 static i64 (*go_sem_release)(u64 addr);
 static i64 (*go_last_error)(void *buf, u64 cap);
 
+/* Optional (NULL when missing: the objects then go through Go for everything). */
+static u64 (*go_sem_ptr)(u64 addr);        /* pyext/fast_exports.go */
+static u64 (*go_rlock_ptr)(u64 addr);
+static u64 (*go_event_ptr)(u64 addr);
+static i64 (*go_rlock_acquire)(u64 addr, u64 owner, i64 timeout_ns);   /* pyext/sync_more.go */
+static i64 (*go_rlock_release)(u64 addr, u64 owner);
+static i64 (*go_event_wait)(u64 addr, i64 timeout_ns);
+static i64 (*go_event_set)(u64 addr);                                  /* pyext/fast_exports.go */
+static i64 (*go_event_clear)(u64 addr);
+static i64 (*go_event_is_set)(u64 addr);
+
+static const struct {
+    const char *name;
+    void **slot;
+} OPTIONAL_SYMBOLS[] = {
+    {"dmp_sem_ptr", (void **)&go_sem_ptr},
+    {"dmp_rlock_ptr", (void **)&go_rlock_ptr},
+    {"dmp_event_ptr", (void **)&go_event_ptr},
+    {"dmp_rlock_acquire", (void **)&go_rlock_acquire},
+    {"dmp_rlock_release", (void **)&go_rlock_release},
+    {"dmp_event_wait", (void **)&go_event_wait},
+    {"dmp_event_set", (void **)&go_event_set},
+    {"dmp_event_clear", (void **)&go_event_clear},
+    {"dmp_event_is_set", (void **)&go_event_is_set},
+};
+#define NOPTIONAL (sizeof OPTIONAL_SYMBOLS / sizeof OPTIONAL_SYMBOLS[0])
+
 static const struct {
     const char *name;
     void **slot;
@@ -97,8 +126,11 @@ static pid_t init_pid;
 enum { ST_READY = 0, ST_UNINIT = 1, ST_FORKED = 2 };
 static volatile int state = ST_UNINIT;
 
+static volatile unsigned fork_gen;   /* bumped in a forked child: thread identities change */
+
 static void after_fork_in_child(void)
 {
+    fork_gen++;
     if (state == ST_READY)
         state = ST_FORKED;
 }
@@ -290,6 +322,8 @@ static PyObject *fp_init(PyObject *mod, PyObject *arg)
     }
     for (size_t i = 0; i < NSYMBOLS; i++)
         *SYMBOLS[i].slot = found[i];
+    for (size_t i = 0; i < NOPTIONAL; i++)
+        *OPTIONAL_SYMBOLS[i].slot = dlsym(h, OPTIONAL_SYMBOLS[i].name);
     lib_handle = h;
     init_pid = getpid();
     state = ST_READY;
@@ -859,6 +893,8 @@ static PyObject *fp_get(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 /* Parse ([obj,] block=True, timeout=None), positional or keywords, into a Go timeout in ns
  * (<0 forever, 0 do not wait). obj_kw: the name of a leading required argument (stored in
  * *obj), or NULL when there is none. */
+static int timeout_arg(PyObject *timeout, i64 *out);
+
 static int block_timeout(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
                          const char *obj_kw, PyObject **obj, i64 *out)
 {
@@ -909,6 +945,12 @@ static int block_timeout(const char *fname, PyObject *const *args, Py_ssize_t na
             return 0;
         }
     }
+    return timeout_arg(timeout, out);
+}
+
+/* A stdlib timeout (None or NULL: forever; <= 0: do not wait) as a Go timeout in ns. */
+static int timeout_arg(PyObject *timeout, i64 *out)
+{
     if (timeout == NULL || timeout == Py_None) {
         *out = -1;
         return 0;
@@ -932,26 +974,52 @@ static int block_timeout(const char *fname, PyObject *const *args, Py_ssize_t na
 /* ---- Sem: a semaphore with C methods (acquire, release), stdlib SemLock-like */
 
 /*
- * The semaphore is gocore/shmsync.Semaphore: {count, max, waiters, spin}
- * uint32 words. When the caller passes the address of it in this process
- * (`word`), acquire(block=False) / the first try of acquire() and release()
- * run here, as atomics on the count word, the same steps as shmsync's
- * tryAcquire and Release (keep them in step); waiting goes through Go
- * (dmp_sem_acquire), which spins, registers as a waiter and sleeps on the
- * futex. The object's header (gocore/runtime/objects.go) is checked before
- * the word is trusted. invalidate() (call it before the run's pool is
- * unmapped) stops every Sem made before it from touching the memory.
+ * The semaphore is gocore/shmsync.Semaphore (semaphore.go): {count, max,
+ * waiters, spin} uint32 words. KEEP IN SYNC WITH gocore/shmsync/semaphore.go:
+ * the uncontended steps run here as atomics on those words, the same steps as
+ * its tryAcquire and Release:
+ *   acquire: CAS count c -> c-1 while c != 0;
+ *   release: CAS count c -> c+1, refused (TOOMANYRELEASES) when
+ *            (max != 0 && c >= max) || c == UINT32_MAX; then FUTEX_WAKE(count, 1)
+ *            (shared, not private) only when waiters != 0.
+ * Waiting goes through Go (dmp_sem_acquire), which spins, registers in
+ * `waiters` before its last check of count and sleeps on the count futex, so
+ * the release above always wakes it. Go and C may act on one semaphore at the
+ * same time, from any processes.
+ *
+ * Where the struct lives in this process comes from Go (dmp_sem_ptr, which
+ * validates the object), so this file knows nothing of the object header.
+ * invalidate() (call it before the run's pool is unmapped) stops every object
+ * made before it from touching the memory.
  */
 
-#define OBJ_MAGIC 0x4f504d44u    /* gocore/runtime objectMagic "DMPO" */
-#define OBJ_HEADER 24            /* gocore/runtime headerSize: magic, kind, refs, pad u32; size u64 */
-#define KIND_SEMAPHORE 1u
 #define FUTEX_WAKE_SHARED 1      /* FUTEX_WAKE without FUTEX_PRIVATE_FLAG: the word is shared */
+#define FUTEX_WAKE_ALL 0x7fffffff
 
 #include <sys/syscall.h>
 #include <linux/futex.h>
 
 static u64 epoch;                /* bumped by invalidate() */
+
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+#define CAS(p, expected, desired) \
+    __atomic_compare_exchange_n((p), (expected), (desired), 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)
+
+static inline void futex_wake(uint32_t *w, int n)
+{
+    syscall(SYS_futex, w, FUTEX_WAKE_SHARED, n, NULL, NULL, 0);
+}
+
+/* The struct's address in this process from ptr_fn(addr) if it equals `word`
+ * (the caller's claim; 0: do not touch it); else NULL (everything through Go). */
+static void *checked_word(u64 (*ptr_fn)(u64), u64 addr, u64 word)
+{
+    if (word == 0 || ptr_fn == NULL || state != ST_READY)
+        return NULL;
+    u64 p = ptr_fn(addr);
+    return p != 0 && p == word ? (void *)(uintptr_t)p : NULL;
+}
 
 typedef struct {
     PyObject_HEAD
@@ -971,11 +1039,12 @@ static inline uint32_t *sem_word(Sem *s)
     return s->word;
 }
 
+/* shmsync.Semaphore.tryAcquire */
 static inline int try_acquire(uint32_t *count)
 {
-    uint32_t c = __atomic_load_n(count, __ATOMIC_SEQ_CST);
+    uint32_t c = LOAD(count);
     while (c != 0) {
-        if (__atomic_compare_exchange_n(count, &c, c - 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        if (CAS(count, &c, c - 1))
             return 1;
     }
     return 0;
@@ -989,22 +1058,17 @@ static int sem_init(PyObject *self, PyObject *args, PyObject *kwargs)
     PyObject *owner = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "K|KO:Sem", kwlist, &addr, &word, &owner))
         return -1;
+    if (word % 4 != 0) {
+        PyErr_SetString(PyExc_ValueError, "Sem(): misaligned word");
+        return -1;
+    }
     Py_XINCREF(owner);
     Py_XSETREF(s->owner, owner);
     s->addr = addr;
-    s->word = NULL;
     s->epoch = epoch;
     s->count = 0;
     s->last_tid = 0;
-    if (word != 0) {
-        if (word % 4 != 0) {
-            PyErr_SetString(PyExc_ValueError, "Sem(): misaligned word");
-            return -1;
-        }
-        const uint32_t *h = (const uint32_t *)(uintptr_t)(word - OBJ_HEADER);
-        if (__atomic_load_n(&h[0], __ATOMIC_SEQ_CST) == OBJ_MAGIC && h[1] == KIND_SEMAPHORE)
-            s->word = (uint32_t *)(uintptr_t)word;
-    }
+    s->word = checked_word(go_sem_ptr, addr, word);
     return 0;
 }
 
@@ -1049,16 +1113,17 @@ static PyObject *sem_release_method(PyObject *self, PyObject *unused)
     CHECK_READY();
     uint32_t *w = sem_word(s);
     if (w != NULL) {
-        uint32_t c = __atomic_load_n(&w[0], __ATOMIC_SEQ_CST);
+        /* shmsync.Semaphore.Release */
+        uint32_t c = LOAD(&w[0]);
         for (;;) {
-            uint32_t max = __atomic_load_n(&w[1], __ATOMIC_SEQ_CST);
+            uint32_t max = LOAD(&w[1]);
             if ((max != 0 && c >= max) || c == UINT32_MAX)
                 return raise_rc(-CODE_TOOMANYRELEASES);
-            if (__atomic_compare_exchange_n(&w[0], &c, c + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            if (CAS(&w[0], &c, c + 1))
                 break;
         }
-        if (__atomic_load_n(&w[2], __ATOMIC_SEQ_CST) != 0)
-            syscall(SYS_futex, &w[0], FUTEX_WAKE_SHARED, 1, NULL, NULL, 0);
+        if (LOAD(&w[2]) != 0)
+            futex_wake(&w[0], 1);
     } else {
         i64 rc = go_sem_release(s->addr);
         if (rc < 0)
@@ -1158,9 +1223,416 @@ static PyTypeObject SemType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ---- RLock and Event: C methods on gocore/shmsync.RecursiveLock and Event */
+
+/*
+ * KEEP IN SYNC WITH gocore/shmsync/rlock.go and gocore/shmsync/event.go: the
+ * steps that never wait run here as atomics on the shared words, exactly as
+ * there; waiting goes through Go (dmp_rlock_acquire, dmp_event_wait).
+ *
+ * RecursiveLock {state u32, waiters u32, count u32, spin u32, owner u64}:
+ *   acquire: owner == me: count++ (refused at UINT32_MAX); else CAS state 0 -> 1,
+ *            then store owner = me, count = 1;
+ *   release: owner != me: NOTOWNER; count > 1: count--; else count = 0,
+ *            owner = 0, state = 0, then FUTEX_WAKE(state, 1) only when waiters != 0.
+ * Event {state u32 (bit 0 set, bits 31..1 set counter), waiters u32}:
+ *   set:   if clear, CAS s -> (s + 2) | 1, then FUTEX_WAKE(state, all) only when
+ *          waiters != 0;  clear: CAS s -> s & ~1;  is_set: s & 1.
+ */
+
+/* This thread's RLock owner identity, pid << 32 | thread number (never 0, a
+ * number never reused within a process); dragon_mp.synchronize uses it too. */
+static __thread u64 tls_owner;
+static __thread unsigned tls_fork_gen;
+static u64 thread_numbers;
+
+static inline u64 thread_owner(void)
+{
+    if (UNLIKELY(tls_owner == 0 || tls_fork_gen != fork_gen)) {
+        u64 n;
+        do
+            n = __atomic_add_fetch(&thread_numbers, 1, __ATOMIC_RELAXED) & 0xffffffffu;
+        while (n == 0);
+        tls_owner = ((u64)getpid() << 32) | n;
+        tls_fork_gen = fork_gen;
+    }
+    return tls_owner;
+}
+
+PyDoc_STRVAR(thread_owner_doc,
+"thread_owner() -> int\n--\n\n"
+"This thread's identity as an RLock owner: pid << 32 | a per-process thread number\n"
+"that is never reused (never 0).");
+
+static PyObject *fp_thread_owner(PyObject *mod, PyObject *unused)
+{
+    return PyLong_FromUnsignedLongLong(thread_owner());
+}
+
+typedef struct {
+    PyObject_HEAD
+    u64 addr;
+    uint32_t *word;              /* the shmsync struct; NULL: everything through Go */
+    u64 epoch;
+    PyObject *owner;             /* kept alive as long as this object (and its bound methods) */
+    PyObject *weakreflist;
+} ShObj;
+
+static inline uint32_t *obj_word(ShObj *o)
+{
+    if (UNLIKELY(o->word != NULL && o->epoch != epoch))
+        o->word = NULL;
+    return o->word;
+}
+
+static int obj_init(PyObject *self, PyObject *args, PyObject *kwargs, const char *fmt, u64 (*ptr_fn)(u64))
+{
+    static char *kwlist[] = {"addr", "word", "owner", NULL};
+    ShObj *o = (ShObj *)self;
+    unsigned long long addr, word = 0;
+    PyObject *owner = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, fmt, kwlist, &addr, &word, &owner))
+        return -1;
+    if (word % 8 != 0) {
+        PyErr_SetString(PyExc_ValueError, "misaligned word");
+        return -1;
+    }
+    Py_XINCREF(owner);
+    Py_XSETREF(o->owner, owner);
+    o->addr = addr;
+    o->epoch = epoch;
+    o->word = checked_word(ptr_fn, addr, word);
+    return 0;
+}
+
+static int obj_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(((ShObj *)self)->owner);
+    return 0;
+}
+
+static int obj_clear(PyObject *self)
+{
+    Py_CLEAR(((ShObj *)self)->owner);
+    return 0;
+}
+
+static void obj_dealloc(PyObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    if (((ShObj *)self)->weakreflist != NULL)
+        PyObject_ClearWeakRefs(self);
+    obj_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyObject *obj_direct(PyObject *self, void *closure)
+{
+    return PyBool_FromLong(obj_word((ShObj *)self) != NULL);
+}
+
+static PyObject *obj_addr(PyObject *self, void *closure)
+{
+    return PyLong_FromUnsignedLongLong(((ShObj *)self)->addr);
+}
+
+static PyGetSetDef obj_getset[] = {
+    {"direct", obj_direct, NULL, "Whether the methods touch the shared words themselves.", NULL},
+    {"addr", obj_addr, NULL, "The object's address in the run.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyObject *missing(const char *fn)
+{
+    PyErr_Format(PyExc_RuntimeError, "dragon_mp._fastpath: the Go library has no function %s", fn);
+    return NULL;
+}
+
+/* RLock */
+
+static int rlock_init(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    return obj_init(self, args, kwargs, "K|KO:RLock", go_rlock_ptr);
+}
+
+typedef struct {
+    u64 addr, owner;
+} rlock_ctx;
+
+static i64 rlock_acquire_attempt(void *p, i64 timeout)
+{
+    rlock_ctx *c = p;
+    return go_rlock_acquire(c->addr, c->owner, timeout);
+}
+
+static PyObject *rlock_acquire(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    ShObj *o = (ShObj *)self;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    CHECK_READY();
+    i64 timeout = -1;
+    if (nargs != 0 || kwnames != NULL) {
+        if (block_timeout("acquire", args, nargs, kwnames, NULL, NULL, &timeout) < 0)
+            return NULL;
+    }
+    u64 me = thread_owner();
+    uint32_t *w = obj_word(o);
+    if (w != NULL) {
+        u64 *owner = (u64 *)(w + 4);
+        if (LOAD(owner) == me) {          /* only this thread stores `me` there */
+            uint32_t n = LOAD(&w[2]);
+            if (n == UINT32_MAX)
+                Py_RETURN_FALSE;
+            STORE(&w[2], n + 1);
+            Py_RETURN_TRUE;
+        }
+        uint32_t free_ = 0;
+        if (CAS(&w[0], &free_, 1)) {
+            STORE(owner, me);
+            STORE(&w[2], 1);
+            Py_RETURN_TRUE;
+        }
+        if (timeout == 0)
+            Py_RETURN_FALSE;
+    }
+    if (go_rlock_acquire == NULL)
+        return missing("dmp_rlock_acquire");
+    rlock_ctx c = {o->addr, me};
+    int raised;
+    i64 rc = sliced(rlock_acquire_attempt, &c, timeout, 0, 1, &raised);
+    if (raised)
+        return NULL;
+    if (rc == 1)
+        Py_RETURN_TRUE;
+    if (rc == 0)
+        Py_RETURN_FALSE;
+    return raise_rc(rc);
+}
+
+static PyObject *rlock_release(PyObject *self, PyObject *unused)
+{
+    ShObj *o = (ShObj *)self;
+    CHECK_READY();
+    u64 me = thread_owner();
+    uint32_t *w = obj_word(o);
+    if (w != NULL) {
+        u64 *owner = (u64 *)(w + 4);
+        if (LOAD(owner) != me)
+            return raise_rc(-CODE_NOTOWNER);
+        uint32_t n = LOAD(&w[2]);
+        if (n > 1) {
+            STORE(&w[2], n - 1);
+            Py_RETURN_NONE;
+        }
+        STORE(&w[2], 0);
+        STORE(owner, 0);
+        STORE(&w[0], 0);
+        if (LOAD(&w[1]) != 0)
+            futex_wake(&w[0], 1);
+        Py_RETURN_NONE;
+    }
+    if (go_rlock_release == NULL)
+        return missing("dmp_rlock_release");
+    i64 rc = go_rlock_release(o->addr, me);
+    if (rc < 0)
+        return raise_rc(rc);
+    Py_RETURN_NONE;
+}
+
+static PyObject *rlock_enter(PyObject *self, PyObject *unused)
+{
+    return rlock_acquire(self, NULL, 0, NULL);
+}
+
+static PyObject *rlock_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return rlock_release(self, NULL);
+}
+
+static PyMethodDef rlock_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))rlock_acquire, METH_FASTCALL | METH_KEYWORDS,
+     "acquire(block=True, timeout=None) -> bool"},
+    {"release", rlock_release, METH_NOARGS, "release(); AssertionError when this thread does not hold it"},
+    {"__enter__", rlock_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))rlock_exit, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject RLockType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dragon_mp._fastpath.RLock",
+    .tp_basicsize = sizeof(ShObj),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "RLock(addr, word=0, owner=None): the recursive lock at addr, with C acquire/release\n"
+              "for this thread (thread_owner()).\n\n"
+              "word: dmp_rlock_ptr(addr) (0: every call goes through Go). owner: any object to keep\n"
+              "alive as long as this one or one of its bound methods lives.",
+    .tp_dealloc = obj_dealloc,
+    .tp_traverse = obj_traverse,
+    .tp_clear = obj_clear,
+    .tp_weaklistoffset = offsetof(ShObj, weakreflist),
+    .tp_methods = rlock_methods,
+    .tp_getset = obj_getset,
+    .tp_init = rlock_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* Event */
+
+static int event_init(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    return obj_init(self, args, kwargs, "K|KO:Event", go_event_ptr);
+}
+
+static PyObject *event_go(i64 (*fn)(u64), const char *name, u64 addr)
+{
+    if (fn == NULL)
+        return missing(name);
+    i64 rc = fn(addr);
+    if (rc < 0)
+        return raise_rc(rc);
+    return PyLong_FromLongLong(rc);
+}
+
+static PyObject *event_set(PyObject *self, PyObject *unused)
+{
+    ShObj *o = (ShObj *)self;
+    CHECK_READY();
+    uint32_t *w = obj_word(o);
+    if (w == NULL) {
+        PyObject *r = event_go(go_event_set, "dmp_event_set", o->addr);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+        Py_RETURN_NONE;
+    }
+    uint32_t s = LOAD(&w[0]);
+    for (;;) {
+        if (s & 1)
+            Py_RETURN_NONE;
+        if (CAS(&w[0], &s, (s + 2) | 1))
+            break;
+    }
+    if (LOAD(&w[1]) != 0)
+        futex_wake(&w[0], FUTEX_WAKE_ALL);
+    Py_RETURN_NONE;
+}
+
+static PyObject *event_clear(PyObject *self, PyObject *unused)
+{
+    ShObj *o = (ShObj *)self;
+    CHECK_READY();
+    uint32_t *w = obj_word(o);
+    if (w == NULL) {
+        PyObject *r = event_go(go_event_clear, "dmp_event_clear", o->addr);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+        Py_RETURN_NONE;
+    }
+    uint32_t s = LOAD(&w[0]);
+    while (s & 1) {
+        if (CAS(&w[0], &s, s & ~1u))
+            break;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *event_is_set(PyObject *self, PyObject *unused)
+{
+    ShObj *o = (ShObj *)self;
+    CHECK_READY();
+    uint32_t *w = obj_word(o);
+    if (w == NULL) {
+        PyObject *r = event_go(go_event_is_set, "dmp_event_is_set", o->addr);
+        if (r == NULL)
+            return NULL;
+        int set = PyLong_AsLong(r) != 0;
+        Py_DECREF(r);
+        return PyBool_FromLong(set);
+    }
+    return PyBool_FromLong(LOAD(&w[0]) & 1);
+}
+
+static i64 event_wait_attempt(void *p, i64 timeout)
+{
+    return go_event_wait(((addr_ctx *)p)->addr, timeout);
+}
+
+static PyObject *event_wait(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    ShObj *o = (ShObj *)self;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    CHECK_READY();
+    PyObject *t = nargs > 0 ? args[0] : NULL;
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError, "wait() takes at most 1 argument (%zd given)", nargs);
+        return NULL;
+    }
+    if (kwnames != NULL) {
+        for (Py_ssize_t i = 0, n = PyTuple_GET_SIZE(kwnames); i < n; i++) {
+            PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+            if (PyUnicode_CompareWithASCIIString(k, "timeout") != 0) {
+                PyErr_Format(PyExc_TypeError, "wait() got an unexpected keyword argument '%U'", k);
+                return NULL;
+            }
+            if (t != NULL) {
+                PyErr_SetString(PyExc_TypeError, "wait() got multiple values for argument 'timeout'");
+                return NULL;
+            }
+            t = args[nargs + i];
+        }
+    }
+    i64 timeout;
+    if (timeout_arg(t, &timeout) < 0)
+        return NULL;
+    uint32_t *w = obj_word(o);
+    if (w != NULL && (LOAD(&w[0]) & 1))
+        Py_RETURN_TRUE;
+    if (go_event_wait == NULL)
+        return missing("dmp_event_wait");
+    addr_ctx c = {o->addr};
+    int raised;
+    i64 rc = sliced(event_wait_attempt, &c, timeout, 0, 1, &raised);
+    if (raised)
+        return NULL;
+    if (rc == 1)
+        Py_RETURN_TRUE;
+    if (rc == 0)
+        Py_RETURN_FALSE;
+    return raise_rc(rc);
+}
+
+static PyMethodDef event_methods[] = {
+    {"set", event_set, METH_NOARGS, "set(): set the flag, waking every waiter"},
+    {"clear", event_clear, METH_NOARGS, "clear()"},
+    {"is_set", event_is_set, METH_NOARGS, "is_set() -> bool"},
+    {"wait", (PyCFunction)(void (*)(void))event_wait, METH_FASTCALL | METH_KEYWORDS,
+     "wait(timeout=None) -> bool: whether the flag is (or was, meanwhile) set"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject EventType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dragon_mp._fastpath.Event",
+    .tp_basicsize = sizeof(ShObj),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Event(addr, word=0, owner=None): the event at addr, with C set/clear/is_set/wait.\n\n"
+              "word: dmp_event_ptr(addr) (0: every call goes through Go). owner: any object to keep\n"
+              "alive as long as this one or one of its bound methods lives.",
+    .tp_dealloc = obj_dealloc,
+    .tp_traverse = obj_traverse,
+    .tp_clear = obj_clear,
+    .tp_weaklistoffset = offsetof(ShObj, weakreflist),
+    .tp_methods = event_methods,
+    .tp_getset = obj_getset,
+    .tp_init = event_init,
+    .tp_new = PyType_GenericNew,
+};
+
 PyDoc_STRVAR(invalidate_doc,
 "invalidate()\n--\n\n"
-"The run's pool is about to be unmapped: every Sem made so far stops touching\n"
+"The run's pool is about to be unmapped: every Sem, RLock and Event made so far stops touching\n"
 "shared memory itself (its calls go through Go, which reports the ended run).");
 
 static PyObject *fp_invalidate(PyObject *mod, PyObject *unused)
@@ -1514,6 +1986,7 @@ static PyMethodDef methods[] = {
     {"put", (PyCFunction)(void (*)(void))fp_put, METH_FASTCALL, put_doc},
     {"get", (PyCFunction)(void (*)(void))fp_get, METH_FASTCALL, get_doc},
     {"invalidate", (PyCFunction)fp_invalidate, METH_NOARGS, invalidate_doc},
+    {"thread_owner", (PyCFunction)fp_thread_owner, METH_NOARGS, thread_owner_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1539,7 +2012,8 @@ PyMODINIT_FUNC PyInit__fastpath(void)
         }
         once = 1;
     }
-    if (PyType_Ready(&GoFuncType) < 0 || PyType_Ready(&SemType) < 0 || PyType_Ready(&ChanType) < 0)
+    if (PyType_Ready(&GoFuncType) < 0 || PyType_Ready(&SemType) < 0 || PyType_Ready(&ChanType) < 0 ||
+        PyType_Ready(&RLockType) < 0 || PyType_Ready(&EventType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL)
@@ -1548,7 +2022,8 @@ PyMODINIT_FUNC PyInit__fastpath(void)
         PyModule_AddIntConstant(m, "DEFAULT_INLINE_CAP", DEFAULT_INLINE_CAP) < 0 ||
         PyModule_AddIntConstant(m, "NOGIL_COPY", NOGIL_COPY) < 0 ||
         PyModule_AddType(m, &SemType) < 0 || PyModule_AddType(m, &ChanType) < 0 ||
-        PyModule_AddType(m, &GoFuncType) < 0) {
+        PyModule_AddType(m, &GoFuncType) < 0 || PyModule_AddType(m, &RLockType) < 0 ||
+        PyModule_AddType(m, &EventType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

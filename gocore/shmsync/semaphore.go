@@ -14,6 +14,11 @@ import (
 // released too many times")).
 var ErrTooManyReleases = errors.New("shmsync: semaphore or lock released too many times")
 
+// KEEP IN SYNC WITH pyext/fastpath.c (Sem: try_acquire, sem_release_method):
+// it runs the steps of this type that never wait as C atomics on the same
+// words (layout, CAS steps, and the rule "futex-wake only when waiters !=
+// 0"), mixed freely with these methods.
+//
 // Semaphore is a cross-process counting semaphore; a multiprocessing Lock is
 // a Semaphore initialized with Init(1, 1), a BoundedSemaphore(n) is
 // Init(n, n), a Semaphore(n) is Init(n, 0).

@@ -1,0 +1,92 @@
+package pyext
+
+/*
+#include <stdint.h>
+*/
+import "C"
+
+import (
+	"github.com/dragon-mp/dragon_mp/gocore/runtime"
+)
+
+// Where a sync object lives in this process, for dragon_mp._fastpath
+// (pyext/fastpath.c): its C methods run the uncontended steps of
+// shmsync.Semaphore, RecursiveLock and Event as atomics on these words (keep
+// them in sync with gocore/shmsync), so C never needs the object header's
+// layout. Each returns the address of the shmsync struct in this process's
+// mapping of the pool, or 0 when addr is not a live object of that kind here
+// (the Go calls then report the error). The pointer stays valid while the
+// caller holds a reference to the object and the run lives.
+
+func objectPtr(addr C.uint64_t, kind uint32) (p C.uint64_t) {
+	defer func() {
+		if recover() != nil {
+			p = 0
+		}
+	}()
+	r, err := current()
+	if err != nil {
+		return 0
+	}
+	ptr, err := r.Object(runtime.Address(addr), kind)
+	if err != nil {
+		return 0
+	}
+	return C.uint64_t(uintptr(ptr))
+}
+
+// dmp_sem_ptr: the address of the shmsync.Semaphore at addr in this process, 0 if invalid.
+//
+//export dmp_sem_ptr
+func dmp_sem_ptr(addr C.uint64_t) C.uint64_t { return objectPtr(addr, runtime.KindSemaphore) }
+
+// dmp_rlock_ptr: the address of the shmsync.RecursiveLock at addr in this process, 0 if invalid.
+//
+//export dmp_rlock_ptr
+func dmp_rlock_ptr(addr C.uint64_t) C.uint64_t { return objectPtr(addr, runtime.KindRLock) }
+
+// dmp_event_ptr: the address of the shmsync.Event at addr in this process, 0 if invalid.
+//
+//export dmp_event_ptr
+func dmp_event_ptr(addr C.uint64_t) C.uint64_t { return objectPtr(addr, runtime.KindEvent) }
+
+// dmp_event_set sets the Event at addr (waking its waiters): 0 or <0 error.
+//
+//export dmp_event_set
+func dmp_event_set(addr C.uint64_t) (rc int64) {
+	defer cRecover(&rc)
+	e, err := eventAt(int64(addr))
+	if err != nil {
+		return cCode(err)
+	}
+	e.Set()
+	return 0
+}
+
+// dmp_event_clear clears the Event at addr: 0 or <0 error.
+//
+//export dmp_event_clear
+func dmp_event_clear(addr C.uint64_t) (rc int64) {
+	defer cRecover(&rc)
+	e, err := eventAt(int64(addr))
+	if err != nil {
+		return cCode(err)
+	}
+	e.Clear()
+	return 0
+}
+
+// dmp_event_is_set: 1 set, 0 clear, <0 error.
+//
+//export dmp_event_is_set
+func dmp_event_is_set(addr C.uint64_t) (rc int64) {
+	defer cRecover(&rc)
+	e, err := eventAt(int64(addr))
+	if err != nil {
+		return cCode(err)
+	}
+	if e.IsSet() {
+		return 1
+	}
+	return 0
+}
