@@ -23,6 +23,7 @@ __all__ = ['DragonContext', 'BaseContext', 'ProcessError', 'BufferTooShort',
            'TimeoutError', 'AuthenticationError']
 
 START_METHOD = 'dragon'
+_chosen_method = [None]      # what set_start_method chose (the start is the same)
 _ACCEPTED_METHODS = (START_METHOD, 'spawn', 'fork', 'forkserver')
 
 
@@ -122,11 +123,23 @@ class BaseContext(_stdlib_context.BaseContext):
         return _default_context
 
     def get_start_method(self, allow_none=False):
-        return START_METHOD
+        """The method set with set_start_method (any of them means the same
+        start), else 'dragon'; None with allow_none before one was set, as
+        in stdlib."""
+        method = _chosen_method[0]
+        if method is None:
+            return None if allow_none else START_METHOD
+        return method
 
     def set_start_method(self, method, force=False):
-        if method is not None and method not in _ACCEPTED_METHODS:
+        if _chosen_method[0] is not None and not force:
+            raise RuntimeError('context has already been set')
+        if method is None and force:
+            _chosen_method[0] = None
+            return
+        if method not in _ACCEPTED_METHODS:
             raise ValueError('cannot find context for %r' % method)
+        _chosen_method[0] = method
 
     def get_all_start_methods(self):
         return [START_METHOD, 'spawn', 'fork', 'forkserver']

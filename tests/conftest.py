@@ -82,3 +82,40 @@ def clean_env(**extra):
     env = {k: v for k, v in os.environ.items() if k != 'DRAGON_MP_RUN'}
     env.update(extra)
     return env
+
+
+# --- the two implementations ----------------------------------------------------------------
+#
+# `mp` runs a test twice: against stdlib multiprocessing's 'spawn' context (the reference every
+# assertion is checked against; dragon_mp's processes have spawn semantics) and against dragon_mp's
+# context. Test modules that define their own `mp` fixture keep theirs (a module's fixture wins).
+# Targets of child processes must be module-level functions: spawned children import the test
+# module by name.
+
+STDLIB, DRAGON = 'stdlib-spawn', 'dragon_mp'
+
+
+@pytest.fixture(params=[STDLIB, DRAGON])
+def mp(request):
+    if request.param == STDLIB:
+        import multiprocessing
+        return multiprocessing.get_context('spawn')
+    import dragon_mp
+    return dragon_mp.get_context()
+
+
+def is_dragon(ctx):
+    """True for dragon_mp's context, False for a stdlib one."""
+    import dragon_mp.context
+    return isinstance(ctx, dragon_mp.context.BaseContext)
+
+
+def package_of(ctx):
+    """'dragon_mp' or 'multiprocessing': what a child imports to talk to its own implementation."""
+    return DRAGON if is_dragon(ctx) else 'multiprocessing'
+
+
+def submodule(ctx, name):
+    """The implementation's `queues`, `synchronize`, ... module."""
+    import importlib
+    return importlib.import_module(f'{package_of(ctx)}.{name}')

@@ -1,14 +1,28 @@
-"""Process lifecycle: start, join, exit codes, signals, sentinels."""
+"""Process lifecycle: start, join, exit codes, signals, sentinels.
 
+Every behaviour test runs twice through the shared `mp` fixture (conftest.py):
+against stdlib multiprocessing's 'spawn' context, the reference, and against
+dragon_mp. Targets and Process subclasses are module level (spawned children
+import this module by name); a child that needs its own implementation's
+module functions is told which package to import.
+"""
+
+import importlib
 import os
 import select
 import signal
 import sys
 import time
 
+import multiprocessing
+
 import pytest
 
-import dragon_mp as mp
+import dragon_mp
+
+from conftest import is_dragon, package_of
+
+JOIN = 30
 
 
 def exit_with(code):
@@ -23,19 +37,29 @@ def sleep_for(seconds):
     time.sleep(seconds)
 
 
-def report(q):
-    p = mp.current_process()
-    parent = mp.parent_process()
-    q.put((p.name, os.getpid(), parent.pid if parent else None, p.daemon))
+def report(q, package):
+    m = importlib.import_module(package)
+    p = m.current_process()
+    parent = m.parent_process()
+    q.put((p.name, os.getpid(), parent.pid if parent else None, p.daemon,
+           m.parent_process().name))
 
 
-class Counter(mp.Process):
+class _Counter:
     def __init__(self, q):
         super().__init__()
         self.q = q
 
     def run(self):
-        self.q.put('ran in subclass')
+        self.q.put(('ran in subclass', type(self).__name__))
+
+
+class StdlibCounter(_Counter, multiprocessing.get_context('spawn').Process):
+    pass
+
+
+class DragonCounter(_Counter, dragon_mp.Process):
+    pass
 
 
 @pytest.mark.parametrize('target,args,code', [
@@ -44,25 +68,26 @@ class Counter(mp.Process):
     (raise_error, (), 1),
     (sleep_for, (0,), 0),
 ])
-def test_exit_codes(target, args, code):
+def test_exit_codes(mp, target, args, code):
     p = mp.Process(target=target, args=args)
+    assert p.exitcode is None
     p.start()
-    p.join(30)
+    p.join(JOIN)
     assert p.exitcode == code
     assert not p.is_alive()
 
 
-def test_child_sees_its_identity():
+def test_child_sees_its_identity(mp):
     q = mp.Queue()
-    p = mp.Process(target=report, args=(q,), name='worker-x', daemon=True)
+    p = mp.Process(target=report, args=(q, package_of(mp)), name='worker-x', daemon=True)
     p.start()
-    name, pid, parent_pid, daemon = q.get(timeout=30)
-    p.join(30)
-    assert (name, pid, parent_pid, daemon) == ('worker-x', p.pid, os.getpid(), True)
+    got = q.get(timeout=JOIN)
+    p.join(JOIN)
+    assert got == ('worker-x', p.pid, os.getpid(), True, 'MainProcess')
 
 
 @pytest.mark.parametrize('method,code', [('terminate', -signal.SIGTERM), ('kill', -signal.SIGKILL)])
-def test_terminate_and_kill(method, code):
+def test_terminate_and_kill(mp, method, code):
     p = mp.Process(target=sleep_for, args=(60,))
     p.start()
     assert p.is_alive()
@@ -73,7 +98,7 @@ def test_terminate_and_kill(method, code):
     assert p not in mp.active_children()
 
 
-def test_join_timeout_then_sentinel():
+def test_join_timeout_then_sentinel(mp):
     p = mp.Process(target=sleep_for, args=(0.5,))
     p.start()
     start = time.monotonic()
@@ -85,25 +110,44 @@ def test_join_timeout_then_sentinel():
     assert p.exitcode == 0
 
 
-def test_subclass_run():
+def test_subclass_run(mp):
+    cls = DragonCounter if is_dragon(mp) else StdlibCounter
     q = mp.Queue()
-    p = Counter(q)
+    p = cls(q)
     p.start()
-    assert q.get(timeout=30) == 'ran in subclass'
-    p.join(30)
+    assert q.get(timeout=JOIN) == ('ran in subclass', cls.__name__)
+    p.join(JOIN)
     assert p.exitcode == 0
 
 
-def test_start_twice_and_close():
+def test_start_twice_and_close(mp):
     p = mp.Process(target=exit_with, args=(0,))
     p.start()
     with pytest.raises(AssertionError):
         p.start()
-    p.join(30)
+    p.join(JOIN)
     p.close()
     with pytest.raises(ValueError):
         p.is_alive()
 
 
+def test_close_of_a_running_process_is_refused(mp):
+    p = mp.Process(target=sleep_for, args=(60,))
+    p.start()
+    with pytest.raises(ValueError):
+        p.close()
+    p.kill()
+    p.join(JOIN)
+    p.close()
+
+
+def test_current_process_in_the_parent(mp):
+    me = mp.current_process()
+    assert me.name == 'MainProcess'
+    assert mp.parent_process() is None
+    assert mp.active_children() == []
+
+
+# deliberate difference: stdlib's cpu_count() is the machine's CPUs, ours the affinity.
 def test_cpu_count_is_affinity():
-    assert mp.cpu_count() == len(os.sched_getaffinity(0))
+    assert dragon_mp.cpu_count() == len(os.sched_getaffinity(0))

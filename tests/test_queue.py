@@ -1,4 +1,11 @@
-"""Queue and SimpleQueue: in one process and across processes."""
+"""Queue, SimpleQueue and JoinableQueue: in one process and across processes.
+
+Every behaviour test runs twice through the shared `mp` fixture (conftest.py):
+against stdlib multiprocessing's 'spawn' context, the reference, and against
+dragon_mp. Tests of deliberate differences (README) and of dragon_mp's
+internals take no fixture and run on dragon_mp only. Targets of children are
+module-level functions: spawned children import this module by name.
+"""
 
 import hashlib
 import pickle
@@ -7,7 +14,9 @@ import time
 
 import pytest
 
-import dragon_mp as mp
+from conftest import submodule
+
+JOIN = 30
 
 
 def producer(q, start, count, size):
@@ -18,7 +27,7 @@ def producer(q, start, count, size):
 def consumer(q, out, count):
     total = 0
     for _ in range(count):
-        i, payload = q.get(timeout=30)
+        i, payload = q.get(timeout=JOIN)
         total += i + len(payload)
     out.put(total)
 
@@ -31,7 +40,14 @@ def echo(inq, outq):
         outq.put(item)
 
 
-def test_fifo_in_one_process():
+def consume_and_mark_done(q, n):
+    for _ in range(n):
+        q.get(timeout=JOIN)
+        time.sleep(0.01)
+        q.task_done()
+
+
+def test_fifo_in_one_process(mp):
     q = mp.Queue()
     for i in range(1000):
         q.put(i)
@@ -40,7 +56,7 @@ def test_fifo_in_one_process():
     assert q.empty()
 
 
-def test_get_timeout_raises_empty_and_queue_survives():
+def test_get_timeout_raises_empty_and_queue_survives(mp):
     q = mp.Queue()
     start = time.monotonic()
     with pytest.raises(queue.Empty):
@@ -54,7 +70,7 @@ def test_get_timeout_raises_empty_and_queue_survives():
     assert q.get() == 'still works'
 
 
-def test_bounded_queue_full():
+def test_bounded_queue_full(mp):
     q = mp.Queue(maxsize=2)
     q.put(1)
     q.put(2)
@@ -70,7 +86,7 @@ def test_bounded_queue_full():
     assert [q.get(), q.get()] == [2, 3]
 
 
-def test_unbounded_queue_is_not_a_small_fixed_queue():
+def test_unbounded_queue_is_not_a_small_fixed_queue(mp):
     q = mp.Queue()
     for i in range(20_000):
         q.put_nowait(i)
@@ -79,17 +95,19 @@ def test_unbounded_queue_is_not_a_small_fixed_queue():
 
 
 @pytest.mark.parametrize('size', [0, 1, 200, 4096, 1 << 20, 64 << 20])
-def test_message_sizes(size):
+def test_message_sizes(mp, size):
     q = mp.Queue()
     payload = bytes(range(256)) * (size // 256) + b'x' * (size % 256)
     q.put(payload)
-    got = q.get()
+    got = q.get(timeout=JOIN)
     assert len(got) == len(payload)
     assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
 
 
+# deliberate difference: stdlib's put succeeds and its feeder thread drops the object; ours raises.
 def test_unpicklable_object_raises_like_pickle_and_queue_survives():
-    q = mp.Queue()
+    import dragon_mp
+    q = dragon_mp.Queue()
     with pytest.raises((pickle.PicklingError, AttributeError)) as info:
         q.put(lambda: 0)
     with pytest.raises(type(info.value)):
@@ -99,7 +117,7 @@ def test_unpicklable_object_raises_like_pickle_and_queue_survives():
     assert q.empty()
 
 
-def test_close_makes_this_handle_unusable():
+def test_close_makes_this_handle_unusable(mp):
     q = mp.Queue()
     q.put(1)
     q.close()
@@ -110,7 +128,7 @@ def test_close_makes_this_handle_unusable():
     q.join_thread()
 
 
-def test_many_producers_and_consumers_across_processes():
+def test_many_producers_and_consumers_across_processes(mp):
     q, out = mp.Queue(), mp.Queue()
     n_prod, n_cons, per = 3, 2, 400
     total = n_prod * per
@@ -121,25 +139,25 @@ def test_many_producers_and_consumers_across_processes():
         p.start()
     results = [out.get(timeout=60) for _ in cons]
     for p in prods + cons:
-        p.join(30)
+        p.join(JOIN)
         assert p.exitcode == 0
     assert sum(results) == sum(range(total)) + 100 * total
 
 
-def test_round_trip_through_a_child_keeps_order():
+def test_round_trip_through_a_child_keeps_order(mp):
     inq, outq = mp.Queue(), mp.Queue()
     p = mp.Process(target=echo, args=(inq, outq))
     p.start()
     items = [('x' * i, i) for i in range(300)] + [b'y' * (3 << 20)]
     for item in items:
         inq.put(item)
-    assert [outq.get(timeout=30) for _ in items] == items
+    assert [outq.get(timeout=JOIN) for _ in items] == items
     inq.put(None)
-    p.join(30)
+    p.join(JOIN)
     assert p.exitcode == 0
 
 
-def test_simple_queue():
+def test_simple_queue(mp):
     q = mp.SimpleQueue()
     assert q.empty()
     q.put({'a': 1})
@@ -150,17 +168,21 @@ def test_simple_queue():
         q.put(1)
 
 
+# deliberate difference: stdlib queues pickle only while spawning a process (RuntimeError otherwise).
 def test_queue_passed_through_a_queue():
-    outer, inner = mp.Queue(), mp.Queue()
+    import dragon_mp
+    outer, inner = dragon_mp.Queue(), dragon_mp.Queue()
     outer.put(inner)
     received = outer.get()
     received.put('through')
     assert inner.get(timeout=5) == 'through'
 
 
+# dragon_mp internals: a forged channel address must give ValueError, not a crash.
 def test_forged_address_is_an_error_not_a_crash():
+    import dragon_mp
     from dragon_mp import queues
-    mp.Queue()          # make sure the runtime is up
+    dragon_mp.Queue()          # make sure the runtime is up
     for addr in (64, 12345, 1 << 40, (7 << 48) | 4096):
         forged = queues._Channel._attach(addr, 256)
         with pytest.raises(ValueError):
@@ -168,16 +190,18 @@ def test_forged_address_is_an_error_not_a_crash():
         forged._finalizer.detach()
 
 
+# dragon_mp internals: a panic in the Go core surfaces as a Python exception.
 def test_go_panic_becomes_a_python_exception():
+    import dragon_mp
     from dragon_mp import _core
     with pytest.raises(_core.GoError, match='internal error'):
         _core.call(_core.gocore().SelfTestPanic)
-    q = mp.Queue()
+    q = dragon_mp.Queue()
     q.put('alive')
     assert q.get() == 'alive'
 
 
-def test_blocking_put_waits_for_room_beyond_one_wait_slice():
+def test_blocking_put_waits_for_room_beyond_one_wait_slice(mp):
     q = mp.Queue(maxsize=1)
     q.put(1)
     start = time.monotonic()
@@ -186,29 +210,23 @@ def test_blocking_put_waits_for_room_beyond_one_wait_slice():
     assert time.monotonic() - start >= 0.34
 
 
-def test_queue_subclass_overrides_are_honoured():
-    import dragon_mp.queues as dq
+def test_queue_subclass_overrides_are_honoured(mp):
+    base = submodule(mp, 'queues').Queue
 
-    class Counting(dq.Queue):
+    class Counting(base):
         puts = 0
 
         def put(self, obj, block=True, timeout=None):
             type(self).puts += 1
             super().put(obj, block, timeout)
 
-    q = Counting()
+    q = Counting(ctx=mp.get_context())        # stdlib's queues.Queue requires ctx
     q.put('a')
     assert Counting.puts == 1 and q.get(timeout=5) == 'a'
+    assert isinstance(mp.Queue(), base)
 
 
-def consume_and_mark_done(q, n):
-    for _ in range(n):
-        q.get(timeout=30)
-        time.sleep(0.01)
-        q.task_done()
-
-
-def test_joinable_queue_join_waits_for_task_done():
+def test_joinable_queue_join_waits_for_task_done(mp):
     q = mp.JoinableQueue()
     n = 5
     for i in range(n):
@@ -217,13 +235,13 @@ def test_joinable_queue_join_waits_for_task_done():
     p.start()
     q.join()                 # returns only after the child marked all n done
     assert q.empty()
-    p.join(30)
+    p.join(JOIN)
     assert p.exitcode == 0
     with pytest.raises(ValueError):
         q.task_done()
 
 
-def test_joinable_queue_full_does_not_count_a_task():
+def test_joinable_queue_full_does_not_count_a_task(mp):
     q = mp.JoinableQueue(maxsize=1)
     q.put('a')
     with pytest.raises(queue.Full):
