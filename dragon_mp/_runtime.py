@@ -16,6 +16,7 @@ import atexit
 import json
 import os
 import secrets
+import sys
 import threading
 
 from . import _core
@@ -205,6 +206,9 @@ def shutdown(at_exit=False):
         if _core._fp is not None:
             _core._fp.invalidate()      # no Sem touches the pool once it is unmapped
         gc = _core.gocore()
+        zygote = sys.modules.get('dragon_mp.zygote')
+        if zygote is not None:
+            zygote.shutdown()           # after the children: it reports their ends
         if not run.head:
             _core.call(gc.RuntimeShutdown, False)
             return

@@ -1,20 +1,35 @@
 """Popen for dragon_mp processes: the parent side of a start.
 
-The Go process manager forks and execs a fresh interpreter (from one OS
-thread that never exits, so PR_SET_PDEATHSIG ties the child to this process
-and a SIGKILLed parent takes its children with it). The pidfd it returns is
-the process sentinel: it becomes readable when the child exits, so
-`connection.wait` and selectors work on it.
+Two ways to start a child, with the same behaviour:
+
+- by the run's zygote (dragon_mp.zygote), the default: a process that never
+  loads Go forks the child, which installs this process's descriptors, cwd
+  and environment and runs the same entry as an exec'd child (a few ms
+  instead of an interpreter start). The zygote is the child's real parent:
+  it reaps it and sends the exit code on the request's connection, which
+  this Popen keeps; the sentinel is a pidfd of the child (sent by the
+  zygote), signals go through pidfd_send_signal, and the zygote SIGKILLs
+  the child when this process exits (SIGKILL included).
+- by exec, when the zygote cannot be used (DRAGON_MP_ZYGOTE=0, it could not
+  be started, or a request failed): the Go process manager forks and execs
+  a fresh interpreter (from one OS thread that never exits, so
+  PR_SET_PDEATHSIG ties the child to this process and a SIGKILLed parent
+  takes its children with it). The pidfd it returns is the sentinel.
+
+Either way the sentinel becomes readable when the child exits, so
+`connection.wait` and selectors work on it, and `pid` is the child's real pid.
 """
 
 import io
 import os
+import pickle
 import signal
+import threading
 
 from multiprocessing import util
 from multiprocessing.context import set_spawning_popen
 
-from . import _core, _runtime, reduction, spawn
+from . import _core, _runtime, reduction, spawn, zygote
 
 __all__ = ['Popen']
 
@@ -41,6 +56,8 @@ class Popen:
         self.returncode = None
         self.finalizer = None
         self._handle = None
+        self._conn = None
+        self._lock = threading.Lock()
         self._fds = []
         self._launch(process_obj)
 
@@ -67,27 +84,66 @@ class Popen:
             set_spawning_popen(None)
 
         data_fd = max([2] + self._fds) + 1
+        main_path = prep_data.get('init_main_from_path')
+        for start in (self._start_by_zygote, self._start_by_exec):
+            # A fresh pipe per attempt: a child of a failed attempt must
+            # never read the data meant for the one that runs.
+            child_r, parent_w = os.pipe()
+            try:
+                started = start(child_r, data_fd, tracker_fd, main_path)
+            except BaseException:
+                os.close(parent_w)
+                raise
+            finally:
+                os.close(child_r)
+            if started:
+                break
+            os.close(parent_w)
+        if self._conn is not None:
+            self.finalizer = util.Finalize(self, _release_forked,
+                                           (self._conn, self.sentinel, parent_w))
+        else:
+            self.finalizer = util.Finalize(self, _release, (self._handle, self.sentinel, parent_w))
+        with open(parent_w, 'wb', closefd=False) as f:
+            f.write(fp.getbuffer())
+
+    def _start_by_exec(self, child_r, data_fd, tracker_fd, main_path=None):
+        """Start the child as a fresh interpreter exec'd by the Go process manager."""
         files = [0, 1, 2] + [-1] * (data_fd - 2)
         for fd in self._fds:
             files[fd] = fd
-        child_r, parent_w = os.pipe()
+        files[data_fd] = child_r
+        spec = {'argv': spawn.get_command_line(data_fd, tracker_fd),
+                'env': _runtime.child_environment(),
+                'files': files, 'kill_with_parent': True}
+        self._handle = _runtime.start_process(spec)
+        gc = _core.gocore()
+        self.pid = _core.call(gc.ProcPid, self._handle)
+        self.sentinel = _core.call(gc.ProcPidFD, self._handle)
+        return True
+
+    def _start_by_zygote(self, child_r, data_fd, tracker_fd, main_path):
+        """Start the child as a fork of the run's zygote; False: use exec instead."""
+        if not zygote.enabled():
+            return False
+        runid = _runtime.runid()
+        name = zygote.address(runid)
+        if name is None:
+            return False
+        targets = [fd for fd in (0, 1, 2) if _is_open(fd)]
+        for fd in self._fds:
+            if fd not in targets:
+                targets.append(fd)
+        fds = targets + [child_r]
+        targets = targets + [data_fd]
+        env = dict(os.environ)
+        env[_runtime.ENV_RUN] = runid
         try:
-            files[data_fd] = child_r
-            spec = {'argv': spawn.get_command_line(data_fd, tracker_fd),
-                    'env': _runtime.child_environment(),
-                    'files': files, 'kill_with_parent': True}
-            self._handle = _runtime.start_process(spec)
-            gc = _core.gocore()
-            self.pid = _core.call(gc.ProcPid, self._handle)
-            self.sentinel = _core.call(gc.ProcPidFD, self._handle)
-        except BaseException:
-            os.close(parent_w)
-            raise
-        finally:
-            os.close(child_r)
-        self.finalizer = util.Finalize(self, _release, (self._handle, self.sentinel, parent_w))
-        with open(parent_w, 'wb', closefd=False) as f:
-            f.write(fp.getbuffer())
+            self.pid, self.sentinel, self._conn = zygote.request(
+                name, fds, targets, os.getcwd(), env, data_fd, tracker_fd, main_path)
+        except OSError:
+            return False
+        return True
 
     def poll(self, flag=os.WNOHANG):
         if self.returncode is None:
@@ -100,6 +156,8 @@ class Popen:
         return self.returncode
 
     def _wait(self, timeout):
+        if self._conn is not None:
+            return self._wait_forked(timeout)
         import time
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0)
         gc = _core.gocore()
@@ -112,8 +170,34 @@ class Popen:
                 if deadline is not None and time.monotonic() >= deadline:
                     return
 
+    def _wait_forked(self, timeout):
+        # The zygote (the real parent) reaps the child and sends its exit
+        # code on the connection, then closes it.
+        if not zygote.readable(self._conn.fileno(), timeout):
+            return
+        with self._lock:
+            if self.returncode is not None:
+                return
+            try:
+                msg = self._conn.recv(4096)
+            except OSError:
+                msg = b''
+            if msg:
+                self.returncode = pickle.loads(msg)['exitcode']
+                return
+            # The zygote died before reporting; PR_SET_PDEATHSIG has SIGKILLed
+            # the child (or it ended just before). Its status is lost.
+            zygote.readable(self.sentinel, 5)
+            self.returncode = -signal.SIGKILL
+
     def _send_signal(self, sig):
         if self.returncode is None:
+            if self._conn is not None:
+                try:
+                    signal.pidfd_send_signal(self.sentinel, int(sig))
+                except ProcessLookupError:
+                    pass
+                return
             _core.call(_core.gocore().ProcSignal, self._handle, int(sig))
 
     def terminate(self):
@@ -137,3 +221,21 @@ def _release(handle, sentinel, parent_w):
         _core.call(_core.gocore().ProcRelease, handle)
     except Exception:
         pass
+
+
+def _release_forked(conn, sentinel, parent_w):
+    conn.close()
+    for fd in (sentinel, parent_w):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _is_open(fd):
+    import fcntl
+    try:
+        fcntl.fcntl(fd, fcntl.F_GETFD)
+        return True
+    except OSError:
+        return False

@@ -4,6 +4,11 @@ The process bookkeeping (current_process, parent_process, active_children,
 names, authkeys, exit codes, the bootstrap in the child) is stdlib's own, so a
 dragon_mp.Process behaves like a multiprocessing.Process in every detail that
 does not depend on how the child is created; only `_Popen` differs.
+
+A child is a fork of the run's zygote (a process that never loads the Go
+runtime) or, failing that, a fresh interpreter; both have spawn semantics
+(see popen_dragon). In a zygote child `os.getppid()` is the zygote's pid;
+`parent_process()` is the process that started it, as under stdlib.
 """
 
 from multiprocessing.process import (            # noqa: F401  re-exported
@@ -15,7 +20,7 @@ __all__ = ['BaseProcess', 'Process', 'current_process', 'active_children',
 
 
 class Process(BaseProcess):
-    """A process started as a fresh interpreter by the Go process manager."""
+    """A process with spawn semantics, forked by the run's zygote or exec'd by the Go core."""
 
     # None: stdlib's child bootstrap would otherwise look the method name up
     # in its own table of contexts, which has no 'dragon'.

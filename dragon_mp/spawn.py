@@ -1,7 +1,8 @@
-"""The child side of starting a process: a fresh interpreter.
+"""The child side of starting a process, with spawn semantics.
 
-dragon_mp starts every process as a new interpreter (the Go runtime in the
-parent must never be forked), exactly like stdlib's 'spawn': the parent
+dragon_mp never forks a process that may have loaded the Go runtime: a child
+is a fork of the run's zygote (which never loads it, see dragon_mp.zygote)
+or a new interpreter, and either way it starts like stdlib's 'spawn': the parent
 pickles preparation data (sys.path, the main module, ...) and the Process
 object into a pipe; the child re-creates the main module as __mp_main__ and
 runs the process. stdlib's own spawn machinery does the preparation, so

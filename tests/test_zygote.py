@@ -1,0 +1,287 @@
+"""The zygote: processes started by fork() of a per-run process that never loads Go.
+
+dragon_mp.Process uses the run's zygote when it can and falls back to exec'ing
+a fresh interpreter (DRAGON_MP_ZYGOTE=0, or no zygote); both paths must
+behave the same: exit codes, signals, sentinels, identity, output, ends.
+"""
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import dragon_mp as mp
+from dragon_mp import zygote
+
+from conftest import clean_env, leaked, our_segments, wait_until
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def zygote_enabled(monkeypatch):
+    """These tests are about the zygote: on even if the session runs with DRAGON_MP_ZYGOTE=0."""
+    if os.environ.get('DRAGON_MP_ZYGOTE') == '0':
+        monkeypatch.delenv('DRAGON_MP_ZYGOTE')
+
+
+def exit_with(code):
+    sys.exit(code)
+
+
+def raise_error():
+    raise ValueError('boom')
+
+
+def sleep_for(seconds):
+    time.sleep(seconds)
+
+
+def identity(q):
+    parent = mp.parent_process()
+    q.put((os.getpid(), os.getppid(), parent.pid if parent else None,
+           mp.current_process().name, os.getcwd(), os.environ.get('ZYGOTE_TEST_VAR')))
+
+
+def nested(q):
+    inner = mp.Process(target=identity, args=(q,), name='grandchild')
+    inner.start()
+    inner.join(30)
+    q.put(('child', os.getpid(), inner.exitcode, inner._popen._conn is not None))
+
+
+def start_sleeper_and_report(q):
+    p = mp.Process(target=sleep_for, args=(600,))
+    p.start()
+    q.put(p.pid)
+    time.sleep(600)
+
+
+def use_queue(q):
+    q.put(os.getpid())
+
+
+def forked(p):
+    """True if p was started by the zygote (not by exec)."""
+    return p._popen._conn is not None
+
+
+def gocore_mapped(pid):
+    with open(f'/proc/{pid}/maps') as f:
+        return '_gocore' in f.read()
+
+
+def alive(pid):
+    try:
+        with open(f'/proc/{pid}/stat', 'rb') as f:
+            return f.read().rsplit(b')', 1)[1].split()[0] != b'Z'
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize('target,args,code', [
+    (exit_with, (0,), 0), (exit_with, (3,), 3), (raise_error, (), 1), (sleep_for, (0,), 0),
+])
+def test_exit_codes(target, args, code):
+    p = mp.Process(target=target, args=args)
+    p.start()
+    p.join(30)
+    assert forked(p)
+    assert p.exitcode == code
+    assert not p.is_alive()
+
+
+@pytest.mark.parametrize('method,code', [('terminate', -signal.SIGTERM), ('kill', -signal.SIGKILL)])
+def test_terminate_and_kill(method, code):
+    p = mp.Process(target=sleep_for, args=(60,))
+    p.start()
+    assert forked(p) and p.is_alive()
+    getattr(p, method)()
+    p.join(10)
+    assert p.exitcode == code
+    assert p not in mp.active_children()
+
+
+def test_join_timeout_and_sentinel():
+    p = mp.Process(target=sleep_for, args=(0.5,))
+    p.start()
+    start = time.monotonic()
+    p.join(0.1)
+    assert p.exitcode is None and time.monotonic() - start < 0.4
+    ready, _, _ = select.select([p.sentinel], [], [], 10)
+    assert ready == [p.sentinel]
+    p.join()
+    assert p.exitcode == 0
+
+
+def test_identity_cwd_and_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv('ZYGOTE_TEST_VAR', 'set after the zygote started')
+    q = mp.Queue()
+    mp.Process(target=exit_with, args=(0,)).start()     # the zygote exists from here on
+    monkeypatch.chdir(tmp_path)
+    p = mp.Process(target=identity, args=(q,), name='kid')
+    p.start()
+    pid, ppid, parent, name, cwd, var = q.get(timeout=30)
+    p.join(30)
+    assert forked(p)
+    assert (pid, parent, name, cwd, var) == (p.pid, os.getpid(), 'kid', str(tmp_path),
+                                             'set after the zygote started')
+    assert ppid == zygote.owned_pid() != os.getpid()    # the real parent is the zygote
+
+
+def test_nested_child_uses_the_zygote():
+    q = mp.Queue()
+    p = mp.Process(target=nested, args=(q,))
+    p.start()
+    got = [q.get(timeout=30), q.get(timeout=30)]
+    p.join(30)
+    assert p.exitcode == 0 and forked(p)
+    grandchild = next(g for g in got if g[0] != 'child')
+    child = next(g for g in got if g[0] == 'child')
+    assert child[1:] == (p.pid, 0, True)
+    gpid, gppid, gparent, gname, _, _ = grandchild
+    assert gparent == p.pid and gname == 'grandchild' and gppid == zygote.owned_pid()
+
+
+def test_requester_killed_takes_its_children():
+    q = mp.Queue()
+    p = mp.Process(target=start_sleeper_and_report, args=(q,))
+    p.start()
+    grandchild = q.get(timeout=30)
+    assert alive(grandchild)
+    p.kill()
+    p.join(10)
+    assert wait_until(lambda: not alive(grandchild), 5), 'grandchild outlived its parent'
+
+
+def test_zygote_never_loads_go():
+    q = mp.Queue()                                      # this process has Go loaded
+    ps = [mp.Process(target=use_queue, args=(q,)) for _ in range(2)]
+    for p in ps:
+        p.start()
+    assert sorted(q.get(timeout=30) for _ in ps) == sorted(p.pid for p in ps)
+    for p in ps:
+        p.join(30)
+    assert all(forked(p) for p in ps)
+    zpid = zygote.owned_pid()
+    assert gocore_mapped(os.getpid())
+    assert not gocore_mapped(zpid)
+
+
+def test_dead_zygote_is_replaced():
+    p = mp.Process(target=exit_with, args=(0,))
+    p.start()
+    p.join(30)
+    first = zygote.owned_pid()
+    running = mp.Process(target=sleep_for, args=(60,))
+    running.start()
+    os.kill(first, signal.SIGKILL)
+    # Its children die with it (PR_SET_PDEATHSIG); their status is lost: -SIGKILL.
+    running.join(10)
+    assert running.exitcode == -signal.SIGKILL
+    assert wait_until(lambda: not alive(first), 5)
+    p = mp.Process(target=exit_with, args=(5,))
+    p.start()
+    p.join(30)
+    assert p.exitcode == 5 and forked(p)
+    assert zygote.owned_pid() not in (None, first)
+
+
+def test_disabled_zygote_uses_exec(monkeypatch):
+    monkeypatch.setenv('DRAGON_MP_ZYGOTE', '0')
+    q = mp.Queue()
+    p = mp.Process(target=identity, args=(q,))
+    p.start()
+    pid, ppid, parent, *_ = q.get(timeout=30)
+    p.join(30)
+    assert not forked(p)
+    assert p.exitcode == 0 and (pid, ppid, parent) == (p.pid, os.getpid(), os.getpid())
+    assert zygote.owned_pid() is None
+
+
+# --- whole programs ---------------------------------------------------------------------------
+
+def run_program(tmp_path, source, **env):
+    path = tmp_path / 'prog.py'
+    path.write_text(textwrap.dedent(source))
+    return subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                          timeout=120, env=clean_env(**env), cwd=ROOT)
+
+
+OUTPUT = '''
+    import os, sys
+    import dragon_mp as mp
+
+    def speak(i):
+        print("out", i, flush=True)
+        print("err", i, file=sys.stderr)
+        sys.exit(i)
+
+    if __name__ == "__main__":
+        for i in range(3):
+            p = mp.Process(target=speak, args=(i,))
+            p.start()
+            p.join()
+            print("exit", p.exitcode, p._popen._conn is not None, flush=True)
+'''
+
+
+@pytest.mark.parametrize('enabled', ['1', '0'])
+def test_child_output_reaches_the_requester(tmp_path, enabled):
+    before = our_segments()
+    result = run_program(tmp_path, OUTPUT, DRAGON_MP_ZYGOTE=enabled)
+    assert result.returncode == 0, result.stderr
+    forked = str(enabled == '1')
+    assert result.stdout.split('\n')[:6] == ['out 0', f'exit 0 {forked}', 'out 1',
+                                             f'exit 1 {forked}', 'out 2', f'exit 2 {forked}']
+    assert [line for line in result.stderr.splitlines() if line.startswith('err')] == \
+        ['err 0', 'err 1', 'err 2']
+    assert wait_until(lambda: not leaked(before)), leaked(before)
+
+
+KILLED = '''
+    import os, sys, time
+    import dragon_mp as mp
+    from dragon_mp import zygote
+
+    def sleeper():
+        time.sleep(600)
+
+    if __name__ == "__main__":
+        q = mp.Queue()
+        q.put(b"x" * (1 << 20))
+        ps = [mp.Process(target=sleeper) for _ in range(3)]
+        for p in ps:
+            p.start()
+        assert all(p._popen._conn is not None for p in ps)
+        print(os.environ["DRAGON_MP_RUN"], zygote.owned_pid(), *[p.pid for p in ps], flush=True)
+        time.sleep(600)
+'''
+
+
+def test_sigkill_of_the_program_leaves_nothing(tmp_path):
+    from dragon_mp.reaper import run_processes
+    before = our_segments()
+    path = tmp_path / 'killed.py'
+    path.write_text(textwrap.dedent(KILLED))
+    head = subprocess.Popen([sys.executable, str(path)], stdout=subprocess.PIPE, text=True,
+                            env=clean_env())
+    try:
+        runid, zpid, *pids = head.stdout.readline().split()
+        pids = [int(zpid)] + [int(p) for p in pids]
+        assert len(pids) == 4 and all(alive(p) for p in pids)
+        head.send_signal(signal.SIGKILL)
+        head.wait(10)
+        assert wait_until(lambda: not any(alive(p) for p in pids), 10), \
+            [p for p in pids if alive(p)]
+        assert wait_until(lambda: not run_processes(runid), 10), run_processes(runid)
+        assert wait_until(lambda: not leaked(before), 10), leaked(before)
+    finally:
+        head.kill()
+        head.wait()
+        head.stdout.close()
