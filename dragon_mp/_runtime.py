@@ -61,6 +61,11 @@ def parse_runid(runid):
         return None
 
 
+def _stdlib_spawn_executable():
+    from multiprocessing import spawn
+    return spawn.get_executable()
+
+
 def python_command(code, *args):
     """argv that runs `code` in a fresh interpreter that can import dragon_mp."""
     from multiprocessing import spawn, util
@@ -124,8 +129,11 @@ def _create(runid=None):
 def _start_reaper(run):
     r, w = os.pipe()
     try:
-        argv = python_command('from dragon_mp.reaper import main; main()',
-                              run.runid, '3')
+        # Run as a bare script (-I -S: no site, no package import): the
+        # reaper only needs os/signal, and it stays small for the whole run.
+        from . import reaper
+        argv = [os.fsdecode(_stdlib_spawn_executable()), '-I', '-S',
+                os.path.abspath(reaper.__file__), run.runid, '3']
         env = {k: v for k, v in os.environ.items() if k != ENV_RUN}
         spec = {'argv': argv, 'env': [f'{k}={v}' for k, v in env.items()],
                 'files': [-1, -1, 2, r], 'new_session': True}
