@@ -605,3 +605,13 @@ def test_garbage_collected_pool_is_terminated(ctx):
     for w in workers:
         w.join(_TIMEOUT)
         assert w.exitcode is not None
+
+
+@pytest.mark.parametrize("where", ["pool.ThreadPool", "dummy.Pool"])
+def test_thread_pools(where):
+    import importlib
+    module, name = where.rsplit(".", 1)
+    cls = getattr(importlib.import_module("dragon_mp." + module), name)
+    with cls(2) as tp:
+        assert tp.map(abs, range(-3, 3)) == [3, 2, 1, 0, 1, 2]
+        assert tp.apply_async(pow, (2, 5)).get(timeout=10) == 32

@@ -151,3 +151,32 @@ def test_current_process_in_the_parent(mp):
 # deliberate difference: stdlib's cpu_count() is the machine's CPUs, ours the affinity.
 def test_cpu_count_is_affinity():
     assert dragon_mp.cpu_count() == len(os.sched_getaffinity(0))
+
+
+def report_authkey(q):
+    from multiprocessing import current_process     # both packages share it
+    q.put(bytes(current_process().authkey))
+
+
+def test_authkey_is_inherited_and_settable(mp):
+    q = mp.Queue()
+    p = mp.Process(target=report_authkey, args=(q,))
+    assert bytes(p.authkey) == bytes(mp.current_process().authkey)
+    p.start()
+    assert q.get(timeout=30) == bytes(p.authkey)
+    p.join(30)
+    p = mp.Process(target=report_authkey, args=(q,))
+    p.authkey = b'secret'
+    p.start()
+    assert q.get(timeout=30) == b'secret'
+    p.join(30)
+
+
+def test_failing_child_prints_its_traceback_to_stderr(mp, capfd):
+    p = mp.Process(target=raise_error, name='failing-child')
+    p.start()
+    p.join(30)
+    assert p.exitcode == 1
+    err = capfd.readouterr().err
+    assert 'Process failing-child:' in err
+    assert 'ValueError: boom' in err
