@@ -89,3 +89,23 @@ func RuntimeStats() (s string, err error) {
 	})
 	return string(b), nil
 }
+
+// onRuntime runs f on this process's run for a gopy-bound function: a panic
+// becomes an error, "no run" and f's error get their E<code> prefix.
+func onRuntime[T any](f func(r *runtime.Runtime) (T, error)) (v T, err error) {
+	defer recovered(&err)
+	r, err := current()
+	if err != nil {
+		return v, pyErr(err)
+	}
+	v, err = f(r)
+	return v, pyErr(err)
+}
+
+// flag is 1 for true, 0 for false (gopy functions return ints).
+func flag(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}

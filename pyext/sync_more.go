@@ -21,42 +21,33 @@ import (
 // number) is chosen by Python.
 
 // RLockCreate makes an unlocked recursive lock and returns its address.
-func RLockCreate() (addr int64, err error) {
-	defer recovered(&err)
-	r, err := current()
-	if err != nil {
-		return 0, pyErr(err)
-	}
-	a, err := r.NewRecursiveLock()
-	return int64(a), pyErr(err)
+func RLockCreate() (int64, error) {
+	return onRuntime(func(r *runtime.Runtime) (int64, error) {
+		a, err := r.NewRecursiveLock()
+		return int64(a), err
+	})
 }
 
 // RLockOwner is the identity of the lock's holder, 0 when free.
-func RLockOwner(addr int64) (owner int64, err error) {
-	defer recovered(&err)
-	r, err := current()
-	if err != nil {
-		return 0, pyErr(err)
-	}
-	l, err := r.RecursiveLock(runtime.Address(addr))
-	if err != nil {
-		return 0, pyErr(err)
-	}
-	return int64(l.Owner()), nil
+func RLockOwner(addr int64) (int64, error) {
+	return onRuntime(func(r *runtime.Runtime) (int64, error) {
+		l, err := r.RecursiveLock(runtime.Address(addr))
+		if err != nil {
+			return 0, err
+		}
+		return int64(l.Owner()), nil
+	})
 }
 
 // RLockCount is the holder's recursion depth, 0 when free.
-func RLockCount(addr int64) (count int64, err error) {
-	defer recovered(&err)
-	r, err := current()
-	if err != nil {
-		return 0, pyErr(err)
-	}
-	l, err := r.RecursiveLock(runtime.Address(addr))
-	if err != nil {
-		return 0, pyErr(err)
-	}
-	return int64(l.Count()), nil
+func RLockCount(addr int64) (int64, error) {
+	return onRuntime(func(r *runtime.Runtime) (int64, error) {
+		l, err := r.RecursiveLock(runtime.Address(addr))
+		if err != nil {
+			return 0, err
+		}
+		return int64(l.Count()), nil
+	})
 }
 
 // RLockReleaseAll releases every level of the lock held by owner (what a
@@ -128,14 +119,11 @@ func dmp_rlock_release(addr, owner C.uint64_t) (rc int64) {
 // ---- Event: a shmsync.Event.
 
 // EventCreate makes a clear event and returns its address.
-func EventCreate() (addr int64, err error) {
-	defer recovered(&err)
-	r, err := current()
-	if err != nil {
-		return 0, pyErr(err)
-	}
-	a, err := r.NewEvent()
-	return int64(a), pyErr(err)
+func EventCreate() (int64, error) {
+	return onRuntime(func(r *runtime.Runtime) (int64, error) {
+		a, err := r.NewEvent()
+		return int64(a), err
+	})
 }
 
 func eventAt(addr int64) (*shmsync.Event, error) {
@@ -147,38 +135,38 @@ func eventAt(addr int64) (*shmsync.Event, error) {
 }
 
 // EventSet sets the flag and wakes every waiter.
-func EventSet(addr int64) (err error) {
-	defer recovered(&err)
-	e, err := eventAt(addr)
-	if err != nil {
-		return pyErr(err)
-	}
-	e.Set()
-	return nil
+func EventSet(addr int64) error {
+	_, err := onRuntime(func(r *runtime.Runtime) (int64, error) {
+		e, err := r.Event(runtime.Address(addr))
+		if err == nil {
+			e.Set()
+		}
+		return 0, err
+	})
+	return err
 }
 
 // EventClear clears the flag.
-func EventClear(addr int64) (err error) {
-	defer recovered(&err)
-	e, err := eventAt(addr)
-	if err != nil {
-		return pyErr(err)
-	}
-	e.Clear()
-	return nil
+func EventClear(addr int64) error {
+	_, err := onRuntime(func(r *runtime.Runtime) (int64, error) {
+		e, err := r.Event(runtime.Address(addr))
+		if err == nil {
+			e.Clear()
+		}
+		return 0, err
+	})
+	return err
 }
 
 // EventIsSet is 1 when the flag is set, else 0.
-func EventIsSet(addr int64) (set int64, err error) {
-	defer recovered(&err)
-	e, err := eventAt(addr)
-	if err != nil {
-		return 0, pyErr(err)
-	}
-	if e.IsSet() {
-		return 1, nil
-	}
-	return 0, nil
+func EventIsSet(addr int64) (int64, error) {
+	return onRuntime(func(r *runtime.Runtime) (int64, error) {
+		e, err := r.Event(runtime.Address(addr))
+		if err != nil {
+			return 0, err
+		}
+		return flag(e.IsSet()), nil
+	})
 }
 
 // dmp_event_wait: 1 the flag is (or was, meanwhile) set, 0 timed out, <0 error.
@@ -200,72 +188,49 @@ func dmp_event_wait(addr C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 // Lock or RLock object that Python holds around these calls.
 
 // CondCreate makes a condition variable's waiter queue and returns its address.
-func CondCreate() (addr int64, err error) {
-	defer recovered(&err)
-	r, err := current()
-	if err != nil {
-		return 0, pyErr(err)
-	}
-	a, err := r.NewCondition()
-	return int64(a), pyErr(err)
+func CondCreate() (int64, error) {
+	return onRuntime(func(r *runtime.Runtime) (int64, error) {
+		a, err := r.NewCondition()
+		return int64(a), err
+	})
 }
 
 // CondEnqueue starts a wait (call it holding the lock, before releasing
 // it) and returns the wait's handle for dmp_cond_wait and CondFinish.
-func CondEnqueue(addr int64) (waiter int64, err error) {
-	defer recovered(&err)
-	r, err := current()
-	if err != nil {
-		return 0, pyErr(err)
-	}
-	w, err := r.CondEnqueue(runtime.Address(addr))
-	return int64(w), pyErr(err)
+func CondEnqueue(addr int64) (int64, error) {
+	return onRuntime(func(r *runtime.Runtime) (int64, error) {
+		w, err := r.CondEnqueue(runtime.Address(addr))
+		return int64(w), err
+	})
 }
 
 // CondFinish ends a wait, frees its handle, and returns 1 if it was notified.
-func CondFinish(addr, waiter int64) (notified int64, err error) {
-	defer recovered(&err)
-	r, err := current()
-	if err != nil {
-		return 0, pyErr(err)
-	}
-	ok, err := r.CondFinish(runtime.Address(addr), runtime.Address(waiter))
-	if ok {
-		notified = 1
-	}
-	return notified, pyErr(err)
+func CondFinish(addr, waiter int64) (int64, error) {
+	return onRuntime(func(r *runtime.Runtime) (int64, error) {
+		ok, err := r.CondFinish(runtime.Address(addr), runtime.Address(waiter))
+		return flag(ok), err
+	})
 }
 
 // CondNotify notifies up to n of the oldest waits (call it holding the
 // lock) and returns how many it notified.
-func CondNotify(addr, n int64) (notified int64, err error) {
-	defer recovered(&err)
-	r, err := current()
-	if err != nil {
-		return 0, pyErr(err)
-	}
-	if n <= 0 {
-		n = 0
-	}
-	if n > math.MaxInt32 {
-		n = math.MaxInt32 // more than there can be waiters
-	}
-	woken, err := r.CondNotify(runtime.Address(addr), int(n))
-	return int64(woken), pyErr(err)
+func CondNotify(addr, n int64) (int64, error) {
+	n = max(0, min(n, math.MaxInt32)) // more than there can be waiters
+	return onRuntime(func(r *runtime.Runtime) (int64, error) {
+		woken, err := r.CondNotify(runtime.Address(addr), int(n))
+		return int64(woken), err
+	})
 }
 
 // CondWaiting is the number of waits in progress (enqueued, not finished).
-func CondWaiting(addr int64) (n int64, err error) {
-	defer recovered(&err)
-	r, err := current()
-	if err != nil {
-		return 0, pyErr(err)
-	}
-	c, err := r.Condition(runtime.Address(addr))
-	if err != nil {
-		return 0, pyErr(err)
-	}
-	return int64(c.Waiting()), nil
+func CondWaiting(addr int64) (int64, error) {
+	return onRuntime(func(r *runtime.Runtime) (int64, error) {
+		c, err := r.Condition(runtime.Address(addr))
+		if err != nil {
+			return 0, err
+		}
+		return int64(c.Waiting()), nil
+	})
 }
 
 // dmp_cond_wait: 1 notified, 0 timed out (the wait stays queued), <0 error.
@@ -291,47 +256,39 @@ func dmp_cond_wait(addr, waiter C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 // logic runs in Python under a Condition.
 
 // BarrierCreate makes a barrier's shared state (filling, empty).
-func BarrierCreate() (addr int64, err error) {
-	defer recovered(&err)
-	r, err := current()
-	if err != nil {
-		return 0, pyErr(err)
-	}
-	a, err := r.NewBarrierState()
-	return int64(a), pyErr(err)
+func BarrierCreate() (int64, error) {
+	return onRuntime(func(r *runtime.Runtime) (int64, error) {
+		a, err := r.NewBarrierState()
+		return int64(a), err
+	})
 }
 
 // BarrierGet reads field 0 (state) or 1 (count).
-func BarrierGet(addr, field int64) (v int64, err error) {
-	defer recovered(&err)
-	r, err := current()
-	if err != nil {
-		return 0, pyErr(err)
-	}
-	b, err := r.Barrier(runtime.Address(addr))
-	if err != nil {
-		return 0, pyErr(err)
-	}
-	x, ok := b.Get(int(field))
-	if !ok {
-		return 0, pyErr(errInvalid)
-	}
-	return int64(x), nil
+func BarrierGet(addr, field int64) (int64, error) {
+	return onRuntime(func(r *runtime.Runtime) (int64, error) {
+		b, err := r.Barrier(runtime.Address(addr))
+		if err != nil {
+			return 0, err
+		}
+		x, ok := b.Get(int(field))
+		if !ok {
+			return 0, errInvalid
+		}
+		return int64(x), nil
+	})
 }
 
 // BarrierSet writes field 0 (state) or 1 (count).
-func BarrierSet(addr, field, v int64) (err error) {
-	defer recovered(&err)
-	r, err := current()
-	if err != nil {
-		return pyErr(err)
-	}
-	b, err := r.Barrier(runtime.Address(addr))
-	if err != nil {
-		return pyErr(err)
-	}
-	if v < math.MinInt32 || v > math.MaxInt32 || !b.Set(int(field), int32(v)) {
-		return pyErr(errInvalid)
-	}
-	return nil
+func BarrierSet(addr, field, v int64) error {
+	_, err := onRuntime(func(r *runtime.Runtime) (int64, error) {
+		b, err := r.Barrier(runtime.Address(addr))
+		if err != nil {
+			return 0, err
+		}
+		if v < math.MinInt32 || v > math.MaxInt32 || !b.Set(int(field), int32(v)) {
+			return 0, errInvalid
+		}
+		return 0, nil
+	})
+	return err
 }
