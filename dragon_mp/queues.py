@@ -161,21 +161,22 @@ class Queue:
             ch = self._channel
             c = self._fast = fp.Chan(ch._addr, ch._inline, ch)   # owner: keeps the channel alive
             if type(self) is Queue:
-                # Fast path: the bound C method, no Python frame per call.
-                # (A subclass's overrides must stay in charge, so only here;
-                # put stays Python to route large bytes around pickle.)
-                self.get, self.get_nowait = c.get, c.get_nowait
+                # Fast path: the bound C methods, no Python frame per call
+                # (C gathers large bytes around pickle too). A subclass's
+                # overrides must stay in charge, so only here.
+                self.put, self.get = c.put, c.get
+                self.put_nowait, self.get_nowait = c.put_nowait, c.get_nowait
 
     def _check_closed(self):
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
 
     def put(self, obj, block=True, timeout=None):
+        if self._fast is not None:
+            return self._fast.put(obj, block, timeout)
         if obj.__class__ is bytes and len(obj) >= _GATHER_MIN:
             self._check_closed()
             return self._channel.send_pickled_bytes(obj, block, timeout)
-        if self._fast is not None:
-            return self._fast.put(obj, block, timeout)
         self._check_closed()
         # Pickle first: a failure leaves the queue untouched.
         data = ForkingPickler.dumps(obj)

@@ -88,6 +88,8 @@ static i64 (*go_event_wait)(u64 addr, i64 timeout_ns);
 static i64 (*go_event_set)(u64 addr);                                  /* pyext/fast_exports.go */
 static i64 (*go_event_clear)(u64 addr);
 static i64 (*go_event_is_set)(u64 addr);
+static i64 (*go_sendv)(u64 addr, const void *const *bufs, const u64 *lens, u64 nparts,
+                       i64 timeout_ns);                                /* pyext/sendv.go */
 
 static const struct {
     const char *name;
@@ -102,6 +104,7 @@ static const struct {
     {"dmp_event_set", (void **)&go_event_set},
     {"dmp_event_clear", (void **)&go_event_clear},
     {"dmp_event_is_set", (void **)&go_event_is_set},
+    {"dmp_sendv", (void **)&go_sendv},
 };
 #define NOPTIONAL (sizeof OPTIONAL_SYMBOLS / sizeof OPTIONAL_SYMBOLS[0])
 
@@ -754,9 +757,51 @@ static PyObject *send_pickle(u64 addr, const void *buf, u64 n, i64 timeout)
     Py_RETURN_NONE;
 }
 
+/*
+ * A large bytes object skips pickle.dumps: its pickle is PROTO 5, BINBYTES8
+ * n (u64 le), the bytes, STOP, so the opcodes and the object's own buffer are
+ * gathered into the channel (dmp_sendv): one copy of the payload instead of
+ * two, and no fresh allocation of the message's size.
+ */
+#define GATHER_BYTES 65536
+#define OP_BINBYTES8 0x8e
+
+typedef struct {
+    u64 addr;
+    const void *bufs[3];
+    u64 lens[3];
+} sendv_ctx;
+
+static i64 sendv_attempt(void *p, i64 timeout)
+{
+    sendv_ctx *c = p;
+    return go_sendv(c->addr, c->bufs, c->lens, 3, timeout);
+}
+
+static PyObject *put_large_bytes(u64 addr, PyObject *obj, i64 timeout)
+{
+    static const unsigned char stop = OP_STOP;
+    unsigned char head[11] = {OP_PROTO, 5, OP_BINBYTES8};
+    u64 n = (u64)PyBytes_GET_SIZE(obj);
+    for (int i = 0; i < 8; i++)
+        head[3 + i] = (unsigned char)(n >> (8 * i));
+    sendv_ctx c = {addr, {head, PyBytes_AS_STRING(obj), &stop}, {sizeof head, n, 1}};
+    int raised;
+    Py_INCREF(obj);              /* its buffer is read with the GIL released */
+    i64 rc = sliced(sendv_attempt, &c, timeout, -CODE_FULL, 0, &raised);
+    Py_DECREF(obj);
+    if (raised)
+        return NULL;
+    if (rc < 0)
+        return raise_rc(rc);
+    Py_RETURN_NONE;
+}
+
 /* Pickle obj and send it; NULL with an exception on failure. */
 static PyObject *put_obj(u64 addr, PyObject *obj, i64 timeout)
 {
+    if (go_sendv != NULL && PyBytes_CheckExact(obj) && PyBytes_GET_SIZE(obj) >= GATHER_BYTES)
+        return put_large_bytes(addr, obj, timeout);
     if (PyBytes_CheckExact(obj) && PyBytes_GET_SIZE(obj) <= SMALL_BYTES) {
         char tmp[SMALL_BYTES + 16];
         size_t n = pickle_small_bytes(tmp, PyBytes_AS_STRING(obj), (size_t)PyBytes_GET_SIZE(obj));
