@@ -67,6 +67,22 @@ class SharedObject:
         self._finalizer = weakref.finalize(self if anchor is None else anchor,
                                            _drop, self._drop_fn, addr, self._gen)
 
+    def _setup(self, addr):
+        """Take over one counted reference to addr (subclasses bind more)."""
+        self._adopt(addr)
+
+    @classmethod
+    def _attach(cls, addr):
+        """The handle rebuilt where a pickle is loaded; it adopts the
+        reference the pickling process took for it."""
+        self = cls.__new__(cls)
+        _runtime.current()
+        self._setup(addr)
+        return self
+
+    def __reduce__(self):
+        return self.__class__._attach, (self._reference_for_pickle(),)
+
     def _reference_for_pickle(self):
         _core.call(getattr(_core.gocore(), self._retain_fn), self._addr)
         return self._addr

@@ -109,16 +109,6 @@ class _PipeState(SharedObject):
         self._adopt(_core.call(_core.gocore().PipeCreate, ch0._addr,
                                ch1._addr if ch1 is not None else 0))
 
-    @classmethod
-    def _attach(cls, addr):
-        self = cls.__new__(cls)
-        _runtime.current()
-        self._adopt(addr)
-        return self
-
-    def __reduce__(self):
-        return _PipeState._attach, (self._reference_for_pickle(),)
-
     def handle(self, end, op):
         return _core.call(_core.gocore().PipeHandle, self._addr, end, op)
 

@@ -156,13 +156,6 @@ class SemLock(SharedObject):
         _runtime.current()
         self._setup(_core.call(_core.gocore().SemCreate, value, maxvalue))
 
-    @classmethod
-    def _attach(cls, addr):
-        self = cls.__new__(cls)
-        _runtime.current()
-        self._setup(addr)
-        return self
-
     def _setup(self, addr):
         """Own the reference to addr. With the C fast path, acquire and release are
         the C methods of a _fastpath.Sem (the steps that never wait are atomics on
@@ -176,9 +169,6 @@ class SemLock(SharedObject):
             sem = self._sem = fp.Sem(addr, _word(_fast.sem_word, addr))
             self.acquire, self.release = sem.acquire, sem.release
         self._adopt(addr, anchor=self._sem)
-
-    def __reduce__(self):
-        return self.__class__._attach, (self._reference_for_pickle(),)
 
     def acquire(self, block=True, timeout=None):
         lib, addr = _core.clib(), self._addr
@@ -317,13 +307,6 @@ class RLock(SharedObject):
         _runtime.current()
         self._setup(_core.call(_go().RLockCreate))
 
-    @classmethod
-    def _attach(cls, addr):
-        self = cls.__new__(cls)
-        _runtime.current()
-        self._setup(addr)
-        return self
-
     def _setup(self, addr):
         """Own the reference to addr; with the C fast path, acquire and release are
         the C methods of a _fastpath.RLock (which owns the reference, as for SemLock)."""
@@ -333,9 +316,6 @@ class RLock(SharedObject):
             lk = self._fast = fp.RLock(addr, _word(_fast.rlock_word, addr))
             self.acquire, self.release = lk.acquire, lk.release
         self._adopt(addr, anchor=self._fast)
-
-    def __reduce__(self):
-        return self.__class__._attach, (self._reference_for_pickle(),)
 
     def acquire(self, block=True, timeout=None):
         lib, addr, owner = _lib(), self._addr, _owner_id()
@@ -547,13 +527,6 @@ class Event(SharedObject):
         _runtime.current()
         self._setup(_core.call(_go().EventCreate))
 
-    @classmethod
-    def _attach(cls, addr):
-        self = cls.__new__(cls)
-        _runtime.current()
-        self._setup(addr)
-        return self
-
     def _setup(self, addr):
         """Own the reference to addr; with the C fast path, set/clear/is_set/wait are
         the C methods of a _fastpath.Event (which owns the reference, as for SemLock)."""
@@ -563,9 +536,6 @@ class Event(SharedObject):
             e = self._fast = fp.Event(addr, _word(_fast.event_word, addr))
             self.set, self.clear, self.is_set, self.wait = e.set, e.clear, e.is_set, e.wait
         self._adopt(addr, anchor=self._fast)
-
-    def __reduce__(self):
-        return self.__class__._attach, (self._reference_for_pickle(),)
 
     def is_set(self):
         return bool(_core.call(_go().EventIsSet, self._addr))
@@ -609,16 +579,6 @@ class _BarrierState(SharedObject):
     def __init__(self):
         _runtime.current()
         self._adopt(_core.call(_go().BarrierCreate))
-
-    @classmethod
-    def _attach(cls, addr):
-        self = cls.__new__(cls)
-        _runtime.current()
-        self._adopt(addr)
-        return self
-
-    def __reduce__(self):
-        return self.__class__._attach, (self._reference_for_pickle(),)
 
     def get(self, field):
         return _core.call(_go().BarrierGet, self._addr, field)

@@ -77,6 +77,23 @@ func (r *Runtime) Object(a Address, kind uint32) (unsafe.Pointer, error) {
 	return p, err
 }
 
+// newObjectOf allocates a zeroed object of kind whose payload is a T (the
+// zero value of every shmsync primitive is ready to use).
+func newObjectOf[T any](r *Runtime, kind uint32) (Address, *T, error) {
+	var zero T
+	a, p, err := r.NewObject(kind, unsafe.Sizeof(zero))
+	return a, (*T)(p), err
+}
+
+// objectOf returns the payload of the live object of kind at a as a *T.
+func objectOf[T any](r *Runtime, a Address, kind uint32) (*T, error) {
+	p, err := r.Object(a, kind)
+	if err != nil {
+		return nil, err
+	}
+	return (*T)(p), nil
+}
+
 // NewSemaphore creates a semaphore with the given value and maximum (0: none).
 func (r *Runtime) NewSemaphore(value, max uint32) (Address, error) {
 	a, p, err := r.newObject(KindSemaphore, unsafe.Sizeof(shmsync.Semaphore{}))
@@ -89,11 +106,7 @@ func (r *Runtime) NewSemaphore(value, max uint32) (Address, error) {
 
 // Semaphore returns the semaphore at a.
 func (r *Runtime) Semaphore(a Address) (*shmsync.Semaphore, error) {
-	_, p, err := r.object(a, KindSemaphore)
-	if err != nil {
-		return nil, err
-	}
-	return (*shmsync.Semaphore)(p), nil
+	return objectOf[shmsync.Semaphore](r, a, KindSemaphore)
 }
 
 // RetainObject adds a reference to the sync object at a.

@@ -3,7 +3,6 @@ package runtime
 import (
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/dragon-mp/dragon_mp/gocore/shmsync"
 )
@@ -24,56 +23,40 @@ const kindCondWaiter uint32 = 0x1c0d
 
 // NewRecursiveLock creates an unlocked recursive lock.
 func (r *Runtime) NewRecursiveLock() (Address, error) {
-	a, _, err := r.NewObject(KindRLock, unsafe.Sizeof(shmsync.RecursiveLock{}))
-	return a, err // the zero value is an unlocked RecursiveLock
+	a, _, err := newObjectOf[shmsync.RecursiveLock](r, KindRLock)
+	return a, err
 }
 
 // RecursiveLock returns the recursive lock at a.
 func (r *Runtime) RecursiveLock(a Address) (*shmsync.RecursiveLock, error) {
-	p, err := r.Object(a, KindRLock)
-	if err != nil {
-		return nil, err
-	}
-	return (*shmsync.RecursiveLock)(p), nil
+	return objectOf[shmsync.RecursiveLock](r, a, KindRLock)
 }
 
 // NewEvent creates a clear event.
 func (r *Runtime) NewEvent() (Address, error) {
-	a, _, err := r.NewObject(KindEvent, unsafe.Sizeof(shmsync.Event{}))
-	return a, err // the zero value is a clear Event
+	a, _, err := newObjectOf[shmsync.Event](r, KindEvent)
+	return a, err
 }
 
 // Event returns the event at a.
 func (r *Runtime) Event(a Address) (*shmsync.Event, error) {
-	p, err := r.Object(a, KindEvent)
-	if err != nil {
-		return nil, err
-	}
-	return (*shmsync.Event)(p), nil
+	return objectOf[shmsync.Event](r, a, KindEvent)
 }
 
 // NewCondition creates a condition variable's waiter queue (the lock of a
 // Python Condition is a separate object).
 func (r *Runtime) NewCondition() (Address, error) {
-	a, _, err := r.NewObject(KindCondition, unsafe.Sizeof(shmsync.Cond{}))
-	return a, err // the zero value is an empty Cond
+	a, _, err := newObjectOf[shmsync.Cond](r, KindCondition)
+	return a, err
 }
 
 // Condition returns the condition variable at a.
 func (r *Runtime) Condition(a Address) (*shmsync.Cond, error) {
-	p, err := r.Object(a, KindCondition)
-	if err != nil {
-		return nil, err
-	}
-	return (*shmsync.Cond)(p), nil
+	return objectOf[shmsync.Cond](r, a, KindCondition)
 }
 
 func (r *Runtime) condWaiter(w Address) (*shmsync.CondWaiter, error) {
-	p, err := r.Object(w, kindCondWaiter)
-	if err != nil {
-		return nil, err
-	}
-	return (*shmsync.CondWaiter)(p), nil
+	return objectOf[shmsync.CondWaiter](r, w, kindCondWaiter)
 }
 
 // waiterAt resolves queued waiter handles; a handle that is not a live
@@ -94,11 +77,11 @@ func (r *Runtime) CondEnqueue(a Address) (Address, error) {
 	if err != nil {
 		return 0, err
 	}
-	w, p, err := r.NewObject(kindCondWaiter, unsafe.Sizeof(shmsync.CondWaiter{}))
+	w, node, err := newObjectOf[shmsync.CondWaiter](r, kindCondWaiter)
 	if err != nil {
 		return 0, err
 	}
-	c.Enqueue(uint64(w), (*shmsync.CondWaiter)(p), r.waiterAt)
+	c.Enqueue(uint64(w), node, r.waiterAt)
 	return w, nil
 }
 
@@ -196,15 +179,11 @@ func (b *BarrierState) Set(f int, v int32) bool {
 
 // NewBarrierState creates a barrier's shared state: filling, no one inside.
 func (r *Runtime) NewBarrierState() (Address, error) {
-	a, _, err := r.NewObject(KindBarrier, unsafe.Sizeof(BarrierState{}))
+	a, _, err := newObjectOf[BarrierState](r, KindBarrier)
 	return a, err
 }
 
 // Barrier returns the barrier state at a.
 func (r *Runtime) Barrier(a Address) (*BarrierState, error) {
-	p, err := r.Object(a, KindBarrier)
-	if err != nil {
-		return nil, err
-	}
-	return (*BarrierState)(p), nil
+	return objectOf[BarrierState](r, a, KindBarrier)
 }
