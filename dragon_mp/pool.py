@@ -22,14 +22,19 @@ is_alive, exitcode, terminate, kill, pid).
 Layout (same names and roles as stdlib)
 ---------------------------------------
 * ``_inqueue`` (context Queue): parent -> workers.  Items are ``None`` (stop)
-  or ``(job, i, payload)`` where ``payload`` is the pickled
-  ``(func, args, kwds)``.
+  or a task as ``bytes``: the pickled ``(func, args, kwds)`` followed by
+  ``(job, i)`` packed as two int64 (``pickle.loads`` ignores what follows
+  the pickle, so the worker unpickles the message as it is).  One bytes
+  object per message is also what dragon_mp's C fast path moves without the
+  pickle module.
 * ``_outqueue`` (context Queue): workers (and the worker handler) -> parent.
-  Items are ``None`` (sentinel from the task handler after close) or tagged
-  tuples: ``(_STARTED, pid, job, i)`` when a worker takes a task,
-  ``(_RESULT, pid, job, i, payload)`` with the pickled ``(success, value)``,
-  and ``(_DIED, pid, exitcode)`` posted by the worker handler when it reaps a
-  worker.
+  Items are ``None`` (sentinel from the task handler after close), results as
+  ``bytes`` (the pickled ``(success, value)`` followed by ``(job, i, pid)``),
+  ``(_DIED, pid, exitcode, claimed)`` posted by the worker handler when it
+  reaps a worker, and ``(_STARTED, pid, job, i)`` from workers without a
+  task slot (below).
+* ``_slots`` (``ctx.RawArray('q', 3 * processes)``): one "current task" slot
+  per worker, see "Worker death".
 * ``_taskqueue`` (``queue.SimpleQueue``, parent only): ``apply_async``/
   ``map_async``/``imap`` put ``(task generator, set_length)`` here.
 * ``_change_notifier`` (``queue.SimpleQueue``, parent only): wakes the worker
@@ -45,23 +50,37 @@ Three daemon threads in the parent, as in stdlib:
   select on; the slices keep shutdown prompt), unpickles payloads (an
   unpicklable result fails its task instead of killing the thread) and sets
   the results in ``_cache``.
+
+Per-task cost (a trivial ``apply_async`` is all overhead, and the parent's
+three threads share one GIL): tasks and results whose function and values
+are builtin scalars are pickled with ``pickle.dumps`` (the same bytes
+ForkingPickler makes, without building one per call), and an ``ApplyResult``
+waits on a bare lock instead of a ``threading.Event``.
 * worker handler: every 0.1 s (or when notified) reaps exited workers,
   reports each to the result handler with ``_DIED`` and starts replacements
   ("maintain pool", including after ``maxtasksperchild``).
 
 Worker death
 ------------
-A worker announces every task it takes (``_STARTED``) before running it, so
-the result handler knows which task each worker holds.  ``_DIED`` travels
-through the same ``_outqueue``, after everything the dead worker put, so when
-the result handler sees it, a task announced but not answered was really lost:
-its result is failed with :class:`WorkerLostError` (stdlib 3.11 leaves it
-pending forever) and the worker is replaced.  Limits: this needs a queue whose
-``put`` has completed when it returns (dragon_mp channels; stdlib's
-``multiprocessing.Queue`` flushes from a feeder thread, so a worker dying
-microseconds after taking a task can still lose it), and a worker killed
-between taking a task and announcing it (a few bytecodes) loses that task
-silently, as in stdlib.  A worker killed while it holds a queue's internal
+A worker claims every task it takes before running it: it writes ``job`` and
+``i`` into its slot in shared memory, then 1 into the slot's state word, and
+writes 0 there after it has put the result (a few stores, no message: an
+earlier version sent a ``_STARTED`` message per task, which cost as much as
+the result itself).  Contexts without ``RawArray`` fall back to that message.
+When the worker handler reaps an exited worker it reads the slot (final: the
+worker is dead), frees it for the replacement and posts ``_DIED`` with the
+claimed ``(job, i)`` (or None) through ``_outqueue``, after everything the
+dead worker put.  The result handler remembers each worker's last result: a
+claimed task whose result is not that one was really lost (a worker dying
+between its put and clearing the state word lost nothing), and is failed with
+:class:`WorkerLostError` (stdlib 3.11 leaves it pending forever); the worker
+is replaced.  Limits: the result needs a queue whose ``put`` has completed
+when it returns (dragon_mp channels; stdlib's ``multiprocessing.Queue``
+flushes from a feeder thread, so a worker dying just after putting a result
+can lose it: reported as lost while the state word still says 1, pending
+forever once it says 0, as in stdlib), and a worker killed between taking a
+task and claiming it (a few bytecodes) loses that task silently, as in
+stdlib.  A worker killed while it holds a queue's internal
 lock is the queue's business (dragon_mp's mutex takes over a dead holder's
 lock; stdlib's pipes stay locked).
 
@@ -99,6 +118,7 @@ import os
 import pickle
 import queue
 import signal
+import struct
 import sys
 import threading
 import time
@@ -106,6 +126,7 @@ import traceback
 import types
 import warnings
 
+from _thread import allocate_lock as _allocate_lock
 from multiprocessing import util
 from multiprocessing.context import TimeoutError
 from multiprocessing.reduction import ForkingPickler
@@ -130,10 +151,23 @@ _POLL_INTERVAL = 0.1
 # How long terminate() waits for SIGTERMed workers before SIGKILLing them.
 _TERMINATE_GRACE = 1.0
 
-# Tags of the messages on the result queue (see the module docstring).
+# Tags of the tuple messages on the result queue (see the module docstring);
+# results themselves travel as bytes.
 _STARTED = 0
-_RESULT = 1
 _DIED = 2
+
+# Trailers of the byte messages: a task is pickle((func, args, kwds)) followed
+# by (job, i); a result is pickle((success, value)) followed by (job, i, pid).
+# pickle.loads ignores bytes past the end of the pickle, so the receiver
+# unpickles the message as it is and reads the trailer with unpack_from.
+_TASK_TRAILER = struct.Struct('<qq')
+_RESULT_TRAILER = struct.Struct('<qqq')
+
+# Per-worker "current task" slots (a shared array of int64, three words per
+# worker): the worker writes job and i, then 1 into the state word before it
+# runs a task, and 0 after it has put the result. Only the worker handler
+# reads a slot, once the worker has exited (see "Worker death").
+_SLOT_WORDS = 3
 
 #
 # Miscellaneous
@@ -156,6 +190,33 @@ def _dumps(obj):
     return buf.getvalue()
 
 _loads = pickle.loads
+_plain_dumps = pickle.dumps
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+# Objects ForkingPickler pickles exactly as pickle.dumps does: the pickler
+# handles these types itself before it looks at a dispatch table (functions
+# by reference), so the reducers ForkingPickler adds cannot apply.
+_PLAIN_ARGS = frozenset((int, str, float, bytes, bool, type(None)))
+_PLAIN_FUNCS = frozenset((types.FunctionType, types.BuiltinFunctionType))
+
+def _dumps_task(func, args, kwds):
+    """pickle((func, args, kwds)) as _dumps makes it, without building a
+    ForkingPickler (its dispatch-table copy dominates a trivial task) when
+    func is a plain function and the arguments are builtin scalars."""
+    if (type(func) in _PLAIN_FUNCS and type(args) is tuple and not kwds
+            and type(kwds) is dict):
+        for a in args:
+            if type(a) not in _PLAIN_ARGS:
+                break
+        else:
+            return _plain_dumps((func, args, kwds), _PROTOCOL)
+    return _dumps((func, args, kwds))
+
+def _dumps_result(result):
+    """pickle((success, value)), the same way (see _dumps_task)."""
+    if type(result[1]) in _PLAIN_ARGS:
+        return _plain_dumps(result, _PROTOCOL)
+    return _dumps(result)
 
 #
 # Hack to embed stringification of remote traceback in local traceback
@@ -217,7 +278,7 @@ def _describe_exitcode(exitcode):
 
 
 def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
-           wrap_exception=False):
+           wrap_exception=False, slots=None, slot=None):
     if (maxtasks is not None) and not (isinstance(maxtasks, int)
                                        and maxtasks >= 1):
         raise AssertionError("Maxtasks {!r} is not valid".format(maxtasks))
@@ -226,6 +287,15 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
     # The parent knows its workers by Process.pid; a dragon_mp or stdlib
     # child is that very process, so os.getpid() names us to the parent.
     pid = os.getpid()
+    unpack_task = _TASK_TRAILER.unpack_from
+    pack_result = _RESULT_TRAILER.pack
+    if slots is not None:
+        # Our "current task" slot: three int64 words (state, job, i).
+        words = memoryview(slots).cast('B').cast('q')
+        state = slot * _SLOT_WORDS
+        word_job, word_i = state + 1, state + 2
+    else:
+        words = None
 
     if initializer is not None:
         initializer(*initargs)
@@ -242,15 +312,20 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
             util.debug('worker got sentinel -- exiting')
             break
 
-        job, i, payload = task
+        job, i = unpack_task(task, len(task) - _TASK_TRAILER.size)
         # Claim the task before running it: if we die now, the parent can
         # fail exactly this task instead of waiting for it forever.
-        put((_STARTED, pid, job, i))
+        if words is not None:
+            words[word_job] = job
+            words[word_i] = i
+            words[state] = 1
+        else:
+            put((_STARTED, pid, job, i))
         func = None
         try:
             # Unpickling happens here, not in get(): a function that cannot be
             # imported in the child fails its task instead of the worker.
-            func, args, kwds = _loads(payload)
+            func, args, kwds = _loads(task)
             result = (True, func(*args, **kwds))
         except Exception as e:
             if wrap_exception and func is not _helper_reraises_exception:
@@ -259,15 +334,17 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
         # Pickle the result ourselves: a queue that pickles in a feeder thread
         # would otherwise drop an unpicklable result and the task would hang.
         try:
-            data = _dumps(result)
+            data = _dumps_result(result)
         except Exception as e:
             wrapped = MaybeEncodingError(e, result[1])
             util.debug("Possible encoding error while sending result: %s" % (
                 wrapped))
             data = _dumps((False, wrapped))
-        put((_RESULT, pid, job, i, data))
+        put(data + pack_result(job, i, pid))
+        if words is not None:
+            words[state] = 0
 
-        task = job = result = func = args = kwds = payload = data = None
+        task = job = result = func = args = kwds = data = None
         completed += 1
     util.debug('worker exiting after %d tasks' % completed)
 
@@ -298,6 +375,50 @@ class _PoolCache(dict):
         # wakes the worker handler at once instead of at its next poll.
         if not self:
             self.notifier.put(None)
+
+class _Slots:
+    """The workers' "current task" slots: a shared int64 array (three words
+    per worker: state, job, i) and which worker holds which slot (parent
+    only; the worker handler is the one thread that changes it)."""
+
+    def __init__(self, array, n):
+        self.array = array
+        self.words = memoryview(array).cast('B').cast('q')
+        self.owners = [None] * n
+
+    @classmethod
+    def create(cls, ctx, n):
+        """Slots for n workers, or None when the context has no shared
+        arrays (the workers then announce each task with a message)."""
+        make = getattr(ctx, 'RawArray', None)
+        if make is None:
+            return None
+        try:
+            return cls(make('q', n * _SLOT_WORDS), n)
+        except Exception as e:
+            util.debug('pool: no task slots (%r); announcing tasks instead' % (e,))
+            return None
+
+    def reserve(self):
+        k = self.owners.index(None)
+        self.owners[k] = True
+        base = k * _SLOT_WORDS
+        self.words[base:base + _SLOT_WORDS] = memoryview(
+            bytes(8 * _SLOT_WORDS)).cast('q')
+        return k
+
+    def release(self, owner):
+        """Free the slot of a worker that has exited; (job, i) of the task it
+        had claimed and not finished, or None."""
+        for k, o in enumerate(self.owners):
+            if o is owner:
+                self.owners[k] = None
+                base = k * _SLOT_WORDS
+                words = self.words
+                if words[base] == 1:
+                    return (words[base + 1], words[base + 2])
+                return None
+        return None
 
 def _report_callback_error(what):
     # A raising callback killed stdlib's result handler (and hung every
@@ -344,6 +465,7 @@ class Pool(object):
             raise TypeError('initializer must be a callable')
 
         self._setup_queues()
+        self._slots = _Slots.create(self._ctx, processes)
         self._taskqueue = queue.SimpleQueue()
         # The _change_notifier queue exists to wake up self._handle_workers()
         # when the cache (self._cache) is empty or when there is a change in
@@ -374,7 +496,7 @@ class Pool(object):
             args=(self._cache, self._taskqueue, self._ctx, self.Process,
                   self._processes, self._pool, self._inqueue, self._outqueue,
                   self._initializer, self._initargs, self._maxtasksperchild,
-                  self._wrap_exception, self._change_notifier),
+                  self._wrap_exception, self._change_notifier, self._slots),
             name='dragon_mp.pool-worker-handler'
             )
         self._worker_handler.daemon = True
@@ -426,7 +548,7 @@ class Pool(object):
                 f'pool_size={len(self._pool)}>')
 
     @staticmethod
-    def _join_exited_workers(pool, outqueue):
+    def _join_exited_workers(pool, outqueue, slots=None):
         """Cleanup after any worker processes which have exited (lifetime
         reached, or died).  Each one is reported to the result handler, which
         fails the task it was running, if any.  Returns True if any workers
@@ -442,10 +564,12 @@ class Pool(object):
                 worker.join()
                 cleaned = True
                 del pool[i]
+                # The task it had claimed (its slot is final: it has exited).
+                claimed = slots.release(worker) if slots is not None else None
                 # Through the result queue, not a side channel: it then
                 # arrives after every message the worker managed to put.
                 try:
-                    outqueue.put((_DIED, worker.pid, exitcode))
+                    outqueue.put((_DIED, worker.pid, exitcode, claimed))
                 except (OSError, ValueError):
                     pass
         return cleaned
@@ -457,41 +581,53 @@ class Pool(object):
                                             self._outqueue, self._initializer,
                                             self._initargs,
                                             self._maxtasksperchild,
-                                            self._wrap_exception)
+                                            self._wrap_exception,
+                                            self._slots)
 
     @staticmethod
     def _repopulate_pool_static(ctx, Process, processes, pool, inqueue,
                                 outqueue, initializer, initargs,
-                                maxtasksperchild, wrap_exception):
+                                maxtasksperchild, wrap_exception, slots=None):
         """Bring the number of pool processes up to the specified number,
         for use after reaping workers which have exited.
         """
         for i in range(processes - len(pool)):
-            w = Process(ctx, target=worker,
-                        args=(inqueue, outqueue,
-                              initializer,
-                              initargs, maxtasksperchild,
-                              wrap_exception),
-                        daemon=True)
+            extra = ()
+            if slots is not None:
+                k = slots.reserve()
+                extra = (slots.array, k)
             try:
-                w.name = w.name.replace('Process', 'PoolWorker')
-            except (AttributeError, TypeError):
-                pass
-            w.start()
+                w = Process(ctx, target=worker,
+                            args=(inqueue, outqueue,
+                                  initializer,
+                                  initargs, maxtasksperchild,
+                                  wrap_exception) + extra,
+                            daemon=True)
+                try:
+                    w.name = w.name.replace('Process', 'PoolWorker')
+                except (AttributeError, TypeError):
+                    pass
+                w.start()
+            except BaseException:
+                if slots is not None:
+                    slots.owners[k] = None
+                raise
+            if slots is not None:
+                slots.owners[k] = w
             pool.append(w)
             util.debug('added worker')
 
     @staticmethod
     def _maintain_pool(ctx, Process, processes, pool, inqueue, outqueue,
                        initializer, initargs, maxtasksperchild,
-                       wrap_exception):
+                       wrap_exception, slots=None):
         """Clean up any exited workers and start replacements for them.
         """
-        if Pool._join_exited_workers(pool, outqueue):
+        if Pool._join_exited_workers(pool, outqueue, slots):
             Pool._repopulate_pool_static(ctx, Process, processes, pool,
                                          inqueue, outqueue, initializer,
                                          initargs, maxtasksperchild,
-                                         wrap_exception)
+                                         wrap_exception, slots)
 
     def _setup_queues(self):
         # Queue, not SimpleQueue: the handler threads need get(timeout=...).
@@ -667,7 +803,8 @@ class Pool(object):
     @classmethod
     def _handle_workers(cls, cache, taskqueue, ctx, Process, processes,
                         pool, inqueue, outqueue, initializer, initargs,
-                        maxtasksperchild, wrap_exception, change_notifier):
+                        maxtasksperchild, wrap_exception, change_notifier,
+                        slots=None):
         thread = threading.current_thread()
 
         # Keep maintaining workers until the cache gets drained, unless the pool
@@ -675,7 +812,7 @@ class Pool(object):
         while thread._state == RUN or (cache and thread._state != TERMINATE):
             cls._maintain_pool(ctx, Process, processes, pool, inqueue,
                                outqueue, initializer, initargs,
-                               maxtasksperchild, wrap_exception)
+                               maxtasksperchild, wrap_exception, slots)
             cls._wait_for_updates(change_notifier)
         # send sentinel to stop workers
         taskqueue.put(None)
@@ -684,6 +821,7 @@ class Pool(object):
     @staticmethod
     def _handle_tasks(taskqueue, put, outqueue, pool, cache):
         thread = threading.current_thread()
+        pack_task = _TASK_TRAILER.pack
 
         for taskseq, set_length in iter(taskqueue.get, None):
             task = None
@@ -698,7 +836,7 @@ class Pool(object):
                         # Pickle here, not in the queue: the failure belongs
                         # to this task alone (a feeder thread would just drop
                         # the item and the result would never come).
-                        put((job, idx, _dumps((func, args, kwds))))
+                        put(_dumps_task(func, args, kwds) + pack_task(job, idx))
                     except Exception as e:
                         try:
                             cache[job]._set(idx, (False, e))
@@ -744,31 +882,42 @@ class Pool(object):
     @staticmethod
     def _handle_results(outqueue, cache):
         thread = threading.current_thread()
-        # worker pid -> (job, i) of the task it announced and has not answered
+        # worker pid -> (job, i) of the task it announced (_STARTED: only
+        # workers without a slot announce tasks by message)
         inflight = {}
+        # worker pid -> (job, i, pid) of its latest result
+        answered = {}
+        unpack = _RESULT_TRAILER.unpack_from
+        trailer = _RESULT_TRAILER.size
 
         def dispatch(msg):
-            kind = msg[0]
-            if kind == _STARTED:
-                _, pid, job, i = msg
-                inflight[pid] = (job, i)
-                return
-            if kind == _RESULT:
-                _, pid, job, i, payload = msg
-                inflight.pop(pid, None)
+            if msg.__class__ is bytes:
+                t = unpack(msg, len(msg) - trailer)
+                job, i, pid = t
+                answered[pid] = t
                 try:
-                    obj = _loads(payload)
+                    obj = _loads(msg)
                 except Exception as e:
                     # e.g. an exception class that does not survive a pickle
                     # round trip: fail the task rather than this thread.
                     obj = (False, MaybeEncodingError(
                         e, '<result of task %d of job %d>' % (i, job)))
-            elif kind == _DIED:
-                _, pid, exitcode = msg
-                lost = inflight.pop(pid, None)
-                if lost is None:
+            elif msg[0] == _STARTED:
+                _, pid, job, i = msg
+                inflight[pid] = (job, i)
+                return
+            elif msg[0] == _DIED:
+                # Everything the worker put is before this message: the task
+                # it had claimed is lost unless its result is its last one.
+                _, pid, exitcode, claimed = msg
+                started = inflight.pop(pid, None)
+                last = answered.pop(pid, None)
+                if claimed is None:
+                    claimed = started
+                if claimed is None or (last is not None
+                                       and (last[0], last[1]) == claimed):
                     return          # it was idle (e.g. maxtasksperchild)
-                job, i = lost
+                job, i = claimed
                 obj = (False, WorkerLostError(
                     'worker process %s %s while running task %d of job %d; '
                     'that task\'s result is lost (the pool replaced the '
@@ -964,7 +1113,13 @@ class ApplyResult(object):
 
     def __init__(self, pool, callback, error_callback):
         self._pool = pool
-        self._event = threading.Event()
+        # Readiness is a flag plus a lock held until the result is set: a
+        # waiter takes the lock and gives it back at once (so every waiter
+        # passes). A bare lock costs a fraction of a threading.Event
+        # (a Condition and its waiter lock), on every task.
+        self._ready = False
+        self._done = _allocate_lock()
+        self._done.acquire()
         self._job = next(job_counter)
         self._cache = pool._cache
         self._callback = callback
@@ -972,7 +1127,7 @@ class ApplyResult(object):
         self._cache[self._job] = self
 
     def ready(self):
-        return self._event.is_set()
+        return self._ready
 
     def successful(self):
         if not self.ready():
@@ -980,7 +1135,18 @@ class ApplyResult(object):
         return self._success
 
     def wait(self, timeout=None):
-        self._event.wait(timeout)
+        if self._ready:
+            return
+        if timeout is None:
+            got = self._done.acquire()
+        else:
+            got = self._done.acquire(True, max(timeout, 0))
+        if got:
+            self._done.release()
+
+    def _set_ready(self):
+        self._ready = True
+        self._done.release()
 
     def get(self, timeout=None):
         self.wait(timeout)
@@ -1001,7 +1167,7 @@ class ApplyResult(object):
         finally:
             # Even if a callback raised: the result is known, get() must not
             # wait for it forever.
-            self._event.set()
+            self._set_ready()
             del self._cache[self._job]
             self._pool = None
 
@@ -1026,7 +1192,7 @@ class MapResult(ApplyResult):
         self._chunksize = chunksize
         if chunksize <= 0:
             self._number_left = 0
-            self._event.set()
+            self._set_ready()
             del self._cache[self._job]
         else:
             self._number_left = length//chunksize + bool(length % chunksize)
@@ -1052,7 +1218,7 @@ class MapResult(ApplyResult):
                 self._error_callback(self._value)
         finally:
             del self._cache[self._job]
-            self._event.set()
+            self._set_ready()
             self._pool = None
 
 #

@@ -594,6 +594,153 @@ def test_worker_os_exit_fails_map(ctx):
         assert pool.map(_sq, range(6)) == [x * x for x in range(6)]
 
 
+class _NoRawArrayContext:
+    """A context without shared arrays: workers announce tasks by message."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, attr):
+        if attr == 'RawArray':
+            raise AttributeError(attr)
+        return getattr(self._inner, attr)
+
+
+def test_worker_death_without_task_slots(ctx, tmp_path):
+    # The fallback of contexts without RawArray: the _STARTED message.
+    with dpool.Pool(2, context=_NoRawArrayContext(ctx.inner)) as pool:
+        assert pool._slots is None
+        assert pool.map(_sq, range(10), chunksize=1) == [x * x for x in range(10)]
+        victim = pool.apply_async(_announce_and_sleep,
+                                  (str(tmp_path / 'victim'), 60))
+        pid = _wait_for_pid_file(str(tmp_path / 'victim'))
+        time.sleep(0.1)     # see _exit_on: let a feeder-thread queue flush
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(dpool.WorkerLostError, match='SIGKILL'):
+            victim.get(timeout=_TIMEOUT)
+        r = pool.starmap_async(_exit_on, [(x, 2) for x in range(6)], chunksize=1)
+        with pytest.raises(dpool.WorkerLostError, match='exitcode 3'):
+            r.get(timeout=_TIMEOUT)
+        assert pool.map(_sq, range(6)) == [x * x for x in range(6)]
+
+
+def test_worker_slots_are_cleared_and_reused(ctx):
+    with ctx.Pool(2, maxtasksperchild=1) as pool:
+        slots = pool._slots
+        assert slots is not None
+        # every worker exits after one task and is replaced in its slot
+        assert pool.map(_sq, range(8), chunksize=1) == [x * x for x in range(8)]
+        assert pool.apply_async(_sq, (3,)).get(_TIMEOUT) == 9
+        # once the replacements are up, each slot belongs to a live worker
+        # and says "idle" (the worker clears it after putting its result)
+        deadline = time.monotonic() + _TIMEOUT
+        while True:
+            owners, workers = list(slots.owners), list(pool._pool)
+            if (len(workers) == 2 and all(w.is_alive() for w in workers)
+                    and sorted(map(id, owners)) == sorted(map(id, workers))):
+                break
+            assert time.monotonic() < deadline, (owners, workers)
+            time.sleep(0.02)
+        assert [slots.words[k * dpool._SLOT_WORDS] for k in range(2)] == [0, 0]
+
+
+class _ListQueue:
+    """An outqueue for _handle_results: hands out the given messages, then
+    reports Empty (the handler then sees its state)."""
+
+    def __init__(self, msgs, thread_state):
+        self._msgs = list(msgs)
+        self._state = thread_state
+
+    def get(self, timeout=None):
+        if self._msgs:
+            return self._msgs.pop(0)
+        threading.current_thread()._state = self._state
+        raise dpool.queue.Empty
+
+
+class _Recorder:
+    def __init__(self):
+        self.got = {}
+
+    def _set(self, i, obj):
+        self.got[i] = obj
+
+
+def _result_msg(obj, job, i, pid):
+    return pickle.dumps(obj, 5) + dpool._RESULT_TRAILER.pack(job, i, pid)
+
+
+@pytest.mark.parametrize("slot_claim", [True, False])
+def test_result_handler_death_bookkeeping(slot_claim):
+    """A worker that dies after putting the result of the task it claimed
+    (before clearing its slot) lost nothing; one that dies before lost
+    exactly that task; an idle one lost nothing."""
+    rec = _Recorder()
+    cache = {7: rec}
+
+    def died(pid, claimed):
+        if slot_claim:
+            return (dpool._DIED, pid, -9, claimed)
+        return (dpool._DIED, pid, -9, None)
+
+    msgs = []
+    if not slot_claim:
+        msgs += [(dpool._STARTED, 100, 7, 0), (dpool._STARTED, 200, 7, 1)]
+    msgs += [_result_msg((True, 'a'), 7, 0, 100), died(100, (7, 0)),
+             died(200, (7, 1)), died(300, None)]
+    t = threading.Thread(target=dpool.Pool._handle_results,
+                         args=(_ListQueue(msgs, dpool.TERMINATE), cache))
+    t._state = dpool.RUN
+    t.start()
+    t.join(_TIMEOUT)
+    assert not t.is_alive()
+    assert rec.got[0] == (True, 'a')
+    ok, err = rec.got[1]
+    assert not ok and isinstance(err, dpool.WorkerLostError)
+    assert 'SIGKILL' in str(err) and 'task 1 of job 7' in str(err)
+    assert set(rec.got) == {0, 1}
+
+
+class _Unusual:
+    pass
+
+
+def test_task_and_result_pickles():
+    # The plain fast path makes exactly ForkingPickler's bytes.
+    for func, args, kwds in [(_sq, (3,), {}), (abs, (-1.5, 'x', b'y', None, True), {}),
+                             (len, (), {})]:
+        assert dpool._dumps_task(func, args, kwds) == dpool._dumps((func, args, kwds))
+    for result in [(True, 5), (True, 'x'), (True, None), (False, 1.0)]:
+        assert dpool._dumps_result(result) == dpool._dumps(result)
+    # anything else takes the general path and still round-trips
+    for func, args, kwds in [(_sq, ([1],), {}), (_add, (1,), {'b': 2}),
+                             (_identity, (_Unusual,), {})]:
+        data = dpool._dumps_task(func, args, kwds) + dpool._TASK_TRAILER.pack(5, 6)
+        assert pickle.loads(data) == (func, args, kwds)
+        assert dpool._TASK_TRAILER.unpack_from(data, len(data) - 16) == (5, 6)
+
+
+def test_apply_result_wait_semantics(ctx):
+    with ctx.Pool(1) as pool:
+        r = pool.apply_async(_sleep, (0.3,))
+        assert not r.ready()
+        r.wait(-1)                      # a negative timeout does not wait
+        r.wait(0)
+        assert not r.ready()
+        seen = []
+        waiters = [threading.Thread(target=lambda: seen.append(r.get(_TIMEOUT)))
+                   for _ in range(4)]
+        for w in waiters:
+            w.start()
+        for w in waiters:
+            w.join(_TIMEOUT)
+        assert seen == [0.3] * 4
+        assert r.ready() and r.successful()
+        r.wait()
+        r.wait(0)
+
+
 def test_garbage_collected_pool_is_terminated(ctx):
     pool = ctx.Pool(2)
     assert pool.map(_sq, range(3)) == [0, 1, 4]
