@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/go-python/gopy v0.4.10 // indirect
+	github.com/quic-go/quic-go v0.65.0
 	golang.org/x/sys v0.50.0
 )
 
@@ -11,7 +12,6 @@ require (
 	github.com/gonuts/commander v0.1.0 // indirect
 	github.com/gonuts/flag v0.1.0 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
-	github.com/quic-go/quic-go v0.65.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/mod v0.42.0 // indirect
 	golang.org/x/net v0.61.0 // indirect
