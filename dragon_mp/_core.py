@@ -105,6 +105,8 @@ def _declare(lib):
         'dmp_sem_acquire': (i64, [u64, i64]),
         'dmp_sem_release': (i64, [u64]),
         'dmp_last_error': (i64, [vp, u64]),
+        'dmp_raw_read': (i64, [u64, u64, u64, vp]),
+        'dmp_raw_write': (i64, [u64, u64, u64, vp]),
     }
     for name, (res, args) in signatures.items():
         fn = getattr(lib, name)
@@ -114,7 +116,7 @@ def _declare(lib):
 # Codes shared with pyext/codes.go: ctypes functions return them negated,
 # gopy errors carry them as an "E<code>:" prefix.
 TIMEOUT, FULL, CLOSED, BADHANDLE, NOSPACE, TOOLARGE, INVALID, \
-    TOOMANYRELEASES, NOTOWNER, OSERR, INTERNAL = range(1, 12)
+    TOOMANYRELEASES, NOTOWNER, OSERR, INTERNAL, NODELOST = range(1, 13)
 
 
 def last_error():
@@ -152,6 +154,8 @@ def _exception(code, message):
         return AssertionError('attempt to release recursive lock not owned by thread')
     if code == OSERR:
         return OSError(message)
+    if code == NODELOST:
+        return ConnectionError(message)
     return GoError(message)
 
 

@@ -22,6 +22,10 @@ import threading
 from . import _core
 
 ENV_RUN = 'DRAGON_MP_RUN'
+# Multi-node runs (set by the launcher for every process of the run):
+ENV_NODE = 'DRAGON_MP_NODE'      # this process's node index (absent: 0)
+ENV_NODES = 'DRAGON_MP_NODES'    # the nodes' host names, comma-separated, by index
+ENV_NCPUS = 'DRAGON_MP_NCPUS'    # the nodes' CPU counts, comma-separated, by index
 SEGMENT_PREFIX = 'dragon_mp.'
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -110,11 +114,11 @@ def _attach(runid):
     _run = _Run(runid, head=False)
 
 
-def _create(runid=None):
+def _create(runid=None, node=0):
     global _run
     runid = runid or new_runid()
     reserve = int(os.environ.get('DRAGON_MP_POOL_RESERVE', 0))
-    _core.call(_core.gocore().RuntimeCreate, runid, reserve)
+    _core.call(_core.gocore().RuntimeCreateNode, runid, node, reserve)
     run = _Run(runid, head=True)
     try:
         _start_reaper(run)
@@ -247,6 +251,26 @@ def _finish_children(at_exit):
             p.terminate()
     for p in process.active_children():
         p.join()
+
+
+def node_index():
+    """This process's node in a multi-node run (0 on one node)."""
+    return int(os.environ.get(ENV_NODE, 0) or 0)
+
+
+def node_names():
+    """Host names of the run's nodes, by index ([this host] on one node)."""
+    names = os.environ.get(ENV_NODES)
+    if not names:
+        import socket
+        return [socket.gethostname()]
+    return names.split(',')
+
+
+def node_cpus():
+    """CPU counts of the run's nodes, by index (None on one node)."""
+    cpus = os.environ.get(ENV_NCPUS)
+    return [int(c) for c in cpus.split(',')] if cpus else None
 
 
 def reaper_pid():

@@ -38,7 +38,13 @@ class BaseContext(_stdlib_context.BaseContext):
     active_children = staticmethod(process.active_children)
 
     def cpu_count(self):
-        """The CPUs this process may run on (its affinity), not the machine's."""
+        """The CPUs this run may use: on one node this process's affinity (not
+        the machine's count); in a multi-node run the sum over all its nodes,
+        as DragonHPC reports, so Pool() gets a worker per CPU of the cluster."""
+        from . import _runtime
+        cpus = _runtime.node_cpus()
+        if cpus:
+            return sum(cpus)
         return len(os.sched_getaffinity(0))
 
     def Pipe(self, duplex=True):

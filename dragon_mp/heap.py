@@ -49,8 +49,31 @@ class BufferWrapper(SharedObject):
         _runtime.current()
         self._adopt(addr)       # adopt first: a failure below still drops the reference
         self._size = _core.call(_core.gocore().RawSize, addr)
-        self._map()
+        if self.remote:
+            self._pointer = None    # another node's memory: read and written by copy
+        else:
+            self._map()
         return self
+
+    @property
+    def remote(self):
+        """True when the block lives on another node of a multi-node run."""
+        return (self._addr >> 48) != _runtime.node_index()
+
+    def read(self, offset, n):
+        """A copy of n bytes at offset (works on any node)."""
+        buf = ctypes.create_string_buffer(n)
+        rc = _core.clib().dmp_raw_read(self._addr, offset, n, buf)
+        if rc < 0:
+            _core.raise_for(rc)
+        return buf.raw
+
+    def write(self, offset, data):
+        """Copy data to offset (works on any node)."""
+        data = bytes(data)
+        rc = _core.clib().dmp_raw_write(self._addr, offset, len(data), data)
+        if rc < 0:
+            _core.raise_for(rc)
 
     def _map(self):
         # Only numbers here: the wrapper refers to nothing that refers back to
@@ -70,6 +93,9 @@ class BufferWrapper(SharedObject):
         The view keeps the wrapper alive. Like every dragon_mp object, it is
         valid while the run lasts: the pool is unmapped when the run ends.
         """
+        if self._pointer is None:
+            raise ValueError('shared memory of another node cannot be mapped here '
+                             '(sharedctypes objects of another node work by copy)')
         buf = (ctypes.c_ubyte * self._size).from_address(self._pointer)
         buf._wrapper = self
         return memoryview(buf).cast('B')

@@ -3,6 +3,8 @@
     dragon prog.py [args...]
     dragon -m package.module [args...]
     dragon -c "code" [args...]
+    dragon --hostfile hosts.txt prog.py      (many nodes, started over ssh)
+    dragon prog.py                           (inside a Slurm allocation: its nodes)
 
 The launcher is the run's head: it creates the runtime, runs the program as a
 process of the run (stdin, stdout and stderr are the launcher's), waits for
@@ -15,8 +17,9 @@ import argparse
 import os
 import signal
 import sys
+import time
 
-from . import __version__, _core, _runtime
+from . import __version__, _core, _runtime, nodes
 
 EPILOG = """\
 Without the launcher, `python prog.py` works too: the runtime then starts on
@@ -34,8 +37,32 @@ def parse(argv):
     what.add_argument('-m', dest='module', metavar='MODULE', help='run a library module as a script')
     what.add_argument('-c', dest='command', metavar='CMD', help='run a program passed as a string')
     what.add_argument('program', nargs='?', metavar='prog.py', help='the program to run')
+    parser.add_argument('--hostfile', metavar='FILE',
+                        help='run on these hosts (one per line); this host is node 0')
+    parser.add_argument('--launch', metavar='TEMPLATE',
+                        help='command that starts a node: {host} and {command} are replaced '
+                             f'(default: {nodes.DEFAULT_SSH!r}; env DRAGON_MP_LAUNCH)')
+    parser.add_argument('--no-slurm', action='store_true',
+                        help='inside a Slurm allocation, run on this host only')
+    parser.add_argument('--label', action='store_true',
+                        help='prefix every line of output with the host it comes from')
+    parser.add_argument('--port', type=int, default=0,
+                        help='UDP port of the node agents (default: any free port)')
     parser.add_argument('args', nargs=argparse.REMAINDER, help='arguments for the program')
     return parser.parse_args(argv)
+
+
+def cluster_hosts(ns):
+    """(hosts, slurm) of a multi-node run, or (None, False) for one node."""
+    if ns.hostfile:
+        hosts = nodes.order_hosts(nodes.read_hostfile(ns.hostfile))
+        return (hosts, False) if len(hosts) > 1 else (None, False)
+    if not ns.no_slurm:
+        allocation = nodes.slurm_hosts()
+        if allocation:
+            hosts = nodes.order_hosts(allocation)
+            return (hosts, True) if len(hosts) > 1 else (None, False)
+    return None, False
 
 
 def program_argv(ns):
@@ -55,13 +82,28 @@ def exit_status(code):
 def main(argv=None):
     ns = parse(sys.argv[1:] if argv is None else argv)
     argv = program_argv(ns)
-    if os.environ.get(_runtime.ENV_RUN):
+    hosts, slurm = cluster_hosts(ns)      # before Go is loaded: it may run commands
+    for key in (_runtime.ENV_RUN, _runtime.ENV_NODE, _runtime.ENV_NODES, _runtime.ENV_NCPUS):
         # Already inside a run (dragon under dragon): start a run of our own.
-        del os.environ[_runtime.ENV_RUN]
+        os.environ.pop(key, None)
     _runtime.current()
     gc = _core.gocore()
+    cluster = None
+    if hosts:
+        cluster = nodes.Cluster(hosts, launch=ns.launch, slurm=slurm, label=ns.label, port=ns.port)
+        try:
+            cluster.start()
+        except BaseException:
+            cluster.stop()
+            _runtime.shutdown()
+            raise
+    files, labeller = [0, 1, 2], None
+    if ns.label:
+        files, labeller = label_output(hosts[0] if hosts else nodes.socket.gethostname())
     handle = _runtime.start_process({'argv': argv, 'env': _runtime.child_environment(),
-                                     'files': [0, 1, 2], 'kill_with_parent': True})
+                                     'files': files, 'kill_with_parent': True})
+    if labeller:
+        labeller()
 
     def forward(signum, frame):
         try:
@@ -73,16 +115,77 @@ def main(argv=None):
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, forward)
     try:
-        while True:
-            try:
-                code = _core.call(gc.ProcWait, handle, 100_000_000)
-                break
-            except TimeoutError:
-                continue
+        code = wait_program(gc, handle, cluster)
     finally:
         _core.call(gc.ProcRelease, handle)
+        if cluster is not None:
+            cluster.stop()
         _runtime.shutdown()
     return exit_status(code)
+
+
+# After a node is lost, operations waiting on it fail at once; the program
+# gets this long to end by itself before it is terminated.
+LOST_NODE_GRACE = 5.0
+
+
+def wait_program(gc, handle, cluster):
+    lost_at = None
+    signalled = set()
+    while True:
+        try:
+            code = _core.call(gc.ProcWait, handle, 100_000_000)
+        except TimeoutError:
+            code = None
+        if cluster is None:
+            if code is not None:
+                return code
+            continue
+        if lost_at is None:
+            lost = cluster.lost()
+            if lost:
+                lost_at = time.monotonic()
+                report_lost(cluster, lost, ending=code is None)
+        if code is not None:
+            return code
+        if lost_at is None:
+            continue
+        waited = time.monotonic() - lost_at
+        for limit, sig in ((LOST_NODE_GRACE, signal.SIGTERM), (LOST_NODE_GRACE + 3, signal.SIGKILL)):
+            if waited > limit and sig not in signalled:
+                signalled.add(sig)
+                try:
+                    _core.call(gc.ProcSignal, handle, sig)
+                except Exception:
+                    pass
+
+
+def report_lost(cluster, lost, ending):
+    for n, why in sorted(lost.items()):
+        print(f'dragon: node {n} ({cluster.hosts[n]}) lost: {why}', file=sys.stderr, flush=True)
+    if ending:
+        print(f'dragon: ending the run (the program has {LOST_NODE_GRACE:.0f} s to exit)',
+              file=sys.stderr, flush=True)
+
+
+def label_output(host):
+    """Pipes for the program's stdout/stderr whose lines get "[host] " in front."""
+    import threading
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+
+    def forward(fd, stream):
+        with open(fd, 'rb') as f:
+            for line in f:
+                stream.write(f'[{host}] '.encode() + line)
+                stream.flush()
+
+    def start():
+        os.close(out_w)
+        os.close(err_w)
+        for fd, stream in ((out_r, sys.stdout.buffer), (err_r, sys.stderr.buffer)):
+            threading.Thread(target=forward, args=(fd, stream), daemon=True).start()
+    return [0, out_w, err_w], start
 
 
 if __name__ == '__main__':

@@ -26,7 +26,18 @@ class Process(BaseProcess):
     # in its own table of contexts, which has no 'dragon'.
     _start_method = None
 
+    def __init__(self, group=None, target=None, name=None, args=(), kwargs={},
+                 *, daemon=None, policy=None):
+        super().__init__(group, target, name, args, kwargs, daemon=daemon)
+        # Where it runs in a multi-node run (dragon_mp.placement); None: the default.
+        self.policy = policy
+
     @staticmethod
     def _Popen(process_obj):
+        from . import placement
+        node = placement.choose(getattr(process_obj, 'policy', None))
+        if node != placement.this_node():
+            from .popen_remote import Popen as RemotePopen
+            return RemotePopen(process_obj, node)
         from .popen_dragon import Popen
         return Popen(process_obj)

@@ -136,6 +136,27 @@ def _buffer(size):
     return buf
 
 
+_chan_classes = {}
+
+
+def _picklable_chan(fp):
+    """fp.Chan with a pickle: its bound put/get (a Queue's own methods) pickle
+    as their queue's, as a stdlib Queue's bound methods do (Process(target=q.put))."""
+    cls = _chan_classes.get(fp)
+    if cls is None:
+        class Chan(fp.Chan):
+            __slots__ = ('_queue',)
+
+            def __reduce__(self):
+                return _fast_of, (self._queue(),)
+        cls = _chan_classes[fp] = Chan
+    return cls
+
+
+def _fast_of(queue):
+    return queue._fast
+
+
 class Queue:
     """multiprocessing.Queue over a dragon_mp channel."""
 
@@ -159,7 +180,8 @@ class Queue:
         fp = _core.fast()
         if fp is not None:
             ch = self._channel
-            c = self._fast = fp.Chan(ch._addr, ch._inline, ch)   # owner: keeps the channel alive
+            c = self._fast = _picklable_chan(fp)(ch._addr, ch._inline, ch)   # owner: keeps the channel alive
+            c._queue = weakref.ref(self)
             if type(self) is Queue:
                 # Fast path: the bound C methods, no Python frame per call
                 # (C gathers large bytes around pickle too). A subclass's

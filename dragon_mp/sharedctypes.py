@@ -161,10 +161,99 @@ def rebuild_ctype(type_, wrapper, length):
     if length is not None:
         type_ = type_ * length
     _ForkingPickler.register(type_, reduce_ctype)
+    if getattr(wrapper, 'remote', False):
+        return RemoteCtype(type_, wrapper)
     buf = wrapper.create_memoryview()
     obj = type_.from_buffer(buf)
     obj._wrapper = wrapper
     return obj
+
+
+
+class RemoteCtype:
+    """A ctypes object of another node (multi-node runs): every access copies.
+
+    Shared memory cannot be mapped across nodes, so a RawValue/RawArray (and
+    the object inside a Value/Array) that reaches another node becomes this
+    proxy: `.value`, `.raw`, indexing, slicing, len() and iteration read or
+    write the owner's bytes through the transport. An element or a scalar is
+    read or written in one piece; use the Value/Array lock for anything
+    bigger, as on one node.
+    """
+
+    remote_copy = True      # tells code that maps ctypes memory to take another way
+
+    def __init__(self, type_, wrapper):
+        self._type = type_
+        self._wrapper = wrapper
+
+    def _load(self):
+        return self._type.from_buffer_copy(self._wrapper.read(0, ctypes.sizeof(self._type)))
+
+    def _store(self, obj):
+        self._wrapper.write(0, bytes(memoryview(obj).cast('B')))
+
+    def __reduce__(self):
+        return rebuild_ctype, (self._type, self._wrapper, None)
+
+    @property
+    def value(self):
+        return self._load().value
+
+    @value.setter
+    def value(self, v):
+        obj = self._load()
+        obj.value = v
+        self._store(obj)
+
+    @property
+    def raw(self):
+        return self._load().raw
+
+    @raw.setter
+    def raw(self, v):
+        obj = self._load()
+        obj.raw = v
+        self._store(obj)
+
+    def __len__(self):
+        return self._type._length_
+
+    def _element(self, i):
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError('invalid index')
+        return i, self._type._type_, ctypes.sizeof(self._type._type_)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self._load()[i]
+        i, etype, size = self._element(i)
+        return self._type.from_buffer_copy(self._wrapper.read(0, ctypes.sizeof(self._type)))[i] \
+            if size == 0 else _value_of(etype.from_buffer_copy(self._wrapper.read(i * size, size)))
+
+    def __setitem__(self, i, v):
+        if isinstance(i, slice):
+            obj = self._load()
+            obj[i] = v
+            self._store(obj)
+            return
+        i, etype, size = self._element(i)
+        e = etype(v) if not isinstance(v, etype) else v
+        self._wrapper.write(i * size, bytes(memoryview(e).cast('B')))
+
+    def __iter__(self):
+        return iter(self._load())
+
+    def __repr__(self):
+        return f'<RemoteCtype {self._type.__name__} on node {self._wrapper._addr >> 48}>'
+
+
+def _value_of(obj):
+    # A simple ctypes instance's Python value (as indexing a ctypes array gives).
+    return obj.value if isinstance(obj, ctypes._SimpleCData) else obj
 
 #
 # Function to create properties (the same as stdlib's)

@@ -37,6 +37,9 @@ func channelAt(addr int64) (*channel.Channel, error) {
 
 // ChannelInline is the largest payload stored inside a slot.
 func ChannelInline(addr int64) (n int64, err error) {
+	if isRemote(addr) {
+		return remoteInt(opChanInline, addr)
+	}
 	defer recovered(&err)
 	c, err := channelAt(addr)
 	if err != nil {
@@ -47,6 +50,9 @@ func ChannelInline(addr int64) (n int64, err error) {
 
 // ChannelLen is the number of queued messages.
 func ChannelLen(addr int64) (n int64, err error) {
+	if isRemote(addr) {
+		return remoteInt(opChanLen, addr)
+	}
 	defer recovered(&err)
 	c, err := channelAt(addr)
 	if err != nil {
@@ -57,6 +63,9 @@ func ChannelLen(addr int64) (n int64, err error) {
 
 // ChannelRetain adds a reference (taken when a handle is pickled).
 func ChannelRetain(addr int64) (err error) {
+	if isRemote(addr) {
+		return remoteErr(opChanRetain, addr)
+	}
 	defer recovered(&err)
 	r, err := current()
 	if err != nil {
@@ -67,6 +76,9 @@ func ChannelRetain(addr int64) (err error) {
 
 // ChannelRelease drops a reference; the last one destroys the channel.
 func ChannelRelease(addr int64) (err error) {
+	if isRemote(addr) {
+		return remoteErr(opChanRelease, addr)
+	}
 	defer recovered(&err)
 	r, err := current()
 	if err != nil {
@@ -87,6 +99,9 @@ func duration(ns C.int64_t) time.Duration {
 //export dmp_send
 func dmp_send(addr C.uint64_t, buf unsafe.Pointer, n C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 	defer cRecover(&rc)
+	if isRemote(int64(addr)) {
+		return remoteSend(int64(addr), [][]byte{cBytes(buf, n)}, duration(timeoutNs))
+	}
 	c, err := channelAt(int64(addr))
 	if err != nil {
 		return cCode(err)
@@ -109,6 +124,9 @@ func dmp_send(addr C.uint64_t, buf unsafe.Pointer, n C.uint64_t, timeoutNs C.int
 func dmp_recv(addr C.uint64_t, buf unsafe.Pointer, capacity C.uint64_t, timeoutNs C.int64_t,
 	outLen, outOff *C.uint64_t) (rc int64) {
 	defer cRecover(&rc)
+	if isRemote(int64(addr)) {
+		return remoteRecv(int64(addr), cBytes(buf, capacity), duration(timeoutNs), outLen, outOff)
+	}
 	c, err := channelAt(int64(addr))
 	if err != nil {
 		return cCode(err)
@@ -134,6 +152,9 @@ func dmp_recv(addr C.uint64_t, buf unsafe.Pointer, capacity C.uint64_t, timeoutN
 //export dmp_release_msg
 func dmp_release_msg(addr, off, n C.uint64_t) (rc int64) {
 	defer cRecover(&rc)
+	if isRemote(int64(addr)) {
+		return releaseRemoteMsg(uint64(off), uint64(n))
+	}
 	c, err := channelAt(int64(addr))
 	if err != nil {
 		return cCode(err)

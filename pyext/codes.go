@@ -26,12 +26,18 @@ const (
 	codeNotOwner
 	codeOS
 	codeInternal
+	codeNodeLost // the object's node is gone (ConnectionError)
 )
 
 // codeOf classifies an error for Python.
 func codeOf(err error) int {
 	var errno syscall.Errno
+	var remote *remoteError
 	switch {
+	case errors.As(err, &remote):
+		return remote.code
+	case errors.Is(err, errNodeLost):
+		return codeNodeLost
 	case errors.Is(err, channel.ErrEmpty):
 		return codeTimeout
 	case errors.Is(err, channel.ErrFull):

@@ -182,6 +182,9 @@ func PipeCreate(ch0, ch1 int64) (addr int64, err error) {
 // PipeHandle counts a handle of end (0 or 1) being pickled, unpickled or
 // closed (op: see pipeOp*). It returns 1 when the pipe is closed.
 func PipeHandle(addr, end, op int64) (closed int64, err error) {
+	if isRemote(addr) {
+		return remoteInt(opPipeHandle, addr, end, op)
+	}
 	defer recovered(&err)
 	r, s, err := pipeAt(addr)
 	if err != nil {
@@ -224,6 +227,9 @@ func PipeHandle(addr, end, op int64) (closed int64, err error) {
 // flight. In the second case it closes the pipe, as the last close would
 // have.
 func PipePeerGone(addr, end int64) (gone int64, err error) {
+	if isRemote(addr) {
+		return remoteInt(opPipePeerGone, addr, end)
+	}
 	defer recovered(&err)
 	r, s, err := pipeAt(addr)
 	if err != nil {
@@ -284,20 +290,34 @@ func PipePeerGone(addr, end int64) (gone int64, err error) {
 func dmp_wait(addrs unsafe.Pointer, modes unsafe.Pointer, n C.uint64_t,
 	fds unsafe.Pointer, nfds C.uint64_t, timeoutNs C.int64_t, ready unsafe.Pointer) (rc int64) {
 	defer cRecover(&rc)
-	chans := make([]*channel.Channel, int(n))
-	ms := make([]channel.WaitMode, int(n))
+	// Channels of other nodes are watched by remoteWaiters (remote_data.go)
+	// through an eventfd added to the descriptors.
+	var chans []*channel.Channel
+	var ms []channel.WaitMode
+	var localIdx, remoteIdx []int
+	var remoteAddrs []int64
+	var remoteModes []channel.WaitMode
 	if n > 0 {
 		as := unsafe.Slice((*uint64)(addrs), int(n))
 		mb := unsafe.Slice((*uint8)(modes), int(n))
-		for i := range chans {
+		for i := range as {
+			mode := channel.WaitMode(0)
+			if mb[i] == 1 {
+				mode = channel.WaitClose
+			}
+			if isRemote(int64(as[i])) {
+				remoteIdx = append(remoteIdx, i)
+				remoteAddrs = append(remoteAddrs, int64(as[i]))
+				remoteModes = append(remoteModes, mode)
+				continue
+			}
 			c, err := channelAt(int64(as[i]))
 			if err != nil {
 				return cCode(err)
 			}
-			chans[i] = c
-			if mb[i] == 1 {
-				ms[i] = channel.WaitClose
-			}
+			chans = append(chans, c)
+			ms = append(ms, mode)
+			localIdx = append(localIdx, i)
 		}
 	}
 	var fdList []int
@@ -308,7 +328,23 @@ func dmp_wait(addrs unsafe.Pointer, modes unsafe.Pointer, n C.uint64_t,
 			fdList[i] = int(fd)
 		}
 	}
+	var waiters *remoteWaiters
+	if len(remoteAddrs) > 0 {
+		w, err := startRemoteWaiters(remoteAddrs, remoteModes)
+		if err != nil {
+			return cCode(err)
+		}
+		waiters = w
+		fdList = append(fdList, w.efd)
+	}
 	cr, fr, err := channel.WaitAny(chans, ms, fdList, duration(timeoutNs))
+	var remoteReady []int
+	if waiters != nil {
+		remoteReady = waiters.stop()
+		if len(fr) > 0 {
+			fr = fr[:len(fr)-1]
+		}
+	}
 	if err != nil {
 		return cCode(err)
 	}
@@ -316,11 +352,21 @@ func dmp_wait(addrs unsafe.Pointer, modes unsafe.Pointer, n C.uint64_t,
 		return 0
 	}
 	out := unsafe.Slice((*uint8)(ready), int(n+nfds))
+	clear(out)
 	count := int64(0)
-	for i, ok := range append(cr, fr...) {
-		out[i] = 0
+	for j, ok := range cr {
 		if ok {
-			out[i] = 1
+			out[localIdx[j]] = 1
+			count++
+		}
+	}
+	for _, j := range remoteReady {
+		out[remoteIdx[j]] = 1
+		count++
+	}
+	for i, ok := range fr {
+		if ok {
+			out[int(n)+i] = 1
 			count++
 		}
 	}

@@ -55,6 +55,9 @@ func dmp_event_ptr(addr C.uint64_t) C.uint64_t { return objectPtr(addr, runtime.
 //export dmp_event_set
 func dmp_event_set(addr C.uint64_t) (rc int64) {
 	defer cRecover(&rc)
+	if isRemote(int64(addr)) {
+		return remoteRC(opEventSet, int64(addr))
+	}
 	e, err := eventAt(int64(addr))
 	if err != nil {
 		return cCode(err)
@@ -68,6 +71,9 @@ func dmp_event_set(addr C.uint64_t) (rc int64) {
 //export dmp_event_clear
 func dmp_event_clear(addr C.uint64_t) (rc int64) {
 	defer cRecover(&rc)
+	if isRemote(int64(addr)) {
+		return remoteRC(opEventClear, int64(addr))
+	}
 	e, err := eventAt(int64(addr))
 	if err != nil {
 		return cCode(err)
@@ -81,6 +87,9 @@ func dmp_event_clear(addr C.uint64_t) (rc int64) {
 //export dmp_event_is_set
 func dmp_event_is_set(addr C.uint64_t) (rc int64) {
 	defer cRecover(&rc)
+	if isRemote(int64(addr)) {
+		return remoteRC(opEventIsSet, int64(addr))
+	}
 	e, err := eventAt(int64(addr))
 	if err != nil {
 		return cCode(err)

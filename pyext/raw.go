@@ -42,6 +42,9 @@ func RawOffset(addr int64) (off int64, err error) {
 
 // RawSize is the size in bytes of the raw object's data.
 func RawSize(addr int64) (n int64, err error) {
+	if isRemote(addr) {
+		return remoteInt(opRawSize, addr)
+	}
 	defer recovered(&err)
 	r, err := current()
 	if err != nil {

@@ -25,16 +25,22 @@ func current() (*runtime.Runtime, error) {
 
 // RuntimeCreate makes a new run with this process as head.
 func RuntimeCreate(runid string, reserve int64) (err error) {
+	return RuntimeCreateNode(runid, 0, reserve)
+}
+
+// RuntimeCreateNode makes node `node`'s part of a multi-node run, with this
+// process (the node's agent) as its head.
+func RuntimeCreateNode(runid string, node, reserve int64) (err error) {
 	defer recovered(&err)
 	rtMu.Lock()
 	defer rtMu.Unlock()
 	if rt.Load() != nil {
 		return pyErr(errors.New("a run is already active in this process"))
 	}
-	if reserve < 0 {
+	if reserve < 0 || node < 0 || node >= 1<<15 {
 		return pyErr(errInvalid)
 	}
-	r, err := runtime.Create(runid, uint64(reserve))
+	r, err := runtime.CreateNode(runid, uint16(node), uint64(reserve))
 	if err != nil {
 		return pyErr(err)
 	}
@@ -68,10 +74,21 @@ func RuntimeShutdown(destroy bool) (err error) {
 	if r == nil {
 		return nil
 	}
+	clientMu.Lock()
+	if client != nil {
+		client.Close()
+		client = nil
+	}
+	clientMu.Unlock()
 	if destroy {
 		return pyErr(r.Destroy())
 	}
 	return pyErr(r.Close())
+}
+
+// RuntimeNode is the node index of this process's run (0 on one node).
+func RuntimeNode() (int64, error) {
+	return onRuntime(func(r *runtime.Runtime) (int64, error) { return int64(r.Node), nil })
 }
 
 // RuntimeStats describes the run's pool as JSON.

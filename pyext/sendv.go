@@ -15,6 +15,9 @@ import "unsafe"
 func dmp_sendv(addr C.uint64_t, bufs *unsafe.Pointer, lens *C.uint64_t, nparts C.uint64_t,
 	timeoutNs C.int64_t) (rc int64) {
 	defer cRecover(&rc)
+	if isRemote(int64(addr)) {
+		return remoteSendv(int64(addr), bufs, lens, nparts, duration(timeoutNs))
+	}
 	c, err := channelAt(int64(addr))
 	if err != nil {
 		return cCode(err)

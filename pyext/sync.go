@@ -25,6 +25,9 @@ func SemCreate(value, maxValue int64) (addr int64, err error) {
 
 // SemValue is the semaphore's current count.
 func SemValue(addr int64) (v int64, err error) {
+	if isRemote(addr) {
+		return remoteInt(opSemValue, addr)
+	}
 	defer recovered(&err)
 	r, err := current()
 	if err != nil {
@@ -39,6 +42,9 @@ func SemValue(addr int64) (v int64, err error) {
 
 // SyncRetain adds a reference to a sync object.
 func SyncRetain(addr int64) (err error) {
+	if isRemote(addr) {
+		return remoteErr(opSyncRetain, addr)
+	}
 	defer recovered(&err)
 	r, err := current()
 	if err != nil {
@@ -49,6 +55,9 @@ func SyncRetain(addr int64) (err error) {
 
 // SyncRelease drops a reference to a sync object; the last one frees it.
 func SyncRelease(addr int64) (err error) {
+	if isRemote(addr) {
+		return remoteErr(opSyncRelease, addr)
+	}
 	defer recovered(&err)
 	r, err := current()
 	if err != nil {
@@ -62,6 +71,9 @@ func SyncRelease(addr int64) (err error) {
 //export dmp_sem_acquire
 func dmp_sem_acquire(addr C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 	defer cRecover(&rc)
+	if isRemote(int64(addr)) {
+		return remoteWait(opSemAcquire, int64(addr), duration(timeoutNs))
+	}
 	r, err := current()
 	if err != nil {
 		return cCode(err)
@@ -81,6 +93,9 @@ func dmp_sem_acquire(addr C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 //export dmp_sem_release
 func dmp_sem_release(addr C.uint64_t) (rc int64) {
 	defer cRecover(&rc)
+	if isRemote(int64(addr)) {
+		return remoteRC(opSemRelease, int64(addr))
+	}
 	r, err := current()
 	if err != nil {
 		return cCode(err)

@@ -30,6 +30,9 @@ func RLockCreate() (int64, error) {
 
 // RLockOwner is the identity of the lock's holder, 0 when free.
 func RLockOwner(addr int64) (int64, error) {
+	if isRemote(addr) {
+		return remoteInt(opRLockOwner, addr)
+	}
 	return onRuntime(func(r *runtime.Runtime) (int64, error) {
 		l, err := r.RecursiveLock(runtime.Address(addr))
 		if err != nil {
@@ -41,6 +44,9 @@ func RLockOwner(addr int64) (int64, error) {
 
 // RLockCount is the holder's recursion depth, 0 when free.
 func RLockCount(addr int64) (int64, error) {
+	if isRemote(addr) {
+		return remoteInt(opRLockCount, addr)
+	}
 	return onRuntime(func(r *runtime.Runtime) (int64, error) {
 		l, err := r.RecursiveLock(runtime.Address(addr))
 		if err != nil {
@@ -54,6 +60,9 @@ func RLockCount(addr int64) (int64, error) {
 // Condition wait does first) and returns how many there were; codeNotOwner
 // when owner does not hold it.
 func RLockReleaseAll(addr, owner int64) (count int64, err error) {
+	if isRemote(addr) {
+		return remoteInt(opRLockReleaseAll, addr, owner)
+	}
 	defer recovered(&err)
 	r, err := current()
 	if err != nil {
@@ -80,6 +89,9 @@ func RLockReleaseAll(addr, owner int64) (count int64, err error) {
 //export dmp_rlock_acquire
 func dmp_rlock_acquire(addr, owner C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 	defer cRecover(&rc)
+	if isRemote(int64(addr)) {
+		return remoteWait(opRLockAcquire, int64(addr), duration(timeoutNs), int64(owner))
+	}
 	r, err := current()
 	if err != nil {
 		return cCode(err)
@@ -102,6 +114,9 @@ func dmp_rlock_acquire(addr, owner C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 //export dmp_rlock_release
 func dmp_rlock_release(addr, owner C.uint64_t) (rc int64) {
 	defer cRecover(&rc)
+	if isRemote(int64(addr)) {
+		return remoteRC(opRLockRelease, int64(addr), int64(owner))
+	}
 	r, err := current()
 	if err != nil {
 		return cCode(err)
@@ -136,6 +151,9 @@ func eventAt(addr int64) (*shmsync.Event, error) {
 
 // EventSet sets the flag and wakes every waiter.
 func EventSet(addr int64) error {
+	if isRemote(addr) {
+		return remoteErr(opEventSet, addr)
+	}
 	_, err := onRuntime(func(r *runtime.Runtime) (int64, error) {
 		e, err := r.Event(runtime.Address(addr))
 		if err == nil {
@@ -148,6 +166,9 @@ func EventSet(addr int64) error {
 
 // EventClear clears the flag.
 func EventClear(addr int64) error {
+	if isRemote(addr) {
+		return remoteErr(opEventClear, addr)
+	}
 	_, err := onRuntime(func(r *runtime.Runtime) (int64, error) {
 		e, err := r.Event(runtime.Address(addr))
 		if err == nil {
@@ -160,6 +181,9 @@ func EventClear(addr int64) error {
 
 // EventIsSet is 1 when the flag is set, else 0.
 func EventIsSet(addr int64) (int64, error) {
+	if isRemote(addr) {
+		return remoteInt(opEventIsSet, addr)
+	}
 	return onRuntime(func(r *runtime.Runtime) (int64, error) {
 		e, err := r.Event(runtime.Address(addr))
 		if err != nil {
@@ -174,6 +198,9 @@ func EventIsSet(addr int64) (int64, error) {
 //export dmp_event_wait
 func dmp_event_wait(addr C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 	defer cRecover(&rc)
+	if isRemote(int64(addr)) {
+		return remoteWait(opEventWait, int64(addr), duration(timeoutNs))
+	}
 	e, err := eventAt(int64(addr))
 	if err != nil {
 		return cCode(err)
@@ -198,6 +225,9 @@ func CondCreate() (int64, error) {
 // CondEnqueue starts a wait (call it holding the lock, before releasing
 // it) and returns the wait's handle for dmp_cond_wait and CondFinish.
 func CondEnqueue(addr int64) (int64, error) {
+	if isRemote(addr) {
+		return remoteInt(opCondEnqueue, addr)
+	}
 	return onRuntime(func(r *runtime.Runtime) (int64, error) {
 		w, err := r.CondEnqueue(runtime.Address(addr))
 		return int64(w), err
@@ -206,6 +236,9 @@ func CondEnqueue(addr int64) (int64, error) {
 
 // CondFinish ends a wait, frees its handle, and returns 1 if it was notified.
 func CondFinish(addr, waiter int64) (int64, error) {
+	if isRemote(addr) {
+		return remoteInt(opCondFinish, addr, waiter)
+	}
 	return onRuntime(func(r *runtime.Runtime) (int64, error) {
 		ok, err := r.CondFinish(runtime.Address(addr), runtime.Address(waiter))
 		return flag(ok), err
@@ -215,6 +248,9 @@ func CondFinish(addr, waiter int64) (int64, error) {
 // CondNotify notifies up to n of the oldest waits (call it holding the
 // lock) and returns how many it notified.
 func CondNotify(addr, n int64) (int64, error) {
+	if isRemote(addr) {
+		return remoteInt(opCondNotify, addr, n)
+	}
 	n = max(0, min(n, math.MaxInt32)) // more than there can be waiters
 	return onRuntime(func(r *runtime.Runtime) (int64, error) {
 		woken, err := r.CondNotify(runtime.Address(addr), int(n))
@@ -224,6 +260,9 @@ func CondNotify(addr, n int64) (int64, error) {
 
 // CondWaiting is the number of waits in progress (enqueued, not finished).
 func CondWaiting(addr int64) (int64, error) {
+	if isRemote(addr) {
+		return remoteInt(opCondWaiting, addr)
+	}
 	return onRuntime(func(r *runtime.Runtime) (int64, error) {
 		c, err := r.Condition(runtime.Address(addr))
 		if err != nil {
@@ -238,6 +277,9 @@ func CondWaiting(addr int64) (int64, error) {
 //export dmp_cond_wait
 func dmp_cond_wait(addr, waiter C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 	defer cRecover(&rc)
+	if isRemote(int64(addr)) {
+		return remoteWait(opCondWait, int64(addr), duration(timeoutNs), int64(waiter))
+	}
 	r, err := current()
 	if err != nil {
 		return cCode(err)
@@ -265,6 +307,9 @@ func BarrierCreate() (int64, error) {
 
 // BarrierGet reads field 0 (state) or 1 (count).
 func BarrierGet(addr, field int64) (int64, error) {
+	if isRemote(addr) {
+		return remoteInt(opBarrierGet, addr, field)
+	}
 	return onRuntime(func(r *runtime.Runtime) (int64, error) {
 		b, err := r.Barrier(runtime.Address(addr))
 		if err != nil {
@@ -280,6 +325,9 @@ func BarrierGet(addr, field int64) (int64, error) {
 
 // BarrierSet writes field 0 (state) or 1 (count).
 func BarrierSet(addr, field, v int64) error {
+	if isRemote(addr) {
+		return remoteErr(opBarrierSet, addr, field, v)
+	}
 	_, err := onRuntime(func(r *runtime.Runtime) (int64, error) {
 		b, err := r.Barrier(runtime.Address(addr))
 		if err != nil {

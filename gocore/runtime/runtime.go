@@ -22,12 +22,14 @@ const EnvRun = "DRAGON_MP_RUN"
 const (
 	wordHeadPid = iota
 	wordHeadStart
+	wordNode // the node index of the run's pool (0 on one node)
 )
 
 var (
 	// ErrBadID reports a run id that cannot name segments.
 	ErrBadID = errors.New("runtime: invalid run id")
-	// ErrRemote reports an address on another node (routing comes with the transport).
+	// ErrRemote reports an address on another node: callers route it to the
+	// node's agent (pyext) instead.
 	ErrRemote = errors.New("runtime: object lives on another node")
 )
 
@@ -55,7 +57,11 @@ func checkID(id string) error {
 
 // Create makes a new run with this process as its head. reserve is the pool's
 // virtual size (0: pool.DefaultReserve); memory is committed as it is used.
-func Create(id string, reserve uint64) (*Runtime, error) {
+func Create(id string, reserve uint64) (*Runtime, error) { return CreateNode(id, 0, reserve) }
+
+// CreateNode is Create for node `node` of a multi-node run: addresses of its
+// objects carry the node index. Each node's part of a run has its own id.
+func CreateNode(id string, node uint16, reserve uint64) (*Runtime, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
@@ -71,6 +77,7 @@ func Create(id string, reserve uint64) (*Runtime, error) {
 	if start, err := proc.StartTime(os.Getpid()); err == nil {
 		words[wordHeadStart] = start
 	}
+	words[wordNode] = uint64(node)
 	return newRuntime(id, true, p), nil
 }
 
@@ -87,7 +94,8 @@ func Attach(id string) (*Runtime, error) {
 }
 
 func newRuntime(id string, head bool, p *pool.Pool) *Runtime {
-	return &Runtime{ID: id, Head: head, Pool: p, channels: make(map[Address]*channel.Channel)}
+	return &Runtime{ID: id, Head: head, Node: uint16(p.UserWords()[wordNode]), Pool: p,
+		channels: make(map[Address]*channel.Channel)}
 }
 
 // HeadPid is the pid of the run's head process.

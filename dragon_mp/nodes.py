@@ -1,0 +1,281 @@
+"""Bringing up and tearing down the nodes of a multi-node run (launcher side).
+
+Which nodes: a hostfile (`--hostfile`, one host per line, `#` comments), or
+inside a Slurm allocation the allocation's nodes (`scontrol show hostnames`).
+The launcher's host is node 0; when it is not in the list it is added first.
+
+How a node starts (`dragon_mp.node`): over ssh for a hostfile, with one srun
+for a whole Slurm allocation, or with any command given as a template
+(`--launch 'ssh -p 2222 {host} {command}'`: {host} is the host name,
+{command} the node's shell command line, one argument). Every session is
+started at once (ssh sessions in parallel, srun fans out itself), so
+bring-up does not serialise over hundreds of nodes. The sessions carry the
+node's configuration in (stdin: run id, identities, peers) and the output of
+its processes out; closing a session's stdin ends that node's part of the run.
+"""
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from . import _core, _runtime, node as node_mod
+
+DEFAULT_SSH = 'ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new {host} {command}'
+BRINGUP_TIMEOUT = float(os.environ.get('DRAGON_MP_BRINGUP_TIMEOUT', 120))
+
+
+def read_hostfile(path):
+    hosts = []
+    with open(path) as f:
+        for line in f:
+            line = line.split('#', 1)[0].strip()
+            if line:
+                hosts.append(line.split()[0])
+    if not hosts:
+        raise SystemExit(f'dragon: no hosts in {path}')
+    return hosts
+
+
+def slurm_hosts():
+    """Host names of the Slurm allocation this process runs in, or None."""
+    nodelist = os.environ.get('SLURM_JOB_NODELIST') or os.environ.get('SLURM_NODELIST')
+    if not os.environ.get('SLURM_JOB_ID') or not nodelist:
+        return None
+    out = subprocess.run(['scontrol', 'show', 'hostnames', nodelist], check=True,
+                         capture_output=True, text=True).stdout
+    return out.split()
+
+
+def is_this_host(host):
+    names = {socket.gethostname(), socket.getfqdn(), 'localhost'}
+    if host in names or host.split('.')[0] in {n.split('.')[0] for n in names}:
+        return True
+    try:
+        ip = socket.gethostbyname(host)
+    except OSError:
+        return False
+    return ip.startswith('127.') or ip in local_addresses()
+
+
+def local_addresses():
+    try:
+        out = subprocess.run(['hostname', '-I'], capture_output=True, text=True).stdout
+        return set(out.split())
+    except OSError:
+        return set()
+
+
+def order_hosts(hosts):
+    """Node 0 is this host; the others keep their order."""
+    this = [h for h in hosts if is_this_host(h)]
+    others = [h for h in hosts if not is_this_host(h)]
+    return [this[0] if this else socket.gethostname()] + others
+
+
+def node_command(node_arg):
+    """The shell command line that runs dragon_mp.node on a node."""
+    argv = _runtime.python_command('from dragon_mp.node import main; sys.exit(main())',
+                                   '--node', str(node_arg))
+    return f'cd {shlex.quote(os.getcwd())} && exec {shlex.join(argv)}'
+
+
+class Session:
+    """One launch session (ssh or a template for a node, or srun for many)."""
+
+    def __init__(self, argv, nodes, hosts, label):
+        self.nodes = nodes                  # node indexes this session runs
+        self.hosts = hosts                  # node index -> host name
+        self.label = label
+        self.ready = {}                     # node -> READY fields
+        self.peered = set()
+        self.cond = threading.Condition()
+        self.exited = None
+        import shutil
+        exe = shutil.which(argv[0])
+        if exe is None:
+            raise SystemExit(f'dragon: cannot start nodes: {argv[0]!r} not found on PATH')
+        argv = [exe, *argv[1:]]
+        in_r, self.stdin = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            spec = {'argv': argv, 'env': [f'{k}={v}' for k, v in os.environ.items()
+                                          if k != _runtime.ENV_RUN],
+                    'files': [in_r, out_w, err_w], 'kill_with_parent': True}
+            self.handle = _runtime.start_process(spec)
+        finally:
+            for fd in (in_r, out_w, err_w):
+                os.close(fd)
+        self.readers = [threading.Thread(target=self._forward, args=(fd, stream), daemon=True)
+                        for fd, stream in ((out_r, sys.stdout.buffer), (err_r, sys.stderr.buffer))]
+        for t in self.readers:
+            t.start()
+
+    def _forward(self, fd, out):
+        with open(fd, 'rb') as f:
+            for line in f:
+                node, line = self._split_label(line)
+                if line.startswith(node_mod.MARK.encode()):
+                    self._control(line)
+                    continue
+                if self.label:
+                    line = f'[{self.hosts.get(node, "?")}] '.encode() + line
+                out.write(line)
+                out.flush()
+
+    def _split_label(self, line):
+        """srun --label prefixes "<task>: "; task t is node t+1."""
+        if len(self.nodes) == 1:
+            return self.nodes[0], line
+        head, sep, rest = line.partition(b': ')
+        if sep and head.strip().isdigit():
+            return int(head) + 1, rest
+        return None, line
+
+    def _control(self, line):
+        _, word, fields = line.decode().split(' ', 2)
+        fields = json.loads(fields)
+        with self.cond:
+            if word == 'READY':
+                self.ready[fields['node']] = fields
+            elif word == 'PEERED':
+                self.peered.add(fields['node'])
+            self.cond.notify_all()
+
+    def send(self, obj):
+        data = (json.dumps(obj) + '\n').encode()
+        try:
+            os.write(self.stdin, data)      # small: one write, no partial lines
+        except OSError:
+            pass
+
+    def poll(self):
+        if self.exited is None:
+            try:
+                self.exited = _core.call(_core.gocore().ProcWait, self.handle, 0)
+            except TimeoutError:
+                pass
+        return self.exited
+
+    def stop(self):
+        self.send('stop')
+        try:
+            os.close(self.stdin)
+        except OSError:
+            pass
+
+    def finish(self, timeout):
+        deadline = time.monotonic() + timeout
+        gc = _core.gocore()
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.poll() is None:
+            _core.call(gc.ProcSignal, self.handle, 9)
+            _core.call(gc.ProcWait, self.handle, 5_000_000_000)
+        for t in self.readers:
+            t.join(2)
+        _core.call(gc.ProcRelease, self.handle)
+
+
+class Cluster:
+    """The nodes of a run: started, connected, watched, ended."""
+
+    def __init__(self, hosts, launch=None, slurm=False, label=False, port=0):
+        self.hosts = hosts
+        self.label = label
+        self.port = port
+        self.sessions = []
+        self.launch = launch
+        self.slurm = slurm
+
+    def start(self):
+        gc = _core.gocore()
+        n = len(self.hosts)
+        run = _runtime.runid()
+        ids = json.loads(_core.call(gc.RunIdentities, run, n))
+        head_ip = self._head_ip()
+        env0 = [f'{_runtime.ENV_RUN}={run}', f'{_runtime.ENV_NODE}=0']
+        addr0 = _core.call(gc.AgentStart, json.dumps(ids[0]), f'{head_ip}:{self.port}',
+                           json.dumps(env0))
+        byindex = dict(enumerate(self.hosts))
+        base = {'run': run, 'head': head_ip}
+        if self.slurm:
+            others = self.hosts[1:]
+            argv = ['srun', f'--nodes={len(others)}', f'--ntasks={len(others)}',
+                    '--ntasks-per-node=1', f'--nodelist={",".join(others)}', '--input=all',
+                    '--kill-on-bad-exit=0', '--label', 'sh', '-c', node_command('slurm')]
+            s = Session(argv, list(range(1, n)), byindex, self.label)
+            s.send({**base, 'identities': {str(i): ids[i] for i in range(1, n)}})
+            self.sessions.append(s)
+        else:
+            template = shlex.split(self.launch or os.environ.get('DRAGON_MP_LAUNCH') or DEFAULT_SSH)
+            for i in range(1, n):
+                argv = [a.replace('{host}', self.hosts[i]).replace('{command}', node_command(i))
+                        for a in template]
+                s = Session(argv, [i], byindex, self.label)
+                s.send({**base, 'identities': {str(i): ids[i]}})
+                self.sessions.append(s)
+        ready = self._wait_all('ready', n - 1)
+        peers = {str(i): f['addr'] for i, f in ready.items()}
+        peers['0'] = addr0
+        cpus = [len(os.sched_getaffinity(0))] + [ready[i]['cpus'] for i in range(1, n)]
+        env = {_runtime.ENV_NODES: ','.join(self.hosts),
+               _runtime.ENV_NCPUS: ','.join(map(str, cpus)),
+               'DRAGON_MP_PEERS': json.dumps(peers)}     # where the agents listen (diagnostics)
+        _core.call(gc.AgentSetPeers, json.dumps(peers))
+        for s in self.sessions:
+            s.send({'peers': peers, 'env': env})
+        self._wait_all('peered', n - 1)
+        os.environ.update(env)
+        return env
+
+    def _head_ip(self):
+        if len(self.hosts) < 2:
+            return '127.0.0.1'
+        return node_mod.local_ip(socket.gethostbyname(self.hosts[1]))
+
+    def _wait_all(self, what, count):
+        deadline = time.monotonic() + BRINGUP_TIMEOUT
+        merged = {}
+        while True:
+            merged = {}
+            for s in self.sessions:
+                with s.cond:
+                    if what == 'ready':
+                        merged.update(s.ready)
+                    else:
+                        merged.update({n: True for n in s.peered})
+            if len(merged) >= count:
+                return merged
+            for s in self.sessions:
+                if s.poll() is not None:
+                    missing = [self.hosts[i] for i in s.nodes if i not in merged]
+                    raise SystemExit(f'dragon: could not start the run on {", ".join(missing)} '
+                                     f'(launch command exited with status {s.exited})')
+            if time.monotonic() > deadline:
+                missing = [h for i, h in enumerate(self.hosts) if i and i not in merged]
+                raise SystemExit(f'dragon: nodes not {what} after {BRINGUP_TIMEOUT:.0f} s: '
+                                 f'{", ".join(missing)}')
+            with self.sessions[0].cond:
+                self.sessions[0].cond.wait(0.1)
+
+    def lost(self):
+        """{node: reason} for nodes lost so far (agent or session gone)."""
+        lost = {int(k): v for k, v in json.loads(_core.call(_core.gocore().AgentLost)).items()}
+        for s in self.sessions:
+            if s.poll() is not None:
+                for i in s.nodes:
+                    lost.setdefault(i, f'its launch session ended (status {s.exited})')
+        return lost
+
+    def stop(self):
+        for s in self.sessions:
+            s.stop()
+        for s in self.sessions:
+            s.finish(15)
+        _core.call(_core.gocore().AgentStop)

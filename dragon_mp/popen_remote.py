@@ -1,0 +1,145 @@
+"""Popen for a process placed on another node of a multi-node run.
+
+The parent pickles the preparation data and the Process object (as for a
+local start) into a channel of its own node, which every node can address,
+and asks the target node's agent to start a fresh interpreter there
+(`child_main`); the child reads its process from the channel and runs it
+with spawn semantics. Its standard streams are its node agent's, which the
+launcher forwards. The target agent is the child's real parent: it reaps it,
+and a watcher thread here waits for the exit code remotely and then closes
+the write end of a pipe whose read end is the `sentinel`, so
+`connection.wait` works on it as on a local process.
+"""
+
+import ctypes
+import io
+import pickle
+import os
+import signal
+import sys
+import threading
+
+from multiprocessing import util
+from multiprocessing.context import set_spawning_popen
+
+from . import _core, _runtime, reduction, spawn
+
+__all__ = ['Popen', 'child_main']
+
+WAIT_SLICE_NS = 1_000_000_000
+
+
+class Popen:
+    method = 'dragon'
+
+    def __init__(self, process_obj, node):
+        from .queues import _Channel
+        util._flush_std_streams()
+        self.returncode = None
+        self.node = node
+        self._exited = threading.Event()
+        prep_data = spawn.get_preparation_data(process_obj._name)
+        fp = io.BytesIO()
+        set_spawning_popen(self)
+        try:
+            # Pickle before asking the other node for anything: an
+            # unpicklable target fails here, with nothing to undo.
+            reduction.dump(prep_data, fp)
+            reduction.dump(process_obj, fp)
+        finally:
+            set_spawning_popen(None)
+        channel = _Channel(0)
+        channel.send(fp.getvalue())
+        addr = channel._reference_for_pickle()      # the child's reference
+        argv = _runtime.python_command(
+            f'from dragon_mp.popen_remote import child_main; child_main({addr}, {channel._inline})',
+            '--multiprocessing-fork')
+        spec = {'argv': argv, 'env': _runtime.child_environment(), 'dir': os.getcwd()}
+        import json
+        gc = _core.gocore()
+        self._handle = _core.call(gc.RemoteProcStart, node, json.dumps(spec))
+        self.pid = _core.call(gc.RemoteProcPid, node, self._handle)
+        self.sentinel, self._sentinel_w = os.pipe()
+        self.finalizer = util.Finalize(self, _release, (node, self._handle, self.sentinel))
+        self._watcher = threading.Thread(target=self._watch, daemon=True,
+                                         name=f'dragon_mp-remote-{node}-{self.pid}')
+        self._watcher.start()
+
+    def duplicate_for_child(self, fd):
+        raise ValueError('file descriptors cannot be passed to a process on another node')
+
+    def _watch(self):
+        fn = _core.clib().dmp_remote_proc_wait
+        fn.restype = ctypes.c_int64
+        fn.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+                       ctypes.POINTER(ctypes.c_int64)]
+        code = ctypes.c_int64()
+        while True:
+            rc = fn(self.node, self._handle, WAIT_SLICE_NS, ctypes.byref(code))
+            if rc == 1:
+                self.returncode = code.value
+                break
+            if rc < 0:
+                # The node is lost (or the run ended): its processes went with it.
+                self.returncode = -signal.SIGKILL
+                break
+        os.close(self._sentinel_w)      # the sentinel is ready before wait() returns
+        self._exited.set()
+
+    def poll(self, flag=os.WNOHANG):
+        if flag == os.WNOHANG:
+            return self.returncode if self._exited.is_set() else None
+        return self.wait()
+
+    def wait(self, timeout=None):
+        self._exited.wait(timeout)
+        return self.returncode if self._exited.is_set() else None
+
+    def _send_signal(self, sig):
+        if not self._exited.is_set():
+            try:
+                _core.call(_core.gocore().RemoteProcSignal, self.node, self._handle, int(sig))
+            except ConnectionError:
+                pass
+
+    def terminate(self):
+        self._send_signal(signal.SIGTERM)
+
+    def kill(self):
+        self._send_signal(signal.SIGKILL)
+
+    def close(self):
+        if self.finalizer is not None:
+            self.finalizer()
+
+
+def _release(node, handle, sentinel):
+    try:
+        os.close(sentinel)
+    except OSError:
+        pass
+    try:
+        _core.call(_core.gocore().RemoteProcRelease, node, handle)
+    except Exception:
+        pass
+
+
+def child_main(addr, inline):
+    """Entry of a child started for another node: run the pickled process."""
+    from multiprocessing import process
+    from .queues import _Channel
+    channel = _Channel._attach(addr, inline)
+    data = channel.recv()
+    del channel
+    # parent_process().is_alive() polls this: the write end stays open here,
+    # so the parent counts as alive while this process runs.
+    parent_sentinel, _keep = os.pipe()
+    process.current_process()._inheriting = True
+    try:
+        from_parent = io.BytesIO(data)
+        preparation_data = pickle.load(from_parent)
+        spawn.prepare(preparation_data)
+        self = pickle.load(from_parent)
+    finally:
+        del process.current_process()._inheriting
+    sys.exit(self._bootstrap(parent_sentinel))

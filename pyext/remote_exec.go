@@ -1,0 +1,290 @@
+package pyext
+
+/*
+#include <stdint.h>
+*/
+import "C"
+
+import (
+	"encoding/json"
+	"time"
+
+
+	"github.com/dragon-mp/dragon_mp/gocore/channel"
+	"github.com/dragon-mp/dragon_mp/gocore/runtime"
+	"github.com/dragon-mp/dragon_mp/gocore/wire"
+)
+
+// Remote operation codes (wire.Frame.Op). Args and results are listed as
+// (args) -> results; Timeout carries the op's timeout.
+const (
+	opChanSend     uint16 = iota + 1 // payload -> ()
+	opChanRecv                       // () -> payload
+	opChanLen                        // () -> n
+	opChanInline                     // () -> n
+	opChanRetain                     // () -> ()
+	opChanRelease                    // () -> ()
+	opChanReady                      // (mode) -> 1 ready / 0
+	opSemAcquire                     // () -> 1 / 0
+	opSemRelease                     // () -> ()
+	opSemValue                       // () -> v
+	opSyncRetain                     // () -> ()
+	opSyncRelease                    // () -> ()
+	opRLockAcquire                   // (owner) -> 1 / 0
+	opRLockRelease                   // (owner) -> ()
+	opRLockOwner                     // () -> owner
+	opRLockCount                     // () -> n
+	opRLockReleaseAll                // (owner) -> n
+	opEventSet                       // () -> ()
+	opEventClear                     // () -> ()
+	opEventIsSet                     // () -> 1 / 0
+	opEventWait                      // () -> 1 / 0
+	opCondEnqueue                    // () -> waiter
+	opCondFinish                     // (waiter) -> notified
+	opCondNotify                     // (n) -> woken
+	opCondWaiting                    // () -> n
+	opCondWait                       // (waiter) -> 1 / 0
+	opBarrierGet                     // (field) -> v
+	opBarrierSet                     // (field, v) -> ()
+	opPipeHandle                     // (end, op) -> closed
+	opPipePeerGone                   // (end) -> gone
+	opRawSize                        // () -> n
+	opRawRead                        // (off, n) -> payload
+	opRawWrite                       // (off), payload -> ()
+	opProcStart                      // spec JSON payload -> handle   (Addr: node<<48)
+	opProcPid                        // (h) -> pid
+	opProcWait                       // (h) -> exit code
+	opProcSignal                     // (h, sig) -> ()
+	opProcRelease                    // (h) -> ()
+)
+
+// spawnEnv overrides entries of a remote spawn's environment with this
+// node's own (its run id, node index): set by AgentStart.
+var spawnEnv []string
+
+func arg(f *wire.Frame, i int) int64 {
+	if i < len(f.Args) {
+		return f.Args[i]
+	}
+	return 0
+}
+
+// replyInt makes the reply of an entry point that returned (v, err).
+func replyInt(v int64, err error) wire.Frame {
+	if err != nil {
+		code, msg := codeOfReply(err)
+		return wire.Frame{Code: code, Payload: []byte(msg)}
+	}
+	return wire.Frame{Args: []int64{v}}
+}
+
+// replyRC makes the reply of an //export entry point's result.
+func replyRC(rc int64) wire.Frame {
+	if rc < 0 {
+		lastErrMu.Lock()
+		msg := lastErr
+		lastErrMu.Unlock()
+		return wire.Frame{Code: int32(-rc), Payload: []byte(msg)}
+	}
+	return wire.Frame{Args: []int64{rc}}
+}
+
+// execute runs a request from another node on this node (agent.Executor).
+func execute(f *wire.Frame) (rep wire.Frame) {
+	defer func() {
+		if p := recover(); p != nil {
+			rep = replyInt(0, pyErr(errInvalid))
+		}
+	}()
+	a, t := int64(f.Addr), C.int64_t(f.Timeout)
+	ca := C.uint64_t(f.Addr)
+	if isRemote(a) && f.Op < opProcStart {
+		return replyInt(0, pyErr(errInvalid)) // never forward twice
+	}
+	switch f.Op {
+	case opChanSend:
+		c, err := channelAt(a)
+		if err == nil {
+			err = c.Send(f.Payload, time.Duration(f.Timeout))
+		}
+		return replyInt(0, errOr(err))
+	case opChanRecv:
+		return execRecv(a, time.Duration(f.Timeout))
+	case opChanLen:
+		return replyInt(ChannelLen(a))
+	case opChanInline:
+		return replyInt(ChannelInline(a))
+	case opChanRetain:
+		return replyInt(0, ChannelRetain(a))
+	case opChanRelease:
+		return replyInt(0, ChannelRelease(a))
+	case opChanReady:
+		c, err := channelAt(a)
+		if err != nil {
+			return replyInt(0, pyErr(err))
+		}
+		mode := channel.WaitMode(0)
+		if arg(f, 0) == 1 {
+			mode = channel.WaitClose
+		}
+		ready, _, err := channel.WaitAny([]*channel.Channel{c}, []channel.WaitMode{mode}, nil,
+			time.Duration(f.Timeout))
+		if err != nil {
+			return replyInt(0, pyErr(err))
+		}
+		return replyInt(flag(ready[0]), nil)
+	case opSemAcquire:
+		return replyRC(dmp_sem_acquire(ca, t))
+	case opSemRelease:
+		return replyRC(dmp_sem_release(ca))
+	case opSemValue:
+		return replyInt(SemValue(a))
+	case opSyncRetain:
+		return replyInt(0, SyncRetain(a))
+	case opSyncRelease:
+		return replyInt(0, SyncRelease(a))
+	case opRLockAcquire:
+		return replyRC(dmp_rlock_acquire(ca, C.uint64_t(arg(f, 0)), t))
+	case opRLockRelease:
+		return replyRC(dmp_rlock_release(ca, C.uint64_t(arg(f, 0))))
+	case opRLockOwner:
+		return replyInt(RLockOwner(a))
+	case opRLockCount:
+		return replyInt(RLockCount(a))
+	case opRLockReleaseAll:
+		return replyInt(RLockReleaseAll(a, arg(f, 0)))
+	case opEventSet:
+		return replyInt(0, EventSet(a))
+	case opEventClear:
+		return replyInt(0, EventClear(a))
+	case opEventIsSet:
+		return replyInt(EventIsSet(a))
+	case opEventWait:
+		return replyRC(dmp_event_wait(ca, t))
+	case opCondEnqueue:
+		return replyInt(CondEnqueue(a))
+	case opCondFinish:
+		return replyInt(CondFinish(a, arg(f, 0)))
+	case opCondNotify:
+		return replyInt(CondNotify(a, arg(f, 0)))
+	case opCondWaiting:
+		return replyInt(CondWaiting(a))
+	case opCondWait:
+		return replyRC(dmp_cond_wait(ca, C.uint64_t(arg(f, 0)), t))
+	case opBarrierGet:
+		return replyInt(BarrierGet(a, arg(f, 0)))
+	case opBarrierSet:
+		return replyInt(0, BarrierSet(a, arg(f, 0), arg(f, 1)))
+	case opPipeHandle:
+		return replyInt(PipeHandle(a, arg(f, 0), arg(f, 1)))
+	case opPipePeerGone:
+		return replyInt(PipePeerGone(a, arg(f, 0)))
+	case opRawSize:
+		return replyInt(RawSize(a))
+	case opRawRead, opRawWrite:
+		return execRaw(f)
+	case opProcStart:
+		return replyInt(ProcStart(spawnSpec(f.Payload)))
+	case opProcPid:
+		return replyInt(ProcPid(arg(f, 0)))
+	case opProcWait:
+		return replyInt(ProcWait(arg(f, 0), f.Timeout))
+	case opProcSignal:
+		return replyInt(0, ProcSignal(arg(f, 0), arg(f, 1)))
+	case opProcRelease:
+		return replyInt(0, ProcRelease(arg(f, 0)))
+	}
+	return replyInt(0, pyErr(errInvalid))
+}
+
+func errOr(err error) error {
+	if err != nil {
+		return pyErr(err)
+	}
+	return nil
+}
+
+// execRecv takes a message for another node: the payload travels in the reply.
+func execRecv(a int64, timeout time.Duration) wire.Frame {
+	c, err := channelAt(a)
+	if err != nil {
+		return replyInt(0, pyErr(err))
+	}
+	dst := make([]byte, c.Inline())
+	m, err := c.Recv(dst, timeout)
+	if err != nil {
+		return replyInt(0, pyErr(err))
+	}
+	if !m.Large {
+		return wire.Frame{Payload: dst[:m.Len]}
+	}
+	r, _ := current()
+	payload := append([]byte(nil), r.Pool.Bytes(m.Off, m.Len)...)
+	c.ReleaseMessage(m)
+	return wire.Frame{Payload: payload}
+}
+
+// execRaw reads or writes bytes of a raw object (Value/Array on another node).
+func execRaw(f *wire.Frame) wire.Frame {
+	r, err := current()
+	if err != nil {
+		return replyInt(0, pyErr(err))
+	}
+	off, size, err := r.Raw(runtime.Address(f.Addr))
+	if err != nil {
+		return replyInt(0, pyErr(err))
+	}
+	start := arg(f, 0)
+	n := arg(f, 1)
+	if f.Op == opRawWrite {
+		n = int64(len(f.Payload))
+	}
+	if start < 0 || n < 0 || uint64(start+n) > size {
+		return replyInt(0, pyErr(errInvalid))
+	}
+	b := r.Pool.Bytes(off+uint64(start), uint64(n))
+	if f.Op == opRawWrite {
+		copy(b, f.Payload)
+		return replyInt(0, nil)
+	}
+	return wire.Frame{Payload: append([]byte(nil), b...)}
+}
+
+// spawnSpec adapts a spec sent by another node: this node's run environment,
+// this agent's standard streams (forwarded to the launcher), tied to the agent.
+func spawnSpec(payload []byte) string {
+	var s procSpec
+	if err := json.Unmarshal(payload, &s); err != nil {
+		return "" // ProcStart reports the bad spec
+	}
+	override := map[string]string{}
+	for _, kv := range spawnEnv {
+		if k, _, ok := cutEnv(kv); ok {
+			override[k] = kv
+		}
+	}
+	env := make([]string, 0, len(s.Env)+len(spawnEnv))
+	for _, kv := range s.Env {
+		if k, _, ok := cutEnv(kv); ok && override[k] != "" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	s.Env = append(env, spawnEnv...)
+	s.Files = []int{-1, 1, 2}
+	s.KillWithParent = true
+	s.NewSession = false
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+func cutEnv(kv string) (string, string, bool) {
+	for i := 0; i < len(kv); i++ {
+		if kv[i] == '=' {
+			return kv[:i], kv[i+1:], true
+		}
+	}
+	return "", "", false
+}
+
+

@@ -1,0 +1,377 @@
+"""Multi-node runs on real separate hosts: network namespaces n0..n2 joined by
+a bridge (tests/cluster.py), an OpenSSH server in each, the real `dragon`
+launcher on n0 starting the other nodes over ssh, and the real QUIC agents.
+
+Each test runs a program under `dragon --hostfile` and checks what it printed,
+then that nothing of the run is left on any node: no process carrying one of
+the run's ids, no shared-memory segment.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import cluster as cl
+from conftest import our_segments, wait_until
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+N = 3
+
+
+@pytest.fixture(scope='module')
+def net():
+    cl.require_netns()
+    cl.require_sshd()
+    c = cl.NetnsCluster(N, prefix='dmn')
+    try:
+        c.start_sshd()
+        c.hostfile = os.path.join(c.tmpdir, 'hosts')
+        with open(c.hostfile, 'w') as f:
+            f.write('# the nodes of the test cluster\n' + '\n'.join(c.hosts) + '\n')
+        c.infra_pids = set(_children())
+        yield c
+    finally:
+        c.close()
+
+
+def _children():
+    from conftest import child_pids
+    return child_pids()
+
+
+def run_processes(marker):
+    """Pids of live processes whose environment holds `marker` (a run id)."""
+    pids = []
+    needle = marker.encode()
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f'/proc/{entry}/environ', 'rb') as f:
+                if needle in f.read():
+                    pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(net):
+    """This module's leak check: nothing of the test's runs on any node (the
+    cluster's own sshd processes are pytest's children for the whole module)."""
+    before = our_segments()
+    net.runs = []
+    yield
+    def leftovers():
+        segs = sorted(s for s in our_segments() - before
+                      if any(r in s for r in net.runs))
+        procs = [p for r in net.runs for p in run_processes(r)]
+        kids = [p for p in _children() if p not in net.infra_pids]
+        return segs, procs, kids
+    assert wait_until(lambda: leftovers() == ([], [], []), 20), f'left behind: {leftovers()}'
+    assert not (our_segments() - before), f'segments left: {our_segments() - before}'
+
+
+def dragon_argv(net, prog, *args, label=False, extra=()):
+    argv = [sys.executable, '-m', 'dragon_mp.launcher', '--hostfile', net.hostfile,
+            '--launch', f'ssh -F {net.ssh_config} {{host}} {{command}}', *extra]
+    if label:
+        argv.append('--label')
+    return argv + [prog, *args]
+
+
+def write_prog(net, name, source):
+    path = os.path.join(net.tmpdir, name)
+    with open(path, 'w') as f:
+        f.write(textwrap.dedent(source))
+    return path
+
+
+def run_dragon(net, source, *args, label=False, timeout=180, name='prog.py'):
+    prog = write_prog(net, name, source)
+    r = net.run(0, dragon_argv(net, prog, *args, label=label), timeout=timeout, cwd=ROOT,
+                env=_env())
+    net.runs.extend(set(re.findall(r'RUN=(r[0-9a-f-]+)', r.stdout)))
+    return r
+
+
+def _env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('DRAGON_MP_', 'SLURM_'))}
+    env['PYTHONUNBUFFERED'] = '1'
+    return env
+
+
+PRELUDE = '''
+    import os, socket, sys, time
+    import dragon_mp as mp
+    import dragon_mp.connection
+    from dragon_mp.placement import Policy
+    if __name__ == '__main__':
+        print('RUN=' + os.environ['DRAGON_MP_RUN'], flush=True)
+'''
+
+
+def test_pool_spreads_over_every_node(net):
+    r = run_dragon(net, PRELUDE + '''
+    def where(x):
+        time.sleep(0.05)                     # so that every worker gets tasks
+        return socket.gethostname(), x * x
+
+    if __name__ == '__main__':
+        print('cpus', mp.cpu_count(), 'nodes', mp.placement.nodes())
+        with mp.Pool(6) as pool:
+            out = pool.map(where, range(60), chunksize=1)
+        assert [v for _, v in out] == [x * x for x in range(60)]
+        print('hosts', sorted({h for h, _ in out}))
+        with mp.Pool(3) as pool:
+            print('async', sum(pool.apply_async(abs, (-i,)).get(60) for i in range(3)))
+    ''')
+    assert r.returncode == 0, r.stderr
+    cpus = sum(len(os.sched_getaffinity(0)) for _ in range(N))
+    assert f"cpus {cpus} nodes ['n0', 'n1', 'n2']" in r.stdout
+    assert "hosts ['n0', 'n1', 'n2']" in r.stdout
+    assert 'async 3' in r.stdout
+
+
+def test_queues_locks_events_barrier_across_nodes(net):
+    r = run_dragon(net, PRELUDE + '''
+    import queue
+
+    def producer(q, lock, counter_q, ev, barrier, tag):
+        barrier.wait(60)                     # every producer is up
+        ev.wait(60)
+        for i in range(200):
+            q.put((tag, i))
+        with lock:                           # a Lock of node 0, held from another node
+            n = counter_q.get()
+            counter_q.put(n + 1)
+        q.put((tag, 'done', socket.gethostname()))
+
+    if __name__ == '__main__':
+        q, counter_q = mp.Queue(), mp.Queue()
+        counter_q.put(0)
+        lock, ev, barrier = mp.Lock(), mp.Event(), mp.Barrier(3)
+        ps = [mp.Process(target=producer, args=(q, lock, counter_q, ev, barrier, t),
+                         policy=Policy(host=h)) for t, h in (('a', 'n1'), ('b', 'n2'))]
+        for p in ps:
+            p.start()
+        barrier.wait(60)
+        try:
+            q.get(timeout=0.2)
+        except queue.Empty:
+            print('empty-timeout ok')
+        ev.set()
+        seen, hosts, done = {'a': [], 'b': []}, set(), 0
+        while done < 2:
+            item = q.get(timeout=60)
+            if item[1] == 'done':
+                done += 1
+                hosts.add(item[2])
+            else:
+                seen[item[0]].append(item[1])
+        for p in ps:
+            p.join(60)
+        print('fifo', all(v == list(range(200)) for v in seen.values()))
+        print('hosts', sorted(hosts), 'count', counter_q.get(timeout=5))
+        print('exitcodes', [p.exitcode for p in ps])
+    ''')
+    assert r.returncode == 0, r.stderr
+    assert 'empty-timeout ok' in r.stdout
+    assert 'fifo True' in r.stdout
+    assert "hosts ['n1', 'n2'] count 2" in r.stdout
+    assert 'exitcodes [0, 0]' in r.stdout
+
+
+def test_objects_made_on_a_remote_node(net):
+    # A bounded queue and a pipe that live on node 2, used from node 0 and 1.
+    r = run_dragon(net, PRELUDE + '''
+    import queue
+
+    def owner(back):
+        q = mp.Queue(2)
+        a, b = mp.Pipe()
+        back.put((q, b))
+        print('owner got', a.recv(), flush=True)
+        a.send(b'x' * (4 << 20))
+        print('owner got', len(a.recv_bytes()), flush=True)
+        time.sleep(1)
+
+    def user(q):
+        q.put(socket.gethostname())
+
+    if __name__ == '__main__':
+        back = mp.Queue()
+        p = mp.Process(target=owner, args=(back,), policy=Policy(host='n2'))
+        p.start()
+        q, conn = back.get(timeout=60)
+        q.put(1); q.put(2)
+        try:
+            q.put(3, timeout=0.3)
+        except queue.Full:
+            print('bounded remote queue full ok')
+        assert q.get() == 1 and q.get() == 2
+        u = mp.Process(target=user, args=(q,), policy=Policy(node=1))
+        u.start(); u.join(60)
+        print('from', q.get(timeout=30))
+        conn.send('hello')
+        data = conn.recv()
+        conn.send_bytes(data)
+        print('poll', conn.poll(5), 'len', len(data))
+        p.join(60)
+        print('exit', p.exitcode, u.exitcode)
+    ''')
+    assert r.returncode == 0, r.stderr
+    assert 'bounded remote queue full ok' in r.stdout
+    assert 'from n1' in r.stdout
+    assert 'owner got hello' in r.stdout
+    assert f'owner got {4 << 20}' in r.stdout
+    assert 'exit 0 0' in r.stdout
+
+
+def test_output_is_forwarded_and_labelled(net):
+    r = run_dragon(net, PRELUDE + '''
+    def hello():
+        print('hello from', socket.gethostname(), flush=True)
+        print('oops on', socket.gethostname(), file=sys.stderr, flush=True)
+
+    if __name__ == '__main__':
+        for h in ('n1', 'n2'):
+            p = mp.Process(target=hello, policy=Policy(host=h))
+            p.start(); p.join(60)
+        print('main done')
+    ''', label=True)
+    assert r.returncode == 0, r.stderr
+    assert '[n1] hello from n1' in r.stdout
+    assert '[n2] hello from n2' in r.stdout
+    assert '[n2] oops on n2' in r.stderr
+    assert '[n0] main done' in r.stdout
+
+
+def test_remote_failure_exit_codes_and_terminate(net):
+    r = run_dragon(net, PRELUDE + '''
+    def fail():
+        sys.exit(7)
+
+    def forever():
+        time.sleep(600)
+
+    if __name__ == '__main__':
+        p = mp.Process(target=fail, policy=Policy(host='n1'))
+        p.start(); p.join(60)
+        s = mp.Process(target=forever, policy=Policy(host='n2'))
+        s.start()
+        assert s.is_alive()
+        t0 = time.monotonic()
+        s.terminate(); s.join(30)
+        print('codes', p.exitcode, s.exitcode, mp.connection.wait([s.sentinel], 0) == [s.sentinel])
+    ''')
+    assert r.returncode == 0, r.stderr
+    assert 'codes 7 -15 True' in r.stdout
+
+
+def test_sigterm_to_launcher_ends_every_node(net):
+    prog = write_prog(net, 'long.py', PRELUDE + '''
+    def forever():
+        time.sleep(600)
+
+    if __name__ == '__main__':
+        ps = [mp.Process(target=forever, policy=Policy(node=i % 3)) for i in range(6)]
+        for p in ps:
+            p.start()
+        print('started', flush=True)
+        time.sleep(600)
+    ''')
+    p = net.popen(0, dragon_argv(net, prog), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                  stderr=subprocess.PIPE, text=True)
+    run = p.stdout.readline().strip().split('=', 1)[1]
+    net.runs.append(run)
+    assert p.stdout.readline().strip() == 'started'
+    assert len(run_processes(run)) >= 6
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=60)
+    assert wait_until(lambda: not run_processes(run), 20), run_processes(run)
+
+
+def test_node_cut_off_fails_blocked_operations(net):
+    prog = write_prog(net, 'cut.py', PRELUDE + '''
+    def owner(back):
+        q = mp.Queue()
+        back.put(q)
+        time.sleep(600)
+
+    if __name__ == '__main__':
+        back = mp.Queue()
+        p = mp.Process(target=owner, args=(back,), policy=Policy(host='n2'))
+        p.start()
+        q = back.get(timeout=60)
+        print('blocked', flush=True)
+        t0 = time.monotonic()
+        try:
+            q.get()                     # waits on node 2, which is cut off now
+        except ConnectionError as e:
+            print('ConnectionError after %.1f s: %s' % (time.monotonic() - t0, e), flush=True)
+            sys.exit(3)
+    ''')
+    p = net.popen(0, dragon_argv(net, prog), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                  stderr=subprocess.PIPE, text=True)
+    try:
+        run = p.stdout.readline().strip().split('=', 1)[1]
+        net.runs.append(run)
+        assert p.stdout.readline().strip() == 'blocked'
+        net.cut(2)
+        out, err = p.communicate(timeout=90)
+    finally:
+        net.heal(2)
+    assert 'ConnectionError after' in out, (out, err)
+    assert 'node 2 (n2) lost' in err
+    assert p.returncode == 3
+    # The cut-off node notices the head is gone and ends its part by itself.
+    assert wait_until(lambda: not run_processes(run), 30), run_processes(run)
+
+
+def test_outsider_is_rejected(net):
+    # A process with a certificate of another CA (another run's) tries to
+    # start a process through node 0's agent: the transport refuses it, and
+    # the run goes on.
+    rogue = write_prog(net, 'rogue.py', '''
+    import json, os, sys
+    sys.path.insert(0, os.environ['ROOT'])
+    from dragon_mp import _core, _runtime
+    run = _runtime.new_runid()
+    _runtime._create(run, 1)
+    gc = _core.gocore()
+    ids = json.loads(_core.call(gc.RunIdentities, run, 2))
+    _core.call(gc.AgentStart, json.dumps(ids[1]), os.environ['IP'] + ':0', '[]')
+    _core.call(gc.AgentSetPeers, json.dumps({'0': sys.argv[1]}))
+    try:
+        _core.call(gc.RemoteProcStart, 0, json.dumps({'argv': ['/bin/true']}))
+        print('ROGUE ACCEPTED')
+    except ConnectionError as e:
+        print('rogue rejected:', e)
+    _core.call(gc.AgentStop)
+    _runtime.shutdown()
+    ''')
+    r = run_dragon(net, PRELUDE + f'''
+    import json, subprocess
+    if __name__ == '__main__':
+        addr = json.loads(os.environ['DRAGON_MP_PEERS'])['0']
+        env = {{k: v for k, v in os.environ.items() if not k.startswith('DRAGON_MP')}}
+        env.update(ROOT={ROOT!r}, IP={net.ips[1]!r})
+        out = subprocess.run(['ssh', '-F', {net.ssh_config!r}, 'n1',
+                              'ROOT={ROOT} IP={net.ips[1]} {sys.executable} {rogue} ' + addr],
+                             capture_output=True, text=True, timeout=120)
+        print(out.stdout, out.stderr)
+        q = mp.Queue()
+        p = mp.Process(target=q.put, args=('still fine',), policy=Policy(host='n1'))
+        p.start(); print(q.get(timeout=60)); p.join(60)
+    ''')
+    assert r.returncode == 0, r.stderr
+    assert 'rogue rejected' in r.stdout, r.stdout
+    assert 'ROGUE ACCEPTED' not in r.stdout
+    assert 'still fine' in r.stdout
