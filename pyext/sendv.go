@@ -5,7 +5,11 @@ package pyext
 */
 import "C"
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/dragon-mp/dragon_mp/gocore/channel"
+)
 
 // dmp_sendv sends the concatenation of nparts buffers as one message,
 // copying each once into the channel (Python frames a large payload with a
@@ -34,6 +38,52 @@ func dmp_sendv(addr C.uint64_t, bufs *unsafe.Pointer, lens *C.uint64_t, nparts C
 		}
 	}
 	if err := c.SendParts(duration(timeoutNs), parts...); err != nil {
+		return cCode(err)
+	}
+	return 0
+}
+
+// dmp_msg_alloc reserves a pool block for a large message of n bytes
+// (n > the channel's inline size) on the channel at addr and stores its
+// offset in *outOff: the caller copies the payload to pool base + offset
+// itself (with libc's memcpy: Go's copy uses non-temporal stores from 1 MiB
+// on, so a message that fits in the cache would reach the receiver from
+// memory), then queues it with dmp_send_block or frees it with
+// dmp_release_msg. 0; -FULL when timeoutNs is 0 (the send will not wait)
+// and a bounded channel is full, so the copy would be thrown away; another
+// <0 code otherwise (then use dmp_send/dmp_sendv instead).
+//
+//export dmp_msg_alloc
+func dmp_msg_alloc(addr, n C.uint64_t, timeoutNs C.int64_t, outOff *C.uint64_t) (rc int64) {
+	defer cRecover(&rc)
+	c, err := channelAt(int64(addr))
+	if err != nil {
+		return cCode(err)
+	}
+	if timeoutNs == 0 && c.Cap() != 0 && c.Len() >= c.Cap() {
+		return cCode(channel.ErrFull)
+	}
+	off, err := c.AllocMessage(uint64(n))
+	if err != nil {
+		return cCode(err)
+	}
+	*outOff = C.uint64_t(off)
+	return 0
+}
+
+// dmp_send_block queues the block (off, n) from dmp_msg_alloc as one
+// message, waiting as dmp_send does. On error (-FULL when the time ran out)
+// the block is still the caller's: send it again or free it with
+// dmp_release_msg.
+//
+//export dmp_send_block
+func dmp_send_block(addr, off, n C.uint64_t, timeoutNs C.int64_t) (rc int64) {
+	defer cRecover(&rc)
+	c, err := channelAt(int64(addr))
+	if err != nil {
+		return cCode(err)
+	}
+	if err := c.SendBlock(uint64(off), uint64(n), duration(timeoutNs)); err != nil {
 		return cCode(err)
 	}
 	return 0

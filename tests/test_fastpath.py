@@ -428,6 +428,84 @@ def test_sem_subclass_and_invalidate(fp):
         _fast.sem_word(mp.Queue()._channel._addr)        # not a semaphore: Go refuses
 
 
+# ---- large messages: a pool block filled by C (dmp_msg_alloc/dmp_send_block)
+
+BLOCK = 64 << 10        # fastpath.c BLOCK_COPY: from this size C copies into the block
+
+
+@pytest.mark.parametrize('size', [BLOCK - 1, BLOCK, BLOCK + 1, (1 << 20) - 11, 1 << 20, 3 << 20])
+def test_block_path_sizes_and_boundaries(fp, size):
+    q = mp.Queue()
+    data = payload(size)
+    c = fp.Chan(chan(q), INLINE)
+    assert fp.send(chan(q), data, 0) == 0                # raw bytes
+    assert fp.send(chan(q), bytearray(data), 0) == 0     # any buffer
+    c.put(data)                                          # a pickled bytes object (3 parts)
+    c.put([data[:10], data])                             # a large pickle from the pickler
+    assert fp.recv(chan(q), 0, INLINE) == data
+    assert fp.recv(chan(q), 0, INLINE) == data
+    assert c.get(False) == data
+    assert c.get(False) == [data[:10], data]
+    assert fp.recv(chan(q), 0, INLINE) == TIMEOUT
+
+
+def test_block_path_full_bounded_queue(fp):
+    q = mp.Queue(maxsize=1)
+    c = fp.Chan(chan(q), INLINE)
+    big = payload(2 << 20)
+    c.put(b'first')
+    with pytest.raises(queue.Full):
+        c.put(big, False)                                # refused before any copy
+    start = time.monotonic()
+    with pytest.raises(queue.Full):
+        c.put(big, timeout=0.25)                         # the block is sent again each slice
+    assert time.monotonic() - start >= 0.24
+    assert fp.send(chan(q), big, 120_000_000) == FULL
+    # a put that waits goes through once a get makes room, with its block intact
+    t = threading.Timer(0.3, lambda: out.append(c.get()))
+    out = []
+    t.start()
+    c.put(big, timeout=10)
+    t.join()
+    assert out == [b'first']
+    assert c.get(timeout=5) == big
+    for _ in range(20):                 # sends that time out give their blocks back
+        c.put(b'fill')
+        with pytest.raises(queue.Full):
+            c.put(big, timeout=0.01)
+        assert c.get(False) == b'fill'
+
+
+def test_block_path_closed_connection_end(fp):
+    a, b = mp.Pipe()
+    b.close()
+    with pytest.raises((BrokenPipeError, EOFError, OSError)):
+        a.send_bytes(payload(1 << 20))
+    a.close()
+
+
+def _put_large(q, sizes):
+    for size in sizes:
+        q.put(payload(size))
+    q.put(None)
+
+
+def test_block_path_across_processes(fp):
+    q = mp.Queue(maxsize=2)
+    sizes = [BLOCK, 1 << 20, (1 << 20) + 3, 5 << 20] * 3
+    p = mp.Process(target=_put_large, args=(q, sizes))
+    p.start()
+    got = []
+    while True:
+        m = q.get(timeout=30)
+        if m is None:
+            break
+        got.append(hashlib.sha256(m).digest())
+    p.join(30)
+    assert p.exitcode == 0
+    assert got == [hashlib.sha256(payload(s)).digest() for s in sizes]
+
+
 # ---- put / get / Chan: pickling in C
 
 @pytest.mark.parametrize('obj', [

@@ -431,26 +431,68 @@ func (c *Channel) SendParts(timeout time.Duration, parts ...[]byte) error {
 			msg = append(msg, p...)
 		}
 	}
-	fail := func(err error) error {
-		if large {
-			c.heap.Free(boff, n)
-		}
-		return err
+	err := c.send(msg, n, boff, large, timeout)
+	if err != nil && large {
+		c.heap.Free(boff, n)
 	}
+	return err
+}
+
+// AllocMessage returns a heap block for a large message of n bytes
+// (n > Inline()), for a caller that fills it itself (for instance with a
+// copy routine better suited to the size than Go's: Go's memmove uses
+// non-temporal stores from 1 MiB on, which leave a message that fits in the
+// cache outside it for the receiver) and then queues it with SendBlock.
+// The block is the caller's until SendBlock succeeds; ReleaseMessage
+// (Message{Len: n, Large: true, Off: off}) frees it.
+func (c *Channel) AllocMessage(n uint64) (uint64, error) {
+	if c.dead.Load() {
+		return 0, ErrBadHandle
+	}
+	if atomic.LoadUint32(&c.h.closed) != 0 {
+		return 0, ErrClosed
+	}
+	if n <= uint64(c.inline) {
+		return 0, ErrInvalid
+	}
+	return c.heap.Alloc(n)
+}
+
+// SendBlock queues the block (off, n) from AllocMessage, filled by the
+// caller, as one large message; waiting, timeout and errors as Send. On
+// error the block is still the caller's (so a caller waiting in slices can
+// try again with the same block).
+func (c *Channel) SendBlock(off, n uint64, timeout time.Duration) error {
+	if c.dead.Load() {
+		return ErrBadHandle
+	}
+	if n <= uint64(c.inline) || off == 0 {
+		return ErrInvalid
+	}
+	if atomic.LoadUint32(&c.h.closed) != 0 {
+		return ErrClosed
+	}
+	return c.send(nil, n, off, true, timeout)
+}
+
+// send queues msg (inline) or the block boff (large), waiting while a
+// bounded channel is full; it never frees the block.
+func (c *Channel) send(msg []byte, n, boff uint64, large bool, timeout time.Duration) error {
+	h := c.h
 	deadline := futex.Deadline(timeout)
 	spun := false
 	for {
 		if err := c.lock(); err != nil {
-			return fail(err)
+			return err
 		}
 		if h.closed != 0 {
 			h.mu.Unlock()
-			return fail(ErrClosed)
+			return ErrClosed
 		}
 		if c.capacity == 0 || h.count < c.capacity {
 			if err := c.putLocked(msg, n, boff, large); err != nil {
 				h.mu.Unlock()
-				return fail(err)
+				return err
 			}
 			wake := atomic.LoadUint32(&h.neWaiters) != 0
 			h.mu.Unlock()
@@ -461,7 +503,7 @@ func (c *Channel) SendParts(timeout time.Duration, parts ...[]byte) error {
 		}
 		if timeout == 0 {
 			h.mu.Unlock()
-			return fail(ErrFull)
+			return ErrFull
 		}
 		if !spun {
 			h.mu.Unlock()
@@ -474,7 +516,7 @@ func (c *Channel) SendParts(timeout time.Duration, parts ...[]byte) error {
 		d := sleepFor(deadline)
 		if d == 0 {
 			h.mu.Unlock()
-			return fail(ErrFull)
+			return ErrFull
 		}
 		atomic.AddUint32(&h.nfWaiters, 1)
 		seq := atomic.LoadUint32(&h.nfSeq)

@@ -779,3 +779,75 @@ func TestSendPartsGathers(t *testing.T) {
 		}
 	}
 }
+
+func TestAllocMessageSendBlock(t *testing.T) {
+	hp := newShmHeap(t, 64<<20, true)
+	c := mustCreate(t, hp, Options{Capacity: 1, Inline: 64})
+	// only large messages go through a caller-filled block
+	if _, err := c.AllocMessage(64); err != ErrInvalid {
+		t.Fatalf("AllocMessage(inline size) = %v, want ErrInvalid", err)
+	}
+	fill := func(n uint64, seed byte) uint64 {
+		off, err := c.AllocMessage(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := hp.Bytes(off, n)
+		for i := range b {
+			b[i] = seed + byte(i)
+		}
+		return off
+	}
+	off1 := fill(1000, 1)
+	if err := c.SendBlock(off1, 1000, 0); err != nil {
+		t.Fatal(err)
+	}
+	// full: the block stays the caller's, and can be sent again later
+	off2 := fill(300000, 2)
+	if err := c.SendBlock(off2, 300000, 10*time.Millisecond); err != ErrFull {
+		t.Fatalf("SendBlock on a full channel = %v, want ErrFull", err)
+	}
+	if err := c.SendBlock(off2, 64, 0); err != ErrInvalid {
+		t.Fatalf("SendBlock(inline size) = %v, want ErrInvalid", err)
+	}
+	for i, want := range []struct {
+		n    uint64
+		seed byte
+	}{{1000, 1}, {300000, 2}} {
+		got, err := c.RecvBytes(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if uint64(len(got)) != want.n {
+			t.Fatalf("message %d: %d bytes, want %d", i, len(got), want.n)
+		}
+		for j := range got {
+			if got[j] != want.seed+byte(j) {
+				t.Fatalf("message %d: byte %d corrupt", i, j)
+			}
+		}
+		if i == 0 {
+			if err := c.SendBlock(off2, 300000, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// closed: AllocMessage refuses, SendBlock leaves the block to the caller
+	off3 := fill(5000, 3)
+	c.Close()
+	if _, err := c.AllocMessage(5000); err != ErrClosed {
+		t.Fatalf("AllocMessage on a closed channel = %v", err)
+	}
+	if err := c.SendBlock(off3, 5000, 0); err != ErrClosed {
+		t.Fatalf("SendBlock on a closed channel = %v", err)
+	}
+	if err := c.ReleaseMessage(Message{Len: 5000, Large: true, Off: off3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if u, n := hp.Used(); u != 0 || n != 0 {
+		t.Fatalf("leaked %d bytes in %d blocks", u, n)
+	}
+}
