@@ -267,6 +267,16 @@ def node_names():
     return names.split(',')
 
 
+def node_ip():
+    """This node's address as the other nodes reach it (None on one node)."""
+    import json
+    peers = os.environ.get('DRAGON_MP_PEERS')
+    if not peers:
+        return None
+    addr = json.loads(peers).get(str(node_index()))
+    return addr.rpartition(':')[0] if addr else None
+
+
 def node_cpus():
     """CPU counts of the run's nodes, by index (None on one node)."""
     cpus = os.environ.get(ENV_NCPUS)

@@ -11,6 +11,9 @@ interoperate). What differs is where a server starts:
   stdlib's classes of the same names whose `ctx` defaults to dragon_mp's
   default context, so `start()` (and `with Manager() as m`) launches the
   server as a dragon_mp Process. Pass `ctx=` to choose another context.
+- In a multi-node run a manager's server runs on the node that starts it and
+  listens on that node's network address (TCP), so its proxies work from
+  every node.
 - SyncManager's `Pool` typeid builds a dragon_mp Pool (stdlib's would fork
   its workers inside the server with stdlib's default context).
 
@@ -46,9 +49,22 @@ class BaseManager(_stdlib.BaseManager):
 
     def __init__(self, address=None, authkey=None, serializer='pickle',
                  ctx=None, *, shutdown_timeout=1.0):
+        if address is None and serializer == 'pickle':
+            # In a multi-node run, proxies may go to other nodes: serve on
+            # this node's network address (TCP) instead of a Unix socket.
+            from . import _runtime
+            ip = _runtime.node_ip()
+            if ip is not None:
+                address = (ip, 0)
         super().__init__(address, authkey, serializer,
                          ctx if ctx is not None else _default_context(),
                          shutdown_timeout=shutdown_timeout)
+
+    def start(self, *args, **kwargs):
+        # The server listens on this node's address: it must run here.
+        from . import placement
+        with placement.local():
+            return super().start(*args, **kwargs)
 
 
 def _Pool(processes=None, initializer=None, initargs=(), maxtasksperchild=None,

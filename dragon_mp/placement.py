@@ -22,7 +22,8 @@ import threading
 
 from . import _runtime
 
-__all__ = ['Policy', 'set_default_policy', 'get_default_policy', 'nodes', 'this_node']
+__all__ = ['Policy', 'set_default_policy', 'get_default_policy', 'local', 'nodes',
+           'this_node']
 
 DISTRIBUTIONS = ('roundrobin', 'local')
 
@@ -49,6 +50,19 @@ class Policy:
 _default = None
 _lock = threading.Lock()
 _turn = None        # round-robin counter of this process
+_local = threading.local()      # .policy: an override of this thread (local())
+
+
+class local:
+    """Context manager: processes this thread starts inside it run on this node."""
+
+    def __enter__(self):
+        self._saved = getattr(_local, 'policy', None)
+        _local.policy = Policy(distribution='local')
+        return self
+
+    def __exit__(self, *exc):
+        _local.policy = self._saved
 
 
 def set_default_policy(policy):
@@ -82,7 +96,7 @@ def choose(policy):
     here = this_node()
     if len(names) <= 1:
         return here
-    policy = policy or get_default_policy()
+    policy = policy or getattr(_local, 'policy', None) or get_default_policy()
     if policy.node is not None:
         if policy.node >= len(names):
             raise ValueError(f'node {policy.node} does not exist: the run has {len(names)} nodes')

@@ -123,14 +123,15 @@ def copy(obj):
 def synchronized(obj, lock=None, ctx=None):
     assert not isinstance(obj, _stdlib.SynchronizedBase), 'object already synchronized'
 
-    if isinstance(obj, ctypes._SimpleCData):
+    # A RemoteCtype (another node's object) is wrapped as the type it stands for.
+    cls = obj._type if isinstance(obj, RemoteCtype) else type(obj)
+    if issubclass(cls, ctypes._SimpleCData):
         return Synchronized(obj, lock, ctx)
-    elif isinstance(obj, ctypes.Array):
-        if obj._type_ is ctypes.c_char:
+    elif issubclass(cls, ctypes.Array):
+        if cls._type_ is ctypes.c_char:
             return SynchronizedString(obj, lock, ctx)
         return SynchronizedArray(obj, lock, ctx)
     else:
-        cls = type(obj)
         try:
             scls = class_cache[cls]
         except KeyError:
@@ -218,6 +219,23 @@ class RemoteCtype:
 
     def __len__(self):
         return self._type._length_
+
+    def __getattr__(self, name):
+        # A Structure's fields (read by copy).
+        fields = dict(getattr(self._type, '_fields_', ()))
+        if name in fields:
+            return getattr(self._load(), name)
+        raise AttributeError(name)
+
+    def __setattr__(self, name, value):
+        if name.startswith('_'):
+            return object.__setattr__(self, name, value)
+        if name in dict(getattr(self._type, '_fields_', ())):
+            obj = self._load()
+            setattr(obj, name, value)
+            self._store(obj)
+            return
+        object.__setattr__(self, name, value)
 
     def _element(self, i):
         n = len(self)
