@@ -126,7 +126,7 @@ def main(argv=None):
 
 # After a node is lost, operations waiting on it fail at once; the program
 # gets this long to end by itself before it is terminated.
-LOST_NODE_GRACE = 5.0
+LOST_NODE_GRACE = 10.0
 
 
 def wait_program(gc, handle, cluster):

@@ -51,6 +51,7 @@ _default = None
 _lock = threading.Lock()
 _turn = None        # round-robin counter of this process
 _local = threading.local()      # .policy: an override of this thread (local())
+_lost = set()       # nodes a start found gone: round-robin skips them
 
 
 class local:
@@ -89,6 +90,29 @@ def this_node():
     return _runtime.node_index()
 
 
+def start(policy, start_on):
+    """start_on(node) on the node `policy` picks; round-robin skips (and
+    remembers) nodes found lost, so a Pool refilling itself after a node was
+    lost starts its new workers on the nodes that are left."""
+    while True:
+        node = choose(policy)
+        try:
+            return start_on(node)
+        except ConnectionError:
+            if not _round_robin(policy) or node == this_node():
+                raise
+            with _lock:
+                _lost.add(node)
+                if len(_lost) >= len(nodes()) - 1:
+                    _lost.clear()       # nothing but this node left: try everything again next time
+                    raise
+
+
+def _round_robin(policy):
+    policy = policy or getattr(_local, 'policy', None) or get_default_policy()
+    return policy.node is None and policy.host is None and policy.distribution != 'local'
+
+
 def choose(policy):
     """The node index a new process with `policy` (None: the default) goes to."""
     global _turn
@@ -111,4 +135,8 @@ def choose(policy):
     with _lock:
         if _turn is None:
             _turn = itertools.count(here)
-        return next(_turn) % len(names)
+        for _ in range(len(names)):
+            node = next(_turn) % len(names)
+            if node not in _lost:
+                return node
+        return here

@@ -289,8 +289,10 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
     pid = os.getpid()
     unpack_task = _TASK_TRAILER.unpack_from
     pack_result = _RESULT_TRAILER.pack
-    if slots is not None:
-        # Our "current task" slot: three int64 words (state, job, i).
+    if slots is not None and not getattr(slots, 'remote_copy', False):
+        # Our "current task" slot: three int64 words (state, job, i). A worker
+        # on another node of a multi-node run cannot map them (its slots are a
+        # sharedctypes.RemoteCtype): it announces its tasks instead.
         words = memoryview(slots).cast('B').cast('q')
         state = slot * _SLOT_WORDS
         word_job, word_i = state + 1, state + 2

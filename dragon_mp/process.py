@@ -35,9 +35,11 @@ class Process(BaseProcess):
     @staticmethod
     def _Popen(process_obj):
         from . import placement
-        node = placement.choose(getattr(process_obj, 'policy', None))
-        if node != placement.this_node():
-            from .popen_remote import Popen as RemotePopen
-            return RemotePopen(process_obj, node)
-        from .popen_dragon import Popen
-        return Popen(process_obj)
+
+        def start_on(node):
+            if node != placement.this_node():
+                from .popen_remote import Popen as RemotePopen
+                return RemotePopen(process_obj, node)
+            from .popen_dragon import Popen
+            return Popen(process_obj)
+        return placement.start(getattr(process_obj, 'policy', None), start_on)

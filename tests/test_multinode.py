@@ -276,7 +276,8 @@ def test_remote_failure_exit_codes_and_terminate(net):
     assert 'codes 7 -15 True' in r.stdout
 
 
-def test_sigterm_to_launcher_ends_every_node(net):
+@pytest.mark.parametrize('how', ['SIGTERM', 'Ctrl-C'])
+def test_signals_to_launcher_end_every_node(net, how):
     prog = write_prog(net, 'long.py', PRELUDE + '''
     def forever():
         time.sleep(600)
@@ -289,12 +290,15 @@ def test_sigterm_to_launcher_ends_every_node(net):
         time.sleep(600)
     ''')
     p = net.popen(0, dragon_argv(net, prog), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                  stderr=subprocess.PIPE, text=True)
+                  stderr=subprocess.PIPE, text=True, start_new_session=True)
     run = p.stdout.readline().strip().split('=', 1)[1]
     net.runs.append(run)
     assert p.stdout.readline().strip() == 'started'
     assert len(run_processes(run)) >= 6
-    p.send_signal(signal.SIGTERM)
+    if how == 'SIGTERM':
+        p.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(p.pid, signal.SIGINT)      # what the terminal does on Ctrl-C
     p.communicate(timeout=60)
     assert wait_until(lambda: not run_processes(run), 20), run_processes(run)
 
@@ -420,3 +424,37 @@ def test_values_conditions_managers_across_nodes(net):
     assert 'counter 100 arr [0.0, 10.0, 20.0]' in r.stdout
     assert "shared [('n1', 1), ('n2', 2)]" in r.stdout
     assert 'exit [0, 0]' in r.stdout
+
+
+def test_pool_with_workers_on_a_cut_node_fails_instead_of_hanging(net):
+    prog = write_prog(net, 'poolcut.py', PRELUDE + '''
+    def slow(x):
+        time.sleep(0.2)
+        return socket.gethostname()
+
+    if __name__ == '__main__':
+        with mp.Pool(6) as pool:
+            print(sorted(set(pool.map(slow, range(12), chunksize=1))), flush=True)
+            print('cut now', flush=True)
+            t0 = time.monotonic()
+            try:
+                pool.map(slow, range(30), chunksize=1)
+                print('finished?!')
+            except Exception as e:
+                print('pool failed after %.1f s: %s: %s' % (time.monotonic() - t0, type(e).__name__, e),
+                      flush=True)
+    ''')
+    p = net.popen(0, dragon_argv(net, prog), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                  stderr=subprocess.PIPE, text=True)
+    try:
+        run = p.stdout.readline().strip().split('=', 1)[1]
+        net.runs.append(run)
+        assert p.stdout.readline().strip() == "['n0', 'n1', 'n2']"
+        assert p.stdout.readline().strip() == 'cut now'
+        net.cut(1)
+        out, err = p.communicate(timeout=120)
+    finally:
+        net.heal(1)
+    assert 'pool failed after' in out, (out, err)
+    assert 'node 1 (n1) lost' in err
+    assert wait_until(lambda: not run_processes(run), 30), run_processes(run)
