@@ -458,3 +458,23 @@ def test_pool_with_workers_on_a_cut_node_fails_instead_of_hanging(net):
     assert 'pool failed after' in out, (out, err)
     assert 'node 1 (n1) lost' in err
     assert wait_until(lambda: not run_processes(run), 30), run_processes(run)
+
+
+def test_failing_program_ends_every_node(net):
+    r = run_dragon(net, PRELUDE + '''
+    def forever():
+        time.sleep(600)
+
+    def shortly():
+        time.sleep(2)
+
+    if __name__ == '__main__':
+        # As under stdlib, exit terminates daemonic children and joins the others.
+        workers = [mp.Process(target=f, policy=Policy(node=n), daemon=d)
+                   for f, n, d in ((forever, 1, True), (shortly, 2, False), (forever, 2, True))]
+        for w in workers:
+            w.start()
+        raise SystemExit('the program gives up with processes running on every node')
+    ''')
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert 'the program gives up' in r.stderr

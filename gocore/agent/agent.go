@@ -146,8 +146,8 @@ func (a *Agent) serveConn(lc *localConn) {
 		a.mu.Unlock()
 		lc.conn.Close()
 	}()
-	var buf []byte
 	for {
+		var buf []byte // f.Payload aliases it and lives on: a fresh one per frame
 		f, err := wire.ReadFrame(lc.conn, &buf)
 		if err != nil {
 			return
@@ -155,7 +155,6 @@ func (a *Agent) serveConn(lc *localConn) {
 		if f.Kind != wire.KindRequest {
 			return // a confused client: drop it
 		}
-		f.Payload = append([]byte(nil), f.Payload...) // buf is reused
 		f.Origin = lc.id
 		a.forward(&f)
 	}

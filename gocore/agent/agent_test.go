@@ -213,13 +213,15 @@ func TestNonRequestFramesEndTheConnection(t *testing.T) {
 	cluster(t, 1)
 	c := dial(t, 0)
 	// A reply sent as if it were a request is a confused client: dropped.
-	c.wmu.Lock()
-	f := wire.Frame{Kind: wire.KindReply, Op: 1, Addr: 64}
-	_, err := c.conn.Write(f.AppendTo(nil))
-	c.wmu.Unlock()
+	conn, err := c.get()
 	if err != nil {
 		t.Fatal(err)
 	}
+	f := wire.Frame{Kind: wire.KindReply, Op: 1, Addr: 64}
+	if _, err := conn.Write(f.AppendTo(nil)); err != nil {
+		t.Fatal(err)
+	}
+	c.put(conn)
 	if _, err := c.Call(wire.Frame{Op: 1, Addr: 64}); !errors.Is(err, ErrAgentGone) {
 		t.Fatalf("got %v, want ErrAgentGone", err)
 	}

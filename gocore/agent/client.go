@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dragon-mp/dragon_mp/gocore/wire"
 )
@@ -12,95 +13,104 @@ import (
 // ErrAgentGone reports that the connection to the node's agent ended.
 var ErrAgentGone = errors.New("agent: connection to the node agent lost")
 
-// Client is a process's connection to its node's agent. Calls from many
-// goroutines share it; each waits for its own reply.
+// Client is a process's connection to its node's agent.
+//
+// Fast path: a call takes an idle connection, writes its request and reads
+// the reply on the calling goroutine. A call from Python runs on a locked OS
+// thread; handing the reply over from a reader goroutine would cost a thread
+// wake-up per call, so there is none. Concurrent calls use more connections
+// (one per call in flight); they are kept for reuse.
 type Client struct {
-	conn *net.UnixConn
+	name string
+	next atomic.Uint64
 
-	wmu sync.Mutex // serialises writes
-	buf []byte
-
-	mu      sync.Mutex
-	next    uint64
-	waiting map[uint64]chan wire.Frame
-	err     error // set once the connection is gone
+	mu     sync.Mutex
+	idle   []*net.UnixConn
+	closed bool
 }
 
 // Dial connects to the agent serving abstract socket `name`.
 func Dial(name string) (*Client, error) {
-	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: name, Net: "unix"})
+	c := &Client{name: name}
+	conn, err := c.dial()
 	if err != nil {
-		return nil, fmt.Errorf("agent: dial %s: %w", name, err)
+		return nil, err
 	}
-	cl := &Client{conn: c, waiting: map[uint64]chan wire.Frame{}}
-	go cl.read()
-	return cl, nil
+	c.idle = append(c.idle, conn)
+	return c, nil
 }
 
-func (c *Client) read() {
-	var buf []byte
-	for {
-		f, err := wire.ReadFrame(c.conn, &buf)
-		if err != nil {
-			c.fail(fmt.Errorf("%w: %v", ErrAgentGone, err))
-			return
-		}
-		f.Payload = append([]byte(nil), f.Payload...)
-		c.mu.Lock()
-		ch := c.waiting[f.ReqID]
-		delete(c.waiting, f.ReqID)
-		c.mu.Unlock()
-		if ch != nil {
-			ch <- f
-		}
+func (c *Client) dial() (*net.UnixConn, error) {
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: c.name, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("%w: dial %s: %v", ErrAgentGone, c.name, err)
 	}
+	return conn, nil
 }
 
-func (c *Client) fail(err error) {
+func (c *Client) get() (*net.UnixConn, error) {
 	c.mu.Lock()
-	c.err = err
-	waiting := c.waiting
-	c.waiting = map[uint64]chan wire.Frame{}
+	if c.closed {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("%w: client closed", ErrAgentGone)
+	}
+	if n := len(c.idle); n > 0 {
+		conn := c.idle[n-1]
+		c.idle = c.idle[:n-1]
+		c.mu.Unlock()
+		return conn, nil
+	}
 	c.mu.Unlock()
-	for _, ch := range waiting {
-		close(ch)
+	return c.dial()
+}
+
+func (c *Client) put(conn *net.UnixConn) {
+	c.mu.Lock()
+	if !c.closed {
+		c.idle = append(c.idle, conn)
+		conn = nil
+	}
+	c.mu.Unlock()
+	if conn != nil {
+		conn.Close()
 	}
 }
 
-// Call sends req (its ReqID is set here) and waits for the reply.
+// Call sends req (its Kind and ReqID are set here) and waits for the reply.
 func (c *Client) Call(req wire.Frame) (wire.Frame, error) {
-	ch := make(chan wire.Frame, 1)
-	c.mu.Lock()
-	if c.err != nil {
-		err := c.err
-		c.mu.Unlock()
-		return wire.Frame{}, err
-	}
-	c.next++
-	req.ReqID = c.next
-	req.Kind = wire.KindRequest
-	c.waiting[req.ReqID] = ch
-	c.mu.Unlock()
-
-	c.wmu.Lock()
-	c.buf = req.AppendTo(c.buf[:0])
-	_, err := c.conn.Write(c.buf)
-	if cap(c.buf) > 1<<20 {
-		c.buf = nil
-	}
-	c.wmu.Unlock()
+	conn, err := c.get()
 	if err != nil {
-		c.fail(fmt.Errorf("%w: %v", ErrAgentGone, err))
-	}
-	r, ok := <-ch
-	if !ok {
-		c.mu.Lock()
-		err := c.err
-		c.mu.Unlock()
 		return wire.Frame{}, err
 	}
-	return r, nil
+	req.Kind = wire.KindRequest
+	req.ReqID = c.next.Add(1)
+	if _, err := conn.Write(req.AppendTo(nil)); err != nil {
+		conn.Close()
+		return wire.Frame{}, fmt.Errorf("%w: %v", ErrAgentGone, err)
+	}
+	var buf []byte // the reply's payload aliases it: a fresh one per call
+	rep, err := wire.ReadFrame(conn, &buf)
+	if err != nil || rep.ReqID != req.ReqID || rep.Kind != wire.KindReply {
+		conn.Close()
+		if err == nil {
+			err = fmt.Errorf("reply %d (%v) to request %d", rep.ReqID, rep.Kind, req.ReqID)
+		}
+		return wire.Frame{}, fmt.Errorf("%w: %v", ErrAgentGone, err)
+	}
+	c.put(conn)
+	return rep, nil
 }
 
-// Close ends the connection; waiting calls fail with ErrAgentGone.
-func (c *Client) Close() error { return c.conn.Close() }
+// Close ends the idle connections; calls in flight finish, later ones fail
+// with ErrAgentGone.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	idle := c.idle
+	c.idle = nil
+	c.mu.Unlock()
+	for _, conn := range idle {
+		conn.Close()
+	}
+	return nil
+}
