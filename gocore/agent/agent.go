@@ -87,6 +87,7 @@ func (a *Agent) accept(ln *net.UnixListener) {
 			c.Close() // abstract sockets are visible to every user of the namespace
 			continue
 		}
+		socketBuffers(c)
 		a.mu.Lock()
 		if a.closed {
 			a.mu.Unlock()
@@ -99,6 +100,16 @@ func (a *Agent) accept(ln *net.UnixListener) {
 		a.mu.Unlock()
 		go a.serveConn(lc)
 	}
+}
+
+// socketBuffer is the kernel buffer of each end of a local connection: a
+// large message then crosses in a few writes instead of many small ones,
+// each a context switch between the process and the agent.
+const socketBuffer = 4 << 20
+
+func socketBuffers(c *net.UnixConn) {
+	c.SetReadBuffer(socketBuffer)
+	c.SetWriteBuffer(socketBuffer)
 }
 
 func sameUser(c *net.UnixConn) bool {

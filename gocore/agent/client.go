@@ -45,6 +45,7 @@ func (c *Client) dial() (*net.UnixConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: dial %s: %v", ErrAgentGone, c.name, err)
 	}
+	socketBuffers(conn)
 	return conn, nil
 }
 
