@@ -5,7 +5,8 @@ template) and talks to it over the session's standard streams:
 
 1. stdin, one JSON line: the run id, the head's IP and the node identities
    (certificate and key signed by the run's CA); the node index comes from
-   --node, or from SLURM_PROCID + 1 with --node slurm.
+   --node, or with --node slurm from the Slurm node name (SLURMD_NODENAME)
+   looked up in the line's "slurm_nodes".
 2. The node creates its part of the run (its own pool, run id
    "<run>n<K>", a reaper), starts its agent on a UDP port and answers
    READY with its address and CPU count on stdout.
@@ -26,7 +27,7 @@ import socket
 import sys
 import threading
 
-from . import _core, _runtime
+from . import _core, _runtime, reaper
 
 MARK = '@@dragon_mp'
 HEAD_CHECK = 0.25   # seconds between looks for a lost head
@@ -44,10 +45,28 @@ def local_ip(head_ip):
         return s.getsockname()[0]
 
 
-def node_index(arg):
+def node_index(arg, config):
+    """--node K, or with --node slurm this Slurm node's index in the launcher's
+    `slurm_nodes` (srun numbers tasks in Slurm's node order, not the launcher's);
+    without that map, SLURM_PROCID + 1."""
     if arg == 'slurm':
+        name = os.environ.get('SLURMD_NODENAME')
+        bynames = config.get('slurm_nodes') or {}
+        if name in bynames:
+            return int(bynames[name])
+        if bynames:
+            raise SystemExit(f'dragon_mp node: Slurm node {name!r} is not one of '
+                             f'{sorted(bynames)}')
         return int(os.environ['SLURM_PROCID']) + 1
     return int(arg)
+
+
+def cpu_count():
+    """CPUs for the run here: this process's affinity, in a Slurm step at most the
+    CPUs the step has on this node."""
+    cpus = len(os.sched_getaffinity(0))
+    slurm = os.environ.get('SLURM_CPUS_ON_NODE', '')
+    return min(cpus, int(slurm)) if slurm.isdigit() and int(slurm) > 0 else cpus
 
 
 def main(argv=None):
@@ -55,8 +74,8 @@ def main(argv=None):
     parser.add_argument('--node', required=True, help='node index, or "slurm"')
     parser.add_argument('--port', type=int, default=0, help='UDP port of the agent (0: any)')
     ns = parser.parse_args(argv)
-    node = node_index(ns.node)
     config = json.loads(sys.stdin.readline())
+    node = node_index(ns.node, config)
     runid = f"{config['run']}n{node}"
     identity = config['identities'][str(node)]
 
@@ -73,8 +92,7 @@ def main(argv=None):
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        say('READY', node=node, addr=addr, cpus=len(os.sched_getaffinity(0)),
-            host=socket.gethostname())
+        say('READY', node=node, addr=addr, cpus=cpu_count(), host=socket.gethostname())
         peers = json.loads(sys.stdin.readline() or 'null')
         if peers is None:
             return 1
@@ -98,9 +116,14 @@ def main(argv=None):
         return 0
     finally:
         # Processes first (they may be blocked on other nodes), then the agent, then memory.
+        # The segment's name goes at once (the mapping stays valid until shutdown): saying
+        # goodbye to a dead head can take seconds, and a batch system ending the node (srun's
+        # step cancelled: SIGTERM to every process of the step, the reaper included, SIGKILL
+        # KillWait seconds later) may not wait that long.
         try:
             gc.KillRun(runid, 500)
         finally:
+            reaper.unlink_segments(runid)
             _core.call(gc.AgentStop)
             _runtime.shutdown()
 

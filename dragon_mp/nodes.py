@@ -16,6 +16,7 @@ its processes out; closing a session's stdin ends that node's part of the run.
 
 import json
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -26,6 +27,7 @@ import time
 from . import _core, _runtime, node as node_mod
 
 DEFAULT_SSH = 'ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new {host} {command}'
+SRUN_NO_CPU_BIND = b'srun: cluster configuration lacks support for cpu binding'
 BRINGUP_TIMEOUT = float(os.environ.get('DRAGON_MP_BRINGUP_TIMEOUT', 120))
 
 
@@ -44,11 +46,39 @@ def read_hostfile(path):
 def slurm_hosts():
     """Host names of the Slurm allocation this process runs in, or None."""
     nodelist = os.environ.get('SLURM_JOB_NODELIST') or os.environ.get('SLURM_NODELIST')
-    if not os.environ.get('SLURM_JOB_ID') or not nodelist:
+    if not (os.environ.get('SLURM_JOB_ID') or os.environ.get('SLURM_JOBID')) or not nodelist:
         return None
-    out = subprocess.run(['scontrol', 'show', 'hostnames', nodelist], check=True,
-                         capture_output=True, text=True).stdout
-    return out.split()
+    try:
+        r = subprocess.run(['scontrol', 'show', 'hostnames', nodelist], capture_output=True,
+                           text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SystemExit(f'dragon: cannot list the nodes of Slurm job '
+                         f'{os.environ.get("SLURM_JOB_ID")} ({nodelist}): {e}') from None
+    if r.returncode != 0 or not r.stdout.split():
+        raise SystemExit(f'dragon: cannot list the nodes of Slurm job '
+                         f'{os.environ.get("SLURM_JOB_ID")} ({nodelist}): '
+                         f'scontrol: {r.stderr.strip() or "no hosts"}')
+    global _allocation
+    _allocation = r.stdout.split()
+    return list(_allocation)
+
+
+_allocation = None      # the last slurm_hosts() (Cluster.start must not run commands: Go is loaded)
+
+
+def slurm_cpus(hosts):
+    """{host: CPUs the allocation has on it}, from SLURM_JOB_CPUS_PER_NODE
+    ("72(x2),36": counts in the order of SLURM_JOB_NODELIST); {} if unknown."""
+    spec = os.environ.get('SLURM_JOB_CPUS_PER_NODE', '')
+    counts = []
+    for part in filter(None, spec.split(',')):
+        m = re.fullmatch(r'(\d+)(?:\(x(\d+)\))?', part.strip())
+        if not m:
+            return {}
+        counts += [int(m[1])] * int(m[2] or 1)
+    if len(counts) != len(hosts):
+        return {}
+    return dict(zip(hosts, counts))
 
 
 def is_this_host(host):
@@ -87,10 +117,12 @@ def node_command(node_arg):
 class Session:
     """One launch session (ssh or a template for a node, or srun for many)."""
 
-    def __init__(self, argv, nodes, hosts, label):
+    def __init__(self, argv, nodes, hosts, label, srun=False):
         self.nodes = nodes                  # node indexes this session runs
         self.hosts = hosts                  # node index -> host name
         self.label = label
+        self.srun = srun                    # output lines carry srun's "<task>: " label
+        self.tasks = {}                     # srun task -> node (from READY)
         self.ready = {}                     # node -> READY fields
         self.peered = set()
         self.cond = threading.Condition()
@@ -106,7 +138,14 @@ class Session:
         try:
             spec = {'argv': argv, 'env': [f'{k}={v}' for k, v in os.environ.items()
                                           if k != _runtime.ENV_RUN],
-                    'files': [in_r, out_w, err_w], 'kill_with_parent': True}
+                    'files': [in_r, out_w, err_w],
+                    # srun is not killed with the launcher: a SIGKILLed srun gets its step
+                    # SIGKILLed at once (every process of it, the nodes' reapers too), which
+                    # leaves the nodes' shared memory behind. Alive, srun passes the EOF of
+                    # its stdin on to the nodes, which end cleanly, and then exits itself.
+                    # It runs in a session of its own, so that a terminal's Ctrl-C (SIGINT
+                    # to the foreground group) does not reach it: the launcher ends the nodes.
+                    'kill_with_parent': not srun, 'new_session': srun}
             self.handle = _runtime.start_process(spec)
         finally:
             for fd in (in_r, out_w, err_w):
@@ -119,30 +158,42 @@ class Session:
     def _forward(self, fd, out):
         with open(fd, 'rb') as f:
             for line in f:
-                node, line = self._split_label(line)
+                task, line = self._split_label(line)
+                if task is None and line.rstrip() == SRUN_NO_CPU_BIND:
+                    continue                # --cpu-bind=none where binding is off anyway
                 if line.startswith(node_mod.MARK.encode()):
-                    self._control(line)
+                    self._control(line, task)
                     continue
                 if self.label:
-                    line = f'[{self.hosts.get(node, "?")}] '.encode() + line
+                    line = f'[{self._source(task)}] '.encode() + line
                 out.write(line)
                 out.flush()
 
     def _split_label(self, line):
-        """srun --label prefixes "<task>: "; task t is node t+1."""
-        if len(self.nodes) == 1:
-            return self.nodes[0], line
-        head, sep, rest = line.partition(b': ')
-        if sep and head.strip().isdigit():
-            return int(head) + 1, rest
+        """(srun task, line without srun's "<task>: " label), or (None, line)."""
+        if self.srun:
+            head, sep, rest = line.partition(b': ')
+            if sep and head.strip().isdigit():
+                return int(head), rest
         return None, line
 
-    def _control(self, line):
+    def _source(self, task):
+        """The host a line came from: a session's one node, or an srun task's node."""
+        if not self.srun:
+            return self.hosts.get(self.nodes[0], '?') if len(self.nodes) == 1 else '?'
+        node = self.tasks.get(task)
+        if node is not None:
+            return self.hosts.get(node, '?')
+        return 'srun' if task is None else f'srun task {task}'
+
+    def _control(self, line, task=None):
         _, word, fields = line.decode().split(' ', 2)
         fields = json.loads(fields)
         with self.cond:
             if word == 'READY':
                 self.ready[fields['node']] = fields
+                if task is not None:
+                    self.tasks[task] = fields['node']
             elif word == 'PEERED':
                 self.peered.add(fields['node'])
             self.cond.notify_all()
@@ -174,6 +225,12 @@ class Session:
         gc = _core.gocore()
         while self.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
+        if self.poll() is None and self.srun:
+            # srun passes SIGTERM on to the nodes (which end cleanly), then ends
+            _core.call(gc.ProcSignal, self.handle, 15)
+            deadline = time.monotonic() + 5
+            while self.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
         if self.poll() is None:
             _core.call(gc.ProcSignal, self.handle, 9)
             _core.call(gc.ProcWait, self.handle, 5_000_000_000)
@@ -205,12 +262,20 @@ class Cluster:
         byindex = dict(enumerate(self.hosts))
         base = {'run': run, 'head': head_ip}
         if self.slurm:
+            # One step, one task on each other node of the allocation. Slurm numbers the
+            # tasks in its own node order (not --nodelist's), so a node finds its index
+            # by its Slurm node name (SLURMD_NODENAME) in `slurm_nodes`; stdin is
+            # broadcast to every task, so the first line carries every identity. The step
+            # gets all the job's CPUs on its nodes (srun's default without --exact);
+            # --cpu-bind=none keeps a task plugin from binding a node to one CPU.
             others = self.hosts[1:]
             argv = ['srun', f'--nodes={len(others)}', f'--ntasks={len(others)}',
                     '--ntasks-per-node=1', f'--nodelist={",".join(others)}', '--input=all',
-                    '--kill-on-bad-exit=0', '--label', 'sh', '-c', node_command('slurm')]
-            s = Session(argv, list(range(1, n)), byindex, self.label)
-            s.send({**base, 'identities': {str(i): ids[i] for i in range(1, n)}})
+                    '--kill-on-bad-exit=0', '--cpu-bind=none', '--job-name=dragon_mp-nodes',
+                    '--label', 'sh', '-c', node_command('slurm')]
+            s = Session(argv, list(range(1, n)), byindex, self.label, srun=True)
+            s.send({**base, 'identities': {str(i): ids[i] for i in range(1, n)},
+                    'slurm_nodes': {h: i for i, h in enumerate(self.hosts) if i}})
             self.sessions.append(s)
         else:
             template = shlex.split(self.launch or os.environ.get('DRAGON_MP_LAUNCH') or DEFAULT_SSH)
@@ -223,7 +288,7 @@ class Cluster:
         ready = self._wait_all('ready', n - 1)
         peers = {str(i): f['addr'] for i, f in ready.items()}
         peers['0'] = addr0
-        cpus = [len(os.sched_getaffinity(0))] + [ready[i]['cpus'] for i in range(1, n)]
+        cpus = [self._own_cpus()] + [ready[i]['cpus'] for i in range(1, n)]
         env = {_runtime.ENV_NODES: ','.join(self.hosts),
                _runtime.ENV_NCPUS: ','.join(map(str, cpus)),
                'DRAGON_MP_PEERS': json.dumps(peers)}     # where the agents listen (diagnostics)
@@ -234,10 +299,21 @@ class Cluster:
         os.environ.update(env)
         return env
 
+    def _own_cpus(self):
+        """Node 0's CPUs: its affinity, in a Slurm run at most what the allocation has
+        on this host (the launcher itself runs outside any step)."""
+        cpus = len(os.sched_getaffinity(0))
+        if self.slurm and _allocation:
+            cpus = min(cpus, slurm_cpus(_allocation).get(self.hosts[0], cpus))
+        return cpus
+
     def _head_ip(self):
         if len(self.hosts) < 2:
             return '127.0.0.1'
-        return node_mod.local_ip(socket.gethostbyname(self.hosts[1]))
+        try:
+            return node_mod.local_ip(socket.gethostbyname(self.hosts[1]))
+        except OSError as e:
+            raise SystemExit(f'dragon: cannot reach host {self.hosts[1]!r}: {e}') from None
 
     def _wait_all(self, what, count):
         deadline = time.monotonic() + BRINGUP_TIMEOUT
@@ -255,8 +331,9 @@ class Cluster:
             for s in self.sessions:
                 if s.poll() is not None:
                     missing = [self.hosts[i] for i in s.nodes if i not in merged]
+                    command = 'srun' if s.srun else 'launch command'
                     raise SystemExit(f'dragon: could not start the run on {", ".join(missing)} '
-                                     f'(launch command exited with status {s.exited})')
+                                     f'({command} exited with status {s.exited})')
             if time.monotonic() > deadline:
                 missing = [h for i, h in enumerate(self.hosts) if i and i not in merged]
                 raise SystemExit(f'dragon: nodes not {what} after {BRINGUP_TIMEOUT:.0f} s: '
