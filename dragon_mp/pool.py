@@ -282,6 +282,11 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
     if (maxtasks is not None) and not (isinstance(maxtasks, int)
                                        and maxtasks >= 1):
         raise AssertionError("Maxtasks {!r} is not valid".format(maxtasks))
+    if hasattr(outqueue, '_synchronous_puts'):
+        # The pool learns which task a worker holds from what it puts here;
+        # on another node, a put that could still be in flight when the node
+        # is lost would hide a lost task: every put waits for the owner.
+        outqueue._synchronous_puts()
     put = outqueue.put
     get = inqueue.get
     # The parent knows its workers by Process.pid; a dragon_mp or stdlib

@@ -176,6 +176,9 @@ class Queue:
 
     def _bind_fast(self):
         """put/get are the C methods of a _fastpath.Chan when the fast path is there."""
+        # A put to another node's unbounded queue may go without waiting for
+        # the owner's reply, as stdlib's put hands the object to a feeder thread.
+        _core.gocore().ChannelAllowPost(self._channel._addr, True)
         self._fast = None
         fp = _core.fast()
         if fp is not None:
@@ -188,6 +191,11 @@ class Queue:
                 # overrides must stay in charge, so only here.
                 self.put, self.get = c.put, c.get
                 self.put_nowait, self.get_nowait = c.put_nowait, c.get_nowait
+
+    def _synchronous_puts(self):
+        """This process's puts to another node's queue wait for the owner's
+        reply (the default lets them go ahead, as stdlib's feeder thread does)."""
+        _core.gocore().ChannelAllowPost(self._channel._addr, False)
 
     def _check_closed(self):
         if self._closed:

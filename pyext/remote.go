@@ -93,6 +93,21 @@ func remoteCall(op uint16, addr int64, timeout time.Duration, payload []byte, ar
 	return rep, nil
 }
 
+// remotePost posts op on the node that addr names: no reply is awaited (see
+// gocore/agent); only for operations that cannot block or fail on a valid
+// object.
+func remotePost(op uint16, addr int64, payload []byte) error {
+	c, err := agentClient()
+	if err != nil {
+		return err
+	}
+	if err := c.Post(wire.Frame{Op: op, Addr: uint64(addr), Payload: payload}); err != nil {
+		dropClient(c)
+		return fmt.Errorf("%w: %v", errNodeLost, err)
+	}
+	return nil
+}
+
 // result0 is the first result of a reply (0 if none).
 func result0(f wire.Frame) int64 {
 	if len(f.Args) > 0 {

@@ -60,6 +60,14 @@ func remoteSend(addr int64, parts [][]byte, timeout time.Duration) int64 {
 			msg = append(msg, p...)
 		}
 	}
+	if _, ok := postable.Load(addr); ok && unbounded(addr) {
+		// Fast path: a Queue's put to an unbounded channel cannot block, so
+		// it is posted (no reply awaited); posts keep this process's order.
+		if err := remotePost(opChanSend, addr, msg); err != nil {
+			return cCode(err)
+		}
+		return 0
+	}
 	err := sliced(timeout, codeFull, func(t time.Duration) error {
 		_, err := remoteCall(opChanSend, addr, t, msg)
 		return err
@@ -68,6 +76,41 @@ func remoteSend(addr int64, parts [][]byte, timeout time.Duration) int64 {
 		return cCode(err)
 	}
 	return 0
+}
+
+// postable holds the channels of other nodes whose sends may be posted:
+// those of a Queue, whose put is asynchronous in stdlib too (its feeder
+// thread). A Pipe's or SimpleQueue's send stays synchronous: it is complete,
+// and ordered before this process's next operation, when it returns.
+var postable sync.Map // int64 address -> struct{}
+
+// ChannelAllowPost lets (allow) or stops sends of this process to the
+// channel at addr (when it lives on another node and is unbounded) be posted.
+func ChannelAllowPost(addr int64, allow bool) {
+	switch {
+	case !allow:
+		postable.Delete(addr)
+	case isRemote(addr):
+		postable.Store(addr, struct{}{})
+	}
+}
+
+// capacities caches the capacity of other nodes' channels (fixed at creation).
+var capacities sync.Map // int64 address -> uint64
+
+// unbounded reports whether the channel at addr (another node's) has no
+// capacity limit; an error counts as bounded (the synchronous send reports it).
+func unbounded(addr int64) bool {
+	if v, ok := capacities.Load(addr); ok {
+		return v.(uint64) == 0
+	}
+	rep, err := remoteCall(opChanCap, addr, 0, nil)
+	if err != nil {
+		return false
+	}
+	capacity := uint64(result0(rep))
+	capacities.Store(addr, capacity)
+	return capacity == 0
 }
 
 func remoteSendv(addr int64, bufs *unsafe.Pointer, lens *C.uint64_t, nparts C.uint64_t, timeout time.Duration) int64 {

@@ -56,6 +56,7 @@ const (
 	opProcWait                       // (h) -> exit code
 	opProcSignal                     // (h, sig) -> ()
 	opProcRelease                    // (h) -> ()
+	opChanCap                        // () -> capacity (0: unbounded)
 )
 
 // spawnEnv overrides entries of a remote spawn's environment with this
@@ -90,7 +91,39 @@ func replyRC(rc int64) wire.Frame {
 }
 
 // execute runs a request from another node on this node (agent.Executor).
-func execute(f *wire.Frame) (rep wire.Frame) {
+// What takes something away (a message, a lock) comes with its undo, run by
+// the agent if the reply cannot reach the requester: a message goes back
+// into its channel (at the end: a node was lost, order is the lesser harm),
+// a lock is released.
+func execute(f *wire.Frame) (wire.Frame, func()) {
+	rep := executeOp(f)
+	if rep.Code != 0 {
+		return rep, nil
+	}
+	addr := f.Addr
+	switch f.Op {
+	case opChanRecv:
+		payload := rep.Payload
+		return rep, func() {
+			if c, err := channelAt(int64(addr)); err == nil {
+				c.Send(payload, -1)
+			}
+		}
+	case opSemAcquire:
+		if result0(rep) == 1 {
+			return rep, func() { dmp_sem_release(C.uint64_t(addr)) }
+		}
+	case opRLockAcquire:
+		if result0(rep) == 1 {
+			owner := C.uint64_t(arg(f, 0))
+			return rep, func() { dmp_rlock_release(C.uint64_t(addr), owner) }
+		}
+	}
+	return rep, nil
+}
+
+// executeOp runs one operation with the entry point a local caller would use.
+func executeOp(f *wire.Frame) (rep wire.Frame) {
 	defer func() {
 		if p := recover(); p != nil {
 			rep = replyInt(0, pyErr(errInvalid))
@@ -98,7 +131,7 @@ func execute(f *wire.Frame) (rep wire.Frame) {
 	}()
 	a, t := int64(f.Addr), C.int64_t(f.Timeout)
 	ca := C.uint64_t(f.Addr)
-	if isRemote(a) && f.Op < opProcStart {
+	if isRemote(a) && (f.Op < opProcStart || f.Op > opProcRelease) {
 		return replyInt(0, pyErr(errInvalid)) // never forward twice
 	}
 	switch f.Op {
@@ -114,6 +147,12 @@ func execute(f *wire.Frame) (rep wire.Frame) {
 		return replyInt(ChannelLen(a))
 	case opChanInline:
 		return replyInt(ChannelInline(a))
+	case opChanCap:
+		c, err := channelAt(a)
+		if err != nil {
+			return replyInt(0, pyErr(err))
+		}
+		return replyInt(int64(c.Cap()), nil)
 	case opChanRetain:
 		return replyInt(0, ChannelRetain(a))
 	case opChanRelease:

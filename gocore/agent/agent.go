@@ -20,7 +20,14 @@ const (
 
 // Executor runs a request on this node and returns its reply (Kind, ReqID
 // and Origin are filled in by the agent). It may block up to req.Timeout.
-type Executor func(req *wire.Frame) wire.Frame
+// undo, when not nil, takes the operation back (puts a received message
+// back, releases an acquired lock): the agent calls it if the reply cannot
+// reach the requesting process because its node is lost first.
+type Executor func(req *wire.Frame) (rep wire.Frame, undo func())
+
+// ackWanted marks (in Op) a reply whose requester's agent must answer with
+// KindAck: until then the owner keeps the operation's undo.
+const ackWanted uint16 = 0x8000
 
 // Mesh is what the agent needs of the transport (transport.Mesh).
 type Mesh interface {
@@ -43,6 +50,7 @@ type Agent struct {
 	conns    map[uint64]*localConn // local processes, by origin token
 	nextConn uint64
 	pending  map[pendingKey]uint16 // forwarded requests awaiting a reply -> owner node
+	unacked  map[ackKey]func()     // replies sent to other nodes, not yet taken -> undo
 	lost     map[uint16]error      // nodes that are gone
 	ln       *net.UnixListener
 	closed   bool
@@ -50,10 +58,15 @@ type Agent struct {
 
 type pendingKey struct{ origin, req uint64 }
 
+type ackKey struct {
+	node        uint16
+	origin, req uint64
+}
+
 // New makes the agent of node `node`; Serve starts taking local requests.
 func New(node uint16, exec Executor) *Agent {
 	return &Agent{node: node, exec: exec, conns: map[uint64]*localConn{},
-		pending: map[pendingKey]uint16{}, lost: map[uint16]error{}}
+		pending: map[pendingKey]uint16{}, unacked: map[ackKey]func(){}, lost: map[uint16]error{}}
 }
 
 // SetMesh connects the agent to the other nodes.
@@ -135,14 +148,16 @@ type localConn struct {
 	buf  []byte
 }
 
-func (lc *localConn) write(f *wire.Frame) {
+// write sends a frame to the process; false if it could not (it is gone).
+func (lc *localConn) write(f *wire.Frame) bool {
 	lc.wmu.Lock()
 	lc.buf = f.AppendTo(lc.buf[:0])
-	lc.conn.Write(lc.buf) // a dead process: its reader ends the connection
+	_, err := lc.conn.Write(lc.buf) // a dead process: its reader ends the connection
 	if cap(lc.buf) > 1<<20 {
 		lc.buf = nil
 	}
 	lc.wmu.Unlock()
+	return err == nil
 }
 
 func (a *Agent) serveConn(lc *localConn) {
@@ -163,11 +178,15 @@ func (a *Agent) serveConn(lc *localConn) {
 		if err != nil {
 			return
 		}
-		if f.Kind != wire.KindRequest {
+		switch f.Kind {
+		case wire.KindRequest:
+			f.Origin = lc.id
+			a.forward(&f)
+		case wire.KindPost:
+			a.post(&f)
+		default:
 			return // a confused client: drop it
 		}
-		f.Origin = lc.id
-		a.forward(&f)
 	}
 }
 
@@ -209,26 +228,101 @@ func (a *Agent) forward(f *wire.Frame) {
 	}
 }
 
+// post sends a request that wants no reply to its owner node, or runs it
+// here, in the order the process posted it (one connection is read in
+// order, and the mesh keeps a lane in order).
+func (a *Agent) post(f *wire.Frame) {
+	owner := NodeOf(f.Addr)
+	if owner == a.node {
+		a.runPost(a.node, f)
+		return
+	}
+	a.mu.Lock()
+	mesh := a.mesh
+	a.mu.Unlock()
+	if mesh == nil {
+		return
+	}
+	if err := mesh.Send(owner, f.Addr, f.AppendTo(nil)); err != nil {
+		postFailed(a.node, f, err.Error())
+	}
+}
+
+// runPost runs a post in the caller's goroutine: posts of one lane stay in
+// order (a post is only ever a quick operation, such as a send to an
+// unbounded channel).
+func (a *Agent) runPost(from uint16, f *wire.Frame) {
+	if r, _ := a.exec(f); r.Code != 0 {
+		postFailed(from, f, string(r.Payload))
+	}
+}
+
+// postFailed reports a post that failed: nobody waits for it, so, like an
+// error in stdlib's queue feeder thread, it is printed.
+func postFailed(from uint16, f *wire.Frame, why string) {
+	fmt.Fprintf(os.Stderr, "dragon_mp: operation %d from node %d on object %#x of node %d failed: %s\n",
+		f.Op, from, f.Addr, NodeOf(f.Addr), why)
+}
+
 func lostReply(f *wire.Frame, node uint16, err error) *wire.Frame {
 	return &wire.Frame{Kind: wire.KindReply, Op: f.Op, Code: CodePeerLost, ReqID: f.ReqID,
 		Origin: f.Origin, Addr: f.Addr,
 		Payload: []byte(fmt.Sprintf("node %d is lost: %v", node, err))}
 }
 
-// runLocal executes a request on this node and hands the reply to send.
+// runLocal executes a request of a process of this node on this node.
 func (a *Agent) runLocal(f *wire.Frame, send func(*wire.Frame)) {
-	r := a.exec(f)
+	r, _ := a.exec(f) // the process is here: nothing is in flight between nodes
 	r.Kind, r.Op, r.ReqID, r.Origin, r.Addr = wire.KindReply, f.Op, f.ReqID, f.Origin, f.Addr
 	send(&r)
 }
 
-func (a *Agent) replyLocal(r *wire.Frame) {
+// runRemote executes a request from node `from` and sends the reply back.
+// An operation with an undo is kept until the requester's agent acks the
+// reply; if `from` is lost first, it is undone (a message taken by a
+// receiver whose node vanished goes back into its channel).
+func (a *Agent) runRemote(from uint16, lane uint64, f *wire.Frame) {
+	r, undo := a.exec(f)
+	r.Kind, r.Op, r.ReqID, r.Origin, r.Addr = wire.KindReply, f.Op, f.ReqID, f.Origin, f.Addr
+	a.mu.Lock()
+	mesh := a.mesh
+	_, lost := a.lost[from]
+	key := ackKey{from, f.Origin, f.ReqID}
+	kept := undo != nil && !lost
+	if kept {
+		r.Op |= ackWanted
+		a.unacked[key] = undo
+	}
+	a.mu.Unlock()
+	sent := !lost && mesh != nil && mesh.Send(from, lane, r.AppendTo(nil)) == nil
+	switch {
+	case sent || undo == nil:
+	case kept:
+		if u := a.takeUndo(key); u != nil { // PeerLost may have run it already
+			u()
+		}
+	default:
+		undo()
+	}
+}
+
+func (a *Agent) takeUndo(k ackKey) func() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	undo := a.unacked[k]
+	delete(a.unacked, k)
+	return undo
+}
+
+// replyLocal hands a reply to its local process; false if it is gone.
+func (a *Agent) replyLocal(r *wire.Frame) bool {
 	a.mu.Lock()
 	lc := a.conns[r.Origin]
 	a.mu.Unlock()
-	if lc != nil {
-		lc.write(r)
+	if lc == nil {
+		return false
 	}
+	return lc.write(r)
 }
 
 // Deliver takes a message from peer `from` (wire it to transport.Config.Deliver).
@@ -241,23 +335,30 @@ func (a *Agent) Deliver(from uint16, lane uint64, msg []byte) {
 		return // the mesh admits only our nodes: a bug, not an attack; drop it
 	}
 	switch f.Kind {
+	case wire.KindPost:
+		a.runPost(from, &f)
 	case wire.KindRequest:
-		go a.runLocal(&f, func(r *wire.Frame) {
-			a.mu.Lock()
-			mesh := a.mesh
-			a.mu.Unlock()
-			if mesh != nil {
-				mesh.Send(from, lane, r.AppendTo(nil)) // a lost requester: nobody waits
-			}
-		})
+		go a.runRemote(from, lane, &f)
 	case wire.KindReply:
+		wantAck := f.Op&ackWanted != 0
+		f.Op &^= ackWanted
 		a.mu.Lock()
 		k := pendingKey{f.Origin, f.ReqID}
 		_, ok := a.pending[k]
 		delete(a.pending, k)
+		mesh := a.mesh
 		a.mu.Unlock()
-		if ok {
-			a.replyLocal(&f)
+		taken := ok && a.replyLocal(&f)
+		if wantAck && mesh != nil {
+			ack := wire.Frame{Kind: wire.KindAck, ReqID: f.ReqID, Origin: f.Origin, Addr: f.Addr}
+			if !taken {
+				ack.Code = 1 // the process is gone (or gave up): take it back
+			}
+			mesh.Send(from, lane, ack.AppendTo(nil))
+		}
+	case wire.KindAck:
+		if undo := a.takeUndo(ackKey{from, f.Origin, f.ReqID}); undo != nil && f.Code != 0 {
+			go undo()
 		}
 	}
 }
@@ -268,9 +369,16 @@ func (a *Agent) PeerLost(node uint16, err error) {
 		err = errors.New("connection lost")
 	}
 	var failed []*wire.Frame
+	var undos []func()
 	a.mu.Lock()
 	if _, dup := a.lost[node]; !dup {
 		a.lost[node] = err
+	}
+	for k, undo := range a.unacked {
+		if k.node == node {
+			delete(a.unacked, k)
+			undos = append(undos, undo)
+		}
 	}
 	for k, n := range a.pending {
 		if n == node {
@@ -282,6 +390,9 @@ func (a *Agent) PeerLost(node uint16, err error) {
 	a.mu.Unlock()
 	for _, r := range failed {
 		a.replyLocal(r)
+	}
+	for _, undo := range undos {
+		go undo()
 	}
 }
 

@@ -12,40 +12,81 @@ import (
 	"github.com/dragon-mp/dragon_mp/gocore/wire"
 )
 
-// fakeMesh connects agents in memory: Send hands a copy of the message to
-// the target agent's Deliver on a goroutine (order across messages does not
-// matter to these tests: every client call is synchronous).
+// fakeMesh connects agents in memory: Send queues a copy of the message for
+// the target agent's Deliver, called by one goroutine per target, so
+// messages arrive in order (as the real mesh keeps each lane in order).
 type fakeMesh struct {
 	self   uint16
 	mu     sync.Mutex
 	agents map[uint16]*Agent
 	block  map[uint16]chan struct{} // sends to these nodes hang until closed
+	queues map[uint16]chan []byte
 }
 
 func (m *fakeMesh) Send(node uint16, lane uint64, msg []byte) error {
 	m.mu.Lock()
 	a := m.agents[node]
 	blk := m.block[node]
+	q := m.queues[node]
+	if a != nil && q == nil {
+		q = make(chan []byte, 1<<16)
+		m.queues[node] = q
+		go func() {
+			for msg := range q {
+				a.Deliver(m.self, 0, msg)
+			}
+		}()
+	}
 	m.mu.Unlock()
 	if a == nil {
 		return fmt.Errorf("%w: %d", transport.ErrNoAddress, node)
 	}
-	cp := append([]byte(nil), msg...)
-	go func() {
-		if blk != nil {
-			<-blk
-			return // the message is lost with its node
-		}
-		a.Deliver(m.self, lane, cp)
-	}()
+	if blk != nil {
+		return nil // the message is lost with its node
+	}
+	q <- append([]byte(nil), msg...)
 	return nil
 }
 
+// posted records the payloads of op-50 posts per node, in execution order.
+var posted sync.Map // node -> *[]string (guarded by postedMu)
+var postedMu sync.Mutex
+
 // echoExec answers with the request's op, node and payload.
 func echoExec(node uint16) Executor {
+	plain := plainExec(node)
+	return func(req *wire.Frame) (wire.Frame, func()) {
+		if req.Op == 60 { // "take": undone when the reply does not reach the process
+			return wire.Frame{Payload: req.Payload}, func() {
+				undone.Store(string(req.Payload), true)
+			}
+		}
+		return plain(req), nil
+	}
+}
+
+// undone records the payloads of op-60 requests whose undo ran.
+var undone sync.Map
+
+func plainExec(node uint16) func(req *wire.Frame) wire.Frame {
 	return func(req *wire.Frame) wire.Frame {
-		if req.Op == 99 {
+		switch req.Op {
+		case 99:
 			return wire.Frame{Code: 7, Payload: []byte("bad op")}
+		case 50:
+			postedMu.Lock()
+			v, _ := posted.LoadOrStore(node, new([]string))
+			l := v.(*[]string)
+			*l = append(*l, string(req.Payload))
+			postedMu.Unlock()
+			return wire.Frame{}
+		case 51:
+			postedMu.Lock()
+			defer postedMu.Unlock()
+			if v, ok := posted.Load(node); ok {
+				return wire.Frame{Args: []int64{int64(len(*v.(*[]string)))}}
+			}
+			return wire.Frame{Args: []int64{0}}
 		}
 		return wire.Frame{Args: []int64{int64(req.Op), int64(node)}, Payload: req.Payload}
 	}
@@ -68,7 +109,8 @@ func cluster(t *testing.T, n int) ([]*Agent, []*fakeMesh) {
 		list = append(list, a)
 	}
 	for i, a := range list {
-		m := &fakeMesh{self: uint16(i), agents: agents, block: map[uint16]chan struct{}{}}
+		m := &fakeMesh{self: uint16(i), agents: agents, block: map[uint16]chan struct{}{},
+			queues: map[uint16]chan []byte{}}
 		a.SetMesh(m)
 		meshes = append(meshes, m)
 	}
@@ -224,5 +266,91 @@ func TestNonRequestFramesEndTheConnection(t *testing.T) {
 	c.put(conn)
 	if _, err := c.Call(wire.Frame{Op: 1, Addr: 64}); !errors.Is(err, ErrAgentGone) {
 		t.Fatalf("got %v, want ErrAgentGone", err)
+	}
+}
+
+func TestPostsRunInOrderWithoutReplies(t *testing.T) {
+	cluster(t, 2)
+	c := dial(t, 0)
+	const n = 500
+	for _, node := range []uint64{1, 0} { // another node, then this one
+		for i := 0; i < n; i++ {
+			if err := c.Post(wire.Frame{Op: 50, Addr: node << 48, Payload: []byte(fmt.Sprint(i))}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			rep, err := c.Call(wire.Frame{Op: 51, Addr: node << 48})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Args[0] == n {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d ran %d of %d posts", node, rep.Args[0], n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		postedMu.Lock()
+		v, _ := posted.Load(uint16(node))
+		got := *v.(*[]string)
+		postedMu.Unlock()
+		for i, p := range got {
+			if p != fmt.Sprint(i) {
+				t.Fatalf("node %d: position %d holds post %s", node, i, p)
+			}
+		}
+	}
+}
+
+func TestTakenRepliesAreAckedOrUndone(t *testing.T) {
+	agents, meshes := cluster(t, 2)
+	c := dial(t, 0)
+	// A reply that reaches its process is acked: no undo.
+	rep, err := c.Call(wire.Frame{Op: 60, Addr: 1 << 48, Payload: []byte("kept")})
+	if err != nil || string(rep.Payload) != "kept" || rep.Op != 60 {
+		t.Fatalf("call: %v %+v", err, rep)
+	}
+	// The requester's node is lost before the reply gets there: undone.
+	blk := make(chan struct{})
+	defer close(blk)
+	meshes[1].mu.Lock()
+	meshes[1].block[0] = blk // replies from node 1 to node 0 vanish
+	meshes[1].mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Call(wire.Frame{Op: 60, Addr: 1 << 48, Payload: []byte("lost")})
+		done <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		agents[1].mu.Lock()
+		n := len(agents[1].unacked)
+		agents[1].mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the owner did not keep the undo of an unacked reply")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	agents[1].PeerLost(0, errors.New("cut"))
+	agents[0].PeerLost(1, errors.New("cut"))
+	<-done
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		if _, ok := undone.Load("lost"); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a reply lost with its node was not undone")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, ok := undone.Load("kept"); ok {
+		t.Fatal("an acked reply was undone")
 	}
 }

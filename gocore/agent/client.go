@@ -27,6 +27,9 @@ type Client struct {
 	mu     sync.Mutex
 	idle   []*net.UnixConn
 	closed bool
+
+	postMu   sync.Mutex // one connection carries every post, in order
+	postConn *net.UnixConn
 }
 
 // Dial connects to the agent serving abstract socket `name`.
@@ -102,7 +105,29 @@ func (c *Client) Call(req wire.Frame) (wire.Frame, error) {
 	return rep, nil
 }
 
-// Close ends the idle connections; calls in flight finish, later ones fail
+// Post sends req as a post (no reply; see the package doc): it returns once
+// the request is on its way, in order after this process's earlier posts.
+func (c *Client) Post(req wire.Frame) error {
+	req.Kind = wire.KindPost
+	c.postMu.Lock()
+	defer c.postMu.Unlock()
+	if c.postConn == nil {
+		conn, err := c.get()
+		if err != nil {
+			return err
+		}
+		c.postConn = conn
+	}
+	if _, err := c.postConn.Write(req.AppendTo(nil)); err != nil {
+		c.postConn.Close()
+		c.postConn = nil
+		return fmt.Errorf("%w: %v", ErrAgentGone, err)
+	}
+	return nil
+}
+
+// Close ends the idle connections and the post connection (posts already
+// written are still carried out); calls in flight finish, later ones fail
 // with ErrAgentGone.
 func (c *Client) Close() error {
 	c.mu.Lock()
@@ -113,5 +138,11 @@ func (c *Client) Close() error {
 	for _, conn := range idle {
 		conn.Close()
 	}
+	c.postMu.Lock()
+	if c.postConn != nil {
+		c.postConn.Close()
+		c.postConn = nil
+	}
+	c.postMu.Unlock()
 	return nil
 }

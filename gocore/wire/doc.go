@@ -24,7 +24,7 @@
 // followed by the body:
 //
 //	+0   version  uint8   1 (Version); anything else is ErrMalformed
-//	+1   kind     uint8   KindRequest, KindReply or KindCancel
+//	+1   kind     uint8   KindRequest, KindReply, KindCancel, KindPost or KindAck
 //	+2   op       uint16
 //	+4   code     int32
 //	+8   reqID    uint64

@@ -13,6 +13,8 @@ const (
 	KindRequest Kind = 1
 	KindReply   Kind = 2
 	KindCancel  Kind = 3
+	KindPost    Kind = 4 // a request that wants no reply (runs in order per lane)
+	KindAck     Kind = 5 // the requester's side took a reply (Code 0) or could not (Code 1)
 )
 
 func (k Kind) String() string {
@@ -23,6 +25,10 @@ func (k Kind) String() string {
 		return "reply"
 	case KindCancel:
 		return "cancel"
+	case KindPost:
+		return "post"
+	case KindAck:
+		return "ack"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -64,7 +70,7 @@ type Frame struct {
 // Validate reports whether f can be encoded.
 func (f *Frame) Validate() error {
 	switch {
-	case f.Kind < KindRequest || f.Kind > KindCancel:
+	case f.Kind < KindRequest || f.Kind > KindAck:
 		return fmt.Errorf("%w: bad kind %d", ErrMalformed, f.Kind)
 	case len(f.Args) > MaxArgs:
 		return fmt.Errorf("%w: %d args > %d", ErrMalformed, len(f.Args), MaxArgs)
@@ -135,7 +141,7 @@ func (f *Frame) DecodeFrom(b []byte) error {
 		return fmt.Errorf("%w: version %d", ErrMalformed, b[0])
 	}
 	kind := Kind(b[1])
-	if kind < KindRequest || kind > KindCancel {
+	if kind < KindRequest || kind > KindAck {
 		return fmt.Errorf("%w: bad kind %d", ErrMalformed, b[1])
 	}
 	nargs := int(b[40])

@@ -13,6 +13,8 @@ func sampleFrames() []Frame {
 	return []Frame{
 		{Kind: KindRequest},
 		{Kind: KindReply, Op: 7, Code: -3, ReqID: 1, Origin: 2, Addr: 3, Timeout: -1},
+		{Kind: KindPost, Op: 3, Addr: 1 << 48, Payload: []byte("post")},
+		{Kind: KindAck, Code: 1, ReqID: 9, Origin: 4, Addr: 2 << 48},
 		{Kind: KindCancel, ReqID: math.MaxUint64, Origin: math.MaxUint64, Addr: math.MaxUint64, Timeout: math.MinInt64},
 		{Kind: KindRequest, Op: math.MaxUint16, Code: math.MinInt32, Args: []int64{-1}},
 		{Kind: KindRequest, Args: []int64{1, 2, 3, 4, 5, 6, 7, math.MinInt64}, Payload: []byte("x")},
@@ -88,7 +90,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"short header", good[:HeaderSize-1]},
 		{"bad version", mut(func(b []byte) []byte { b[0] = 2; return b })},
 		{"kind 0", mut(func(b []byte) []byte { b[1] = 0; return b })},
-		{"kind 4", mut(func(b []byte) []byte { b[1] = 4; return b })},
+		{"kind 6", mut(func(b []byte) []byte { b[1] = 6; return b })},
 		{"too many args", mut(func(b []byte) []byte { b[40] = MaxArgs + 1; return b })},
 		{"reserved set", mut(func(b []byte) []byte { b[42] = 1; return b })},
 		{"payload over max", mut(func(b []byte) []byte { b[47] = 0x80; return b })},
