@@ -73,6 +73,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m dragon_mp.node')
     parser.add_argument('--node', required=True, help='node index, or "slurm"')
     parser.add_argument('--port', type=int, default=0, help='UDP port of the agent (0: any)')
+    parser.add_argument('--run', help='the run id (informative: the configuration carries it)')
     ns = parser.parse_args(argv)
     config = json.loads(sys.stdin.readline())
     node = node_index(ns.node, config)

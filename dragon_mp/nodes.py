@@ -109,8 +109,10 @@ def order_hosts(hosts):
 
 def node_command(node_arg):
     """The shell command line that runs dragon_mp.node on a node."""
+    # The run id on the command line names the process in ps (and lets
+    # cleanup find it) before it has read its configuration.
     argv = _runtime.python_command('from dragon_mp.node import main; sys.exit(main())',
-                                   '--node', str(node_arg))
+                                   '--node', str(node_arg), '--run', _runtime.runid())
     return f'cd {shlex.quote(os.getcwd())} && exec {shlex.join(argv)}'
 
 

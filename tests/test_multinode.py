@@ -46,17 +46,23 @@ def _children():
 
 
 def run_processes(marker):
-    """Pids of live processes whose environment holds `marker` (a run id)."""
+    """Pids of live processes whose environment or command line holds
+    `marker` (a run id): the run's processes and the nodes' dragon_mp.node."""
     pids = []
     needle = marker.encode()
     for entry in os.listdir('/proc'):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
-            with open(f'/proc/{entry}/environ', 'rb') as f:
-                if needle in f.read():
-                    pids.append(int(entry))
-        except OSError:
+            with open(f'/proc/{entry}/stat', 'rb') as f:
+                if f.read().rsplit(b')', 1)[1].split()[0] == b'Z':
+                    continue            # a zombie is gone, only not reaped yet
+            for what in ('environ', 'cmdline'):
+                with open(f'/proc/{entry}/{what}', 'rb') as f:
+                    if needle in f.read():
+                        pids.append(int(entry))
+                        break
+        except (OSError, IndexError):
             continue
     return pids
 
@@ -429,20 +435,25 @@ def test_values_conditions_managers_across_nodes(net):
 def test_pool_with_workers_on_a_cut_node_fails_instead_of_hanging(net):
     prog = write_prog(net, 'poolcut.py', PRELUDE + '''
     def slow(x):
-        time.sleep(0.2)
+        time.sleep(x)
         return socket.gethostname()
 
     if __name__ == '__main__':
         with mp.Pool(6) as pool:
-            print(sorted(set(pool.map(slow, range(12), chunksize=1))), flush=True)
+            print(sorted(set(pool.map(slow, [0.1] * 12, chunksize=1))), flush=True)
+            # Every worker is inside a 3 s task when node 1 is cut.
+            result = pool.map_async(slow, [3] * 6, chunksize=1)
+            time.sleep(0.5)
             print('cut now', flush=True)
             t0 = time.monotonic()
             try:
-                pool.map(slow, range(30), chunksize=1)
+                result.get(60)
                 print('finished?!')
             except Exception as e:
                 print('pool failed after %.1f s: %s: %s' % (time.monotonic() - t0, type(e).__name__, e),
                       flush=True)
+            # The pool goes on with the nodes that are left.
+            print('after', sorted(set(pool.map(slow, [0.1] * 12, chunksize=1))), flush=True)
     ''')
     p = net.popen(0, dragon_argv(net, prog), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
                   stderr=subprocess.PIPE, text=True)
@@ -455,7 +466,8 @@ def test_pool_with_workers_on_a_cut_node_fails_instead_of_hanging(net):
         out, err = p.communicate(timeout=120)
     finally:
         net.heal(1)
-    assert 'pool failed after' in out, (out, err)
+    assert 'pool failed after' in out and 'WorkerLostError' in out, (out, err)
+    assert "after ['n0', 'n2']" in out, (out, err)
     assert 'node 1 (n1) lost' in err
     assert wait_until(lambda: not run_processes(run), 30), run_processes(run)
 
