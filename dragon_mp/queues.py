@@ -304,9 +304,11 @@ class _ChannelReader:
     """
 
     def __init__(self, channel):
+        _patch_stdlib_wait()
         self._channel = channel
         self._r, self._w = os.pipe()
         self._held = None
+        self._taking = False
         self._cond = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._pump, daemon=True,
@@ -329,7 +331,9 @@ class _ChannelReader:
                 continue
             except Exception:
                 return              # the run ended under us: nothing more will arrive
+            self._taking = True     # _pending: a message is between channel and pipe
             with cond:
+                self._taking = False
                 if self._closed:
                     return
                 self._held = data
@@ -345,6 +349,16 @@ class _ChannelReader:
         with self._cond:
             self._cond.wait_for(lambda: self._held is not None or self._closed, timeout)
             return self._held is not None
+
+    def _pending(self):
+        """Whether a message is held or on its way to being held (waits for the pump)."""
+        if self._closed:
+            return False
+        if self._held is not None:
+            return True
+        if len(self._channel) == 0 and not self._taking:
+            return False
+        return self.poll(_PUMP_SLICE)
 
     def recv_bytes(self):
         with self._cond:
@@ -370,6 +384,34 @@ class _ChannelReader:
             self._thread.join()
         os.close(self._r)
         os.close(self._w)
+
+
+def _patch_stdlib_wait():
+    """Make stdlib's connection.wait see a _ChannelReader's message that the
+    pump has not moved to the pipe yet.
+
+    ProcessPoolExecutor waits on [result reader, wakeup, worker sentinels]
+    and declares the pool broken when a sentinel is ready without the
+    reader. A worker's result put completes before it exits, but the pump
+    thread makes the reader readable a moment later, so the exit can win the
+    race. When a sentinel (or anything else) is ready and a reader is not,
+    the wrapper looks at the reader's channel and waits for the pump.
+    """
+    from multiprocessing import connection
+    if getattr(connection.wait, '_dragon_mp', False):
+        return
+    stdlib_wait = connection.wait
+
+    def wait(object_list, timeout=None):
+        ready = stdlib_wait(object_list, timeout)
+        if ready:
+            for r in object_list:
+                if isinstance(r, _ChannelReader) and r not in ready and r._pending():
+                    ready.append(r)
+        return ready
+    wait._dragon_mp = True
+    wait.__doc__ = stdlib_wait.__doc__
+    connection.wait = wait
 
 
 class SimpleQueue:
