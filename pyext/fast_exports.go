@@ -6,6 +6,9 @@ package pyext
 import "C"
 
 import (
+	"unsafe"
+
+	"github.com/dragon-mp/dragon_mp/gocore/channel"
 	"github.com/dragon-mp/dragon_mp/gocore/runtime"
 )
 
@@ -98,4 +101,45 @@ func dmp_event_is_set(addr C.uint64_t) (rc int64) {
 		return 1
 	}
 	return 0
+}
+
+// dmp_chan_ptr: the address of the channel header at addr in this process's
+// mapping of the pool, for dragon_mp._fastpath.Chan (and its send/recv), which runs the
+// uncontended send and receive of an inline message on it itself (KEEP IN
+// SYNC with gocore/channel/channel.go; see channel.Layout). 0 when addr is
+// another node's (every operation then goes through Go and the agent), not a
+// live channel, or there is no run. Valid while the caller holds a reference
+// to the channel and the run lives.
+//
+//export dmp_chan_ptr
+func dmp_chan_ptr(addr C.uint64_t) (p C.uint64_t) {
+	defer func() {
+		if recover() != nil {
+			p = 0
+		}
+	}()
+	if addr == 0 || isRemote(int64(addr)) {
+		return 0
+	}
+	c, err := channelAt(int64(addr))
+	if err != nil {
+		return 0
+	}
+	return C.uint64_t(uintptr(c.Header()))
+}
+
+// dmp_chan_layout copies min(n, channel.LayoutWords) words of channel.Layout()
+// (field offsets and constants of the channel header, in the order of the
+// channel.Layout* constants) to out and returns channel.LayoutWords.
+// pyext/fastpath.c compares them with its own and uses its channel fast path
+// only when they all match.
+//
+//export dmp_chan_layout
+func dmp_chan_layout(out *C.uint64_t, n C.uint64_t) C.uint64_t {
+	l := channel.Layout()
+	dst := unsafe.Slice(out, int(n))
+	for i := 0; i < len(dst) && i < len(l); i++ {
+		dst[i] = C.uint64_t(l[i])
+	}
+	return C.uint64_t(len(l))
 }

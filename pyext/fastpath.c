@@ -24,7 +24,9 @@
  *     Sem (acquire/release), RLock (acquire/release) and Event
  *     (set/clear/is_set/wait), whose steps that never wait are atomics on the
  *     shared words (no call into Go; keep them in sync with gocore/shmsync),
- *     and Chan (put/get/put_nowait/get_nowait/close).
+ *     and Chan (put/get/put_nowait/get_nowait/close), which sends and
+ *     receives an inline message on a channel of this node's pool itself when
+ *     uncontended (keep in sync with gocore/channel; see "channels in C").
  *
  * Calls that cannot wait (timeout 0, release) keep the GIL: a cgo call is far
  * cheaper than releasing and re-taking it. A call that may wait first polls
@@ -92,6 +94,8 @@ static i64 (*go_sendv)(u64 addr, const void *const *bufs, const u64 *lens, u64 n
                        i64 timeout_ns);                                /* pyext/sendv.go */
 static i64 (*go_msg_alloc)(u64 addr, u64 n, i64 timeout_ns, u64 *out_off);
 static i64 (*go_send_block)(u64 addr, u64 off, u64 n, i64 timeout_ns);
+static u64 (*go_chan_ptr)(u64 addr);                    /* pyext/fast_exports.go */
+static u64 (*go_chan_layout)(u64 *out, u64 n);
 
 static const struct {
     const char *name;
@@ -109,6 +113,8 @@ static const struct {
     {"dmp_sendv", (void **)&go_sendv},
     {"dmp_msg_alloc", (void **)&go_msg_alloc},
     {"dmp_send_block", (void **)&go_send_block},
+    {"dmp_chan_ptr", (void **)&go_chan_ptr},
+    {"dmp_chan_layout", (void **)&go_chan_layout},
 };
 #define NOPTIONAL (sizeof OPTIONAL_SYMBOLS / sizeof OPTIONAL_SYMBOLS[0])
 
@@ -125,6 +131,8 @@ static const struct {
     {"dmp_last_error", (void **)&go_last_error},
 };
 #define NSYMBOLS (sizeof SYMBOLS / sizeof SYMBOLS[0])
+
+static void chan_direct_setup(void);   /* channels in C: checks the layout */
 
 static void *lib_handle;          /* the gopy library, from dlopen(RTLD_NOLOAD) */
 static pid_t init_pid;
@@ -251,6 +259,26 @@ static i64 sliced(attempt_fn attempt, void *ctx, i64 total_ns, i64 timed_out, in
     }
 }
 
+/* ---- shared words */
+
+#define FUTEX_WAKE_SHARED 1      /* FUTEX_WAKE without FUTEX_PRIVATE_FLAG: the word is shared */
+#define FUTEX_WAKE_ALL 0x7fffffff
+
+#include <sys/syscall.h>
+#include <linux/futex.h>
+
+static u64 epoch;                /* bumped by invalidate() */
+
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+#define CAS(p, expected, desired) \
+    __atomic_compare_exchange_n((p), (expected), (desired), 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)
+
+static inline void futex_wake(uint32_t *w, int n)
+{
+    syscall(SYS_futex, w, FUTEX_WAKE_SHARED, n, NULL, NULL, 0);
+}
+
 /* ---- per-thread receive buffer for inline messages */
 
 static pthread_key_t buf_key;
@@ -333,6 +361,7 @@ static PyObject *fp_init(PyObject *mod, PyObject *arg)
         *OPTIONAL_SYMBOLS[i].slot = dlsym(h, OPTIONAL_SYMBOLS[i].name);
     lib_handle = h;
     init_pid = getpid();
+    chan_direct_setup();
     state = ST_READY;
     Py_RETURN_NONE;
 }
@@ -342,6 +371,308 @@ PyDoc_STRVAR(ready_doc, "ready()\n--\n\nWhether init() succeeded (and this is no
 static PyObject *fp_ready(PyObject *mod, PyObject *unused)
 {
     return PyBool_FromLong(state == ST_READY);
+}
+
+/* ---- channels in C: the uncontended send and receive of an inline message */
+
+/*
+ * KEEP IN SYNC WITH gocore/channel/channel.go (header, putLocked, takeLocked,
+ * newChunkLocked, retireChunkLocked, send, recv) and gocore/shmsync/mutex.go.
+ *
+ * A Chan (and the module-level send()/recv() that Connections use, through the
+ * address cache below) whose channel lives in this process's pool (dmp_chan_ptr:
+ * not another node's) sends and receives an INLINE message (payload <= the channel's inline
+ * size) here, on the channel header, without calling Go, when nothing stands
+ * in the way:
+ *   lock:    one CAS of the mutex word 0 -> pid (shmsync.Mutex.TryLock); if it
+ *            fails, nothing was touched and the call goes through Go, which
+ *            spins, sleeps, and takes over a dead holder's lock;
+ *   then:    magic still live (else unlock, Go reports the destroyed channel);
+ *   send:    open, not full (capacity 0 or count < capacity), and a slot in the
+ *            tail chunk, or the spare chunk to start a new tail with (the queue
+ *            was empty, or the tail chunk is full: linked as its successor).
+ *            Needing a new chunk without a spare (an allocation) goes through Go.
+ *            Slot {len, flags 0, payload}, tailIdx++, count++, neSeq++ (atomic),
+ *            read neWaiters before unlocking;
+ *   recv:    count > 0 and the head slot is inline and fits the caller's buffer,
+ *            and retiring the head chunk (the queue becomes empty, or its last
+ *            slot was read) keeps it as the spare (spare == 0); a retirement that
+ *            would free a chunk goes through Go. Copy out, headIdx++ (or the
+ *            retirement: empty -> head = tail = 0 with both indices; last slot ->
+ *            head = chunk's next), count-- , nfSeq++ (atomic), read nfWaiters
+ *            (bounded channels only) before unlocking;
+ *   unlock:  swap the word to 0; FUTEX_WAKE(word, 1) when bit 31 (contended) was
+ *            set, as shmsync.Mutex.Unlock;
+ *   wake:    FUTEX_WAKE(neSeq or nfSeq, 1) only when the waiter count read under
+ *            the lock was non-zero, as Go's send/recv.
+ * Everything else goes through Go (dmp_send/dmp_recv): large messages (and
+ * inline ones of NOGIL_COPY bytes or more: copied without the GIL), closed,
+ * full or empty channels (waiting, errors), chunk allocation and freeing,
+ * contention, another node's channels. C and Go may act on one channel at the
+ * same time, from any processes: they share the mutex and these steps.
+ *
+ * The layout below is checked at init() against channel.Layout (dmp_chan_layout):
+ * on any difference, or without those exports, every Chan goes through Go.
+ * DRAGON_MP_FASTCHAN=0 in the environment at init() does the same.
+ */
+
+typedef struct {
+    u64 magic;              /* +0   */
+    uint32_t version;       /* +8   */
+    uint32_t mu;            /* +12  shmsync.Mutex: 0 free, else pid | bit 31 contended */
+    u64 capacity;           /* +16  0 = unbounded */
+    u64 count;              /* +24  atomic */
+    uint32_t inline_;       /* +32  */
+    uint32_t slot_size;     /* +36  */
+    uint32_t chunk_slots;   /* +40  */
+    uint32_t closed;        /* +44  atomic */
+    uint32_t ne_seq;        /* +48  atomic */
+    uint32_t ne_waiters;    /* +52  atomic */
+    uint32_t nf_seq;        /* +56  atomic */
+    uint32_t nf_waiters;    /* +60  atomic */
+    u64 refs;               /* +64  */
+    u64 head;               /* +72  */
+    u64 head_idx;           /* +80  */
+    u64 tail;               /* +88  */
+    u64 tail_idx;           /* +96  */
+    u64 spare;              /* +104 */
+    u64 chunks;             /* +112 */
+    u64 reserved;           /* +120 */
+} chan_hdr;
+
+#define CHAN_CHUNK_HEADER 64
+#define CHAN_SLOT_HEADER 16
+#define CHAN_FLAG_LARGE 1u
+#define CHAN_MAGIC 0x314e4148435f4d44ULL   /* "DM_CHAN1" */
+#define CHAN_VERSION 1
+#define MUTEX_CONTENDED 0x80000000u
+
+/* channel.Layout's words, in the order of its Layout* constants. */
+static const u64 CHAN_LAYOUT[] = {
+    sizeof(chan_hdr), CHAN_CHUNK_HEADER, CHAN_SLOT_HEADER, CHAN_FLAG_LARGE, CHAN_MAGIC, CHAN_VERSION,
+    offsetof(chan_hdr, magic), offsetof(chan_hdr, version), offsetof(chan_hdr, mu),
+    offsetof(chan_hdr, capacity), offsetof(chan_hdr, count), offsetof(chan_hdr, inline_),
+    offsetof(chan_hdr, slot_size), offsetof(chan_hdr, chunk_slots), offsetof(chan_hdr, closed),
+    offsetof(chan_hdr, ne_seq), offsetof(chan_hdr, ne_waiters), offsetof(chan_hdr, nf_seq),
+    offsetof(chan_hdr, nf_waiters), offsetof(chan_hdr, head), offsetof(chan_hdr, head_idx),
+    offsetof(chan_hdr, tail), offsetof(chan_hdr, tail_idx), offsetof(chan_hdr, spare),
+    MUTEX_CONTENDED,
+};
+#define CHAN_LAYOUT_WORDS (sizeof CHAN_LAYOUT / sizeof CHAN_LAYOUT[0])
+
+static int chan_direct_ok;        /* layout checked, exports there, not disabled */
+static u64 direct_stats[4];       /* sends, receives done here; sends, receives handed to Go (GIL held) */
+static uint32_t lock_pid;         /* this process's mutex word (shmsync.Mutex: the pid) */
+
+/* Set chan_direct_ok from the Go library's layout (at init()). */
+static void chan_direct_setup(void)
+{
+    chan_direct_ok = 0;
+    const char *env = getenv("DRAGON_MP_FASTCHAN");
+    if (env != NULL && strcmp(env, "0") == 0)
+        return;
+    if (go_chan_ptr == NULL || go_chan_layout == NULL)
+        return;
+    u64 got[CHAN_LAYOUT_WORDS + 1];
+    memset(got, 0, sizeof got);
+    if (go_chan_layout(got, CHAN_LAYOUT_WORDS) != CHAN_LAYOUT_WORDS)
+        return;
+    for (size_t i = 0; i < CHAN_LAYOUT_WORDS; i++)
+        if (got[i] != CHAN_LAYOUT[i])
+            return;
+    lock_pid = (uint32_t)getpid();
+    if (lock_pid == 0 || (lock_pid & MUTEX_CONTENDED))
+        return;
+    chan_direct_ok = 1;
+}
+
+/* Where a Chan's channel lives in this process; hdr NULL: everything through Go. */
+typedef struct {
+    chan_hdr *hdr;
+    char *base;                  /* the pool mapping: chunk offsets are relative to it */
+    u64 epoch;
+} chan_direct;
+
+static void chan_direct_init(chan_direct *d, u64 addr)
+{
+    d->hdr = NULL;
+    d->base = NULL;
+    d->epoch = epoch;
+    if (!chan_direct_ok || state != ST_READY)
+        return;
+    u64 p = go_chan_ptr(addr), base = go_pool_base();
+    /* The header is at the address's offset (bits 47..0) in the pool. */
+    if (p == 0 || base == 0 || p % 8 != 0 || p - base != (addr & ((1ULL << 48) - 1)))
+        return;
+    d->hdr = (chan_hdr *)(uintptr_t)p;
+    d->base = (char *)(uintptr_t)base;
+}
+
+static inline chan_hdr *chan_direct_hdr(chan_direct *d)
+{
+    if (d == NULL)
+        return NULL;
+    if (UNLIKELY(d->hdr != NULL && d->epoch != epoch))
+        d->hdr = NULL;
+    return d->hdr;
+}
+
+/* shmsync.Mutex.TryLock */
+static inline int chan_trylock(chan_hdr *h)
+{
+    uint32_t free_ = 0;
+    return CAS(&h->mu, &free_, lock_pid);
+}
+
+/* shmsync.Mutex.Unlock */
+static inline void chan_unlock(chan_hdr *h)
+{
+    if (__atomic_exchange_n(&h->mu, 0, __ATOMIC_SEQ_CST) & MUTEX_CONTENDED)
+        futex_wake(&h->mu, 1);
+}
+
+static inline u64 *chunk_next(char *base, u64 chunk)
+{
+    return (u64 *)(base + chunk);
+}
+
+static inline char *chan_slot(char *base, chan_hdr *h, u64 chunk, u64 idx)
+{
+    return base + chunk + CHAN_CHUNK_HEADER + idx * (u64)h->slot_size;
+}
+
+/*
+ * Send the n bytes at buf as one inline message. 1: sent; 0: not done here,
+ * nothing changed (send through Go). Keeps the GIL: a few hundred ns at most.
+ */
+static int chan_try_send(chan_direct *d, const void *buf, u64 n)
+{
+    chan_hdr *h = chan_direct_hdr(d);
+    if (h == NULL || n >= NOGIL_COPY)       /* a long copy: through Go, without the GIL */
+        return 0;
+    if (LOAD(&h->magic) != CHAN_MAGIC || n > h->inline_ || LOAD(&h->closed) != 0 || !chan_trylock(h)) {
+        direct_stats[2]++;
+        return 0;
+    }
+    char *base = d->base;
+    int done = 0, wake = 0;
+    if (LOAD(&h->magic) == CHAN_MAGIC && h->closed == 0 && n <= h->inline_ &&
+        (h->capacity == 0 || h->count < h->capacity)) {
+        u64 tail = h->tail, idx = h->tail_idx;
+        int room = 1;
+        if (tail == 0 || idx == h->chunk_slots) {
+            /* newChunkLocked, spare only; the link as in putLocked */
+            u64 sp = h->spare;
+            if (sp == 0) {
+                room = 0;
+            } else {
+                h->spare = 0;
+                *chunk_next(base, sp) = 0;
+                if (tail == 0) {
+                    h->head = sp;
+                    h->head_idx = 0;
+                } else {
+                    *chunk_next(base, tail) = sp;
+                }
+                h->tail = tail = sp;
+                h->tail_idx = idx = 0;
+            }
+        }
+        if (room) {
+            char *s = chan_slot(base, h, tail, idx);
+            *(u64 *)s = n;
+            *(uint32_t *)(s + 8) = 0;
+            memcpy(s + CHAN_SLOT_HEADER, buf, n);
+            h->tail_idx = idx + 1;
+            __atomic_add_fetch(&h->count, 1, __ATOMIC_SEQ_CST);
+            __atomic_add_fetch(&h->ne_seq, 1, __ATOMIC_SEQ_CST);
+            wake = LOAD(&h->ne_waiters) != 0;
+            done = 1;
+        }
+    }
+    chan_unlock(h);
+    if (wake)
+        futex_wake(&h->ne_seq, 1);
+    direct_stats[done ? 0 : 2]++;
+    return done;
+}
+
+/*
+ * Take the next message if it is inline and fits dst (cap bytes). 1: copied,
+ * length in *len; 0: not done here, nothing changed (receive through Go).
+ */
+static int chan_try_recv(chan_direct *d, char *dst, u64 cap, u64 *len)
+{
+    chan_hdr *h = chan_direct_hdr(d);
+    if (h == NULL)
+        return 0;
+    if (LOAD(&h->magic) != CHAN_MAGIC || LOAD(&h->count) == 0 || !chan_trylock(h)) {
+        direct_stats[3]++;
+        return 0;
+    }
+    char *base = d->base;
+    int done = 0, wake = 0;
+    if (LOAD(&h->magic) == CHAN_MAGIC && h->count > 0) {
+        u64 head = h->head, idx = h->head_idx;
+        char *s = chan_slot(base, h, head, idx);
+        u64 n = *(u64 *)s;
+        uint32_t flags = *(uint32_t *)(s + 8);
+        u64 left = h->count - 1;
+        int retire = left == 0 || idx + 1 == h->chunk_slots;
+        if (!(flags & CHAN_FLAG_LARGE) && n <= h->inline_ && n <= cap && n < NOGIL_COPY &&
+            (!retire || h->spare == 0)) {
+            memcpy(dst, s + CHAN_SLOT_HEADER, n);
+            if (left == 0) {
+                /* empty: the only chunk becomes the spare */
+                h->spare = head;
+                h->head = h->head_idx = h->tail = h->tail_idx = 0;
+            } else if (retire) {
+                u64 next = *chunk_next(base, head);
+                h->spare = head;
+                h->head = next;
+                h->head_idx = 0;
+            } else {
+                h->head_idx = idx + 1;
+            }
+            __atomic_sub_fetch(&h->count, 1, __ATOMIC_SEQ_CST);
+            __atomic_add_fetch(&h->nf_seq, 1, __ATOMIC_SEQ_CST);
+            wake = h->capacity != 0 && LOAD(&h->nf_waiters) != 0;
+            *len = n;
+            done = 1;
+        }
+    }
+    chan_unlock(h);
+    if (wake)
+        futex_wake(&h->nf_seq, 1);
+    direct_stats[done ? 1 : 3]++;
+    return done;
+}
+
+/*
+ * The module-level send()/recv() (Connections) take an address: a small cache,
+ * used with the GIL held, maps it to where its channel lives (one dmp_chan_ptr
+ * call per miss; not a local channel: cached as "through Go"). An entry may
+ * outlive its channel: C reads every parameter from the header, checks the magic
+ * before touching the mutex and again under it, and a channel made later at the
+ * same offset is the one the address names. invalidate() empties it (epoch).
+ */
+#define DIRECT_CACHE 64
+
+static struct {
+    u64 addr;
+    chan_direct d;
+} direct_cache[DIRECT_CACHE];
+
+static chan_direct *direct_for(u64 addr)
+{
+    if (!chan_direct_ok || addr == 0)
+        return NULL;
+    size_t i = (size_t)((addr >> 6) ^ (addr >> 48)) % DIRECT_CACHE;   /* headers: 64-byte aligned */
+    if (direct_cache[i].addr != addr || direct_cache[i].d.epoch != epoch) {
+        chan_direct_init(&direct_cache[i].d, addr);
+        direct_cache[i].addr = addr;
+    }
+    return chan_direct_hdr(&direct_cache[i].d) != NULL ? &direct_cache[i].d : NULL;
 }
 
 /* ---- channels */
@@ -444,9 +775,11 @@ static PyObject *fp_send(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         c.buf = view.buf;
         c.n = (u64)view.len;
     }
-    int raised;
+    int raised = 0;
     i64 rc = RC_NOBLOCK;
-    if (c.n >= BLOCK_COPY)
+    if (c.n < NOGIL_COPY && chan_try_send(direct_for(c.addr), c.buf, c.n))
+        rc = 0;
+    else if (c.n >= BLOCK_COPY)
         rc = send_block_parts(c.addr, &c.buf, &c.n, 1, timeout, &raised);
     /* A large payload is copied into the pool before Go looks at the channel: no GIL. */
     if (rc == RC_NOBLOCK)
@@ -523,10 +856,16 @@ static PyObject *fp_recv(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     }
     c.cap = (u64)cap;
     c.len = c.off = 0;
-    int raised;
-    i64 rc = sliced(recv_attempt, &c, timeout, -CODE_TIMEOUT, 1, &raised);
-    if (raised)
-        return NULL;
+    i64 rc;
+    chan_direct *d = direct_for(c.addr);
+    if (d != NULL && (c.buf = thread_buffer(c.cap)) != NULL && chan_try_recv(d, c.buf, c.cap, &c.len)) {
+        rc = 0;
+    } else {
+        int raised;
+        rc = sliced(recv_attempt, &c, timeout, -CODE_TIMEOUT, 1, &raised);
+        if (raised)
+            return NULL;
+    }
     if (rc == RC_NOMEM)
         return PyErr_NoMemory();
     if (rc == 0)
@@ -809,9 +1148,11 @@ static PyObject *pickled_bytes(const char *buf, u64 len)
     return PyBytes_FromStringAndSize(buf + p, (Py_ssize_t)n);
 }
 
-/* Send the n bytes at buf (a pickle); NULL with an exception on failure. */
-static PyObject *send_pickle(u64 addr, const void *buf, u64 n, i64 timeout)
+/* Send the n bytes at buf (a pickle), in C when d allows; NULL with an exception on failure. */
+static PyObject *send_pickle(u64 addr, chan_direct *d, const void *buf, u64 n, i64 timeout)
 {
+    if (chan_try_send(d, buf, n))
+        Py_RETURN_NONE;
     send_ctx c = {addr, buf, n};
     int raised;
     i64 rc = sliced(send_attempt, &c, timeout, -CODE_FULL, n < NOGIL_COPY, &raised);
@@ -864,15 +1205,16 @@ static PyObject *put_large_bytes(u64 addr, PyObject *obj, i64 timeout)
     Py_RETURN_NONE;
 }
 
-/* Pickle obj and send it; NULL with an exception on failure. */
-static PyObject *put_obj(u64 addr, PyObject *obj, i64 timeout)
+/* Pickle obj and send it (an inline message in C when d allows, d may be NULL);
+ * NULL with an exception on failure. */
+static PyObject *put_obj(u64 addr, chan_direct *d, PyObject *obj, i64 timeout)
 {
     if (go_sendv != NULL && PyBytes_CheckExact(obj) && PyBytes_GET_SIZE(obj) >= GATHER_BYTES)
         return put_large_bytes(addr, obj, timeout);
     if (PyBytes_CheckExact(obj) && PyBytes_GET_SIZE(obj) <= SMALL_BYTES) {
         char tmp[SMALL_BYTES + 16];
         size_t n = pickle_small_bytes(tmp, PyBytes_AS_STRING(obj), (size_t)PyBytes_GET_SIZE(obj));
-        return send_pickle(addr, tmp, n, timeout);
+        return send_pickle(addr, d, tmp, n, timeout);
     }
     PyObject *data = pickle_obj(obj);
     if (data == NULL)
@@ -893,9 +1235,11 @@ static PyObject *put_obj(u64 addr, PyObject *obj, i64 timeout)
         c.buf = view.buf;
         c.n = (u64)view.len;
     }
-    int raised;
+    int raised = 0;
     i64 rc = RC_NOBLOCK;
-    if (c.n >= BLOCK_COPY)
+    if (chan_try_send(d, c.buf, c.n))
+        rc = 0;
+    else if (c.n >= BLOCK_COPY)
         rc = send_block_parts(addr, &c.buf, &c.n, 1, timeout, &raised);
     if (rc == RC_NOBLOCK)
         rc = sliced(send_attempt, &c, timeout, -CODE_FULL, c.n < NOGIL_COPY, &raised);
@@ -937,17 +1281,24 @@ static PyObject *loads_large(u64 addr, u64 off, u64 len)
     return obj;
 }
 
-/* Receive and unpickle; NULL with an exception on failure or timeout. */
-static PyObject *get_obj(u64 addr, i64 timeout, u64 cap)
+/* Receive (an inline message in C when d allows, d may be NULL) and unpickle;
+ * NULL with an exception on failure or timeout. */
+static PyObject *get_obj(u64 addr, chan_direct *d, i64 timeout, u64 cap)
 {
     recv_ctx c;
     c.addr = addr;
     c.cap = cap;
     c.len = c.off = 0;
-    int raised;
-    i64 rc = sliced(recv_attempt, &c, timeout, -CODE_TIMEOUT, 1, &raised);
-    if (raised)
-        return NULL;
+    i64 rc;
+    if (chan_direct_hdr(d) != NULL && (c.buf = thread_buffer(cap)) != NULL &&
+        chan_try_recv(d, c.buf, cap, &c.len)) {
+        rc = 0;
+    } else {
+        int raised;
+        rc = sliced(recv_attempt, &c, timeout, -CODE_TIMEOUT, 1, &raised);
+        if (raised)
+            return NULL;
+    }
     if (rc == 1)
         return loads_large(c.addr, c.off, c.len);
     if (rc == RC_NOMEM)
@@ -979,7 +1330,7 @@ static PyObject *fp_put(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     i64 timeout;
     if (as_u64(args[0], &addr) < 0 || as_i64(args[2], &timeout) < 0)
         return NULL;
-    return put_obj(addr, args[1], timeout);
+    return put_obj(addr, NULL, args[1], timeout);
 }
 
 PyDoc_STRVAR(get_doc,
@@ -1001,7 +1352,7 @@ static PyObject *fp_get(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "get(): negative inline_cap");
         return NULL;
     }
-    return get_obj(addr, timeout, (u64)cap);
+    return get_obj(addr, NULL, timeout, (u64)cap);
 }
 
 /* ---- (block=True, timeout=None) arguments, as stdlib's acquire, put and get take them */
@@ -1109,23 +1460,6 @@ static int timeout_arg(PyObject *timeout, i64 *out)
  * made before it from touching the memory.
  */
 
-#define FUTEX_WAKE_SHARED 1      /* FUTEX_WAKE without FUTEX_PRIVATE_FLAG: the word is shared */
-#define FUTEX_WAKE_ALL 0x7fffffff
-
-#include <sys/syscall.h>
-#include <linux/futex.h>
-
-static u64 epoch;                /* bumped by invalidate() */
-
-#define LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
-#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
-#define CAS(p, expected, desired) \
-    __atomic_compare_exchange_n((p), (expected), (desired), 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)
-
-static inline void futex_wake(uint32_t *w, int n)
-{
-    syscall(SYS_futex, w, FUTEX_WAKE_SHARED, n, NULL, NULL, 0);
-}
 
 /* The struct's address in this process from ptr_fn(addr) if it equals `word`
  * (the caller's claim; 0: do not touch it); else NULL (everything through Go). */
@@ -1746,9 +2080,28 @@ static PyTypeObject EventType = {
     .tp_new = PyType_GenericNew,
 };
 
+PyDoc_STRVAR(direct_stats_doc,
+"direct_stats() -> (sends, recvs, sends_to_go, recvs_to_go)\n--\n\n"
+"In this process so far: inline messages sent and received by C on the channel itself, and\n"
+"attempts on a channel of this pool that C handed to Go (contended, large, full, empty, closed,\n"
+"a chunk to allocate or free). For tests and profiling.");
+
+static PyObject *fp_direct_stats(PyObject *mod, PyObject *unused)
+{
+    return Py_BuildValue("(KKKK)", (unsigned long long)direct_stats[0], (unsigned long long)direct_stats[1],
+                         (unsigned long long)direct_stats[2], (unsigned long long)direct_stats[3]);
+}
+
+PyDoc_STRVAR(direct_ok_doc, "direct_ok() -> bool\n--\n\nWhether channels may be used from C (the layout matched).");
+
+static PyObject *fp_direct_ok(PyObject *mod, PyObject *unused)
+{
+    return PyBool_FromLong(chan_direct_ok);
+}
+
 PyDoc_STRVAR(invalidate_doc,
 "invalidate()\n--\n\n"
-"The run's pool is about to be unmapped: every Sem, RLock and Event made so far stops touching\n"
+"The run's pool is about to be unmapped: every Sem, RLock, Event and Chan made so far stops touching\n"
 "shared memory itself (its calls go through Go, which reports the ended run).");
 
 static PyObject *fp_invalidate(PyObject *mod, PyObject *unused)
@@ -1763,6 +2116,7 @@ typedef struct {
     PyObject_HEAD
     u64 addr;
     u64 cap;                     /* the channel's inline size */
+    chan_direct direct;          /* where the channel lives here; hdr NULL: everything through Go */
     char closed;
     PyObject *owner;             /* kept alive as long as this object (and its bound methods) */
     PyObject *weakreflist;
@@ -1770,17 +2124,22 @@ typedef struct {
 
 static int chan_init(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"addr", "inline", "owner", NULL};
+    static char *kwlist[] = {"addr", "inline", "owner", "direct", NULL};
     Chan *c = (Chan *)self;
     unsigned long long addr, cap = DEFAULT_INLINE_CAP;
     PyObject *owner = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "K|KO:Chan", kwlist, &addr, &cap, &owner))
+    int direct = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "K|KOp:Chan", kwlist, &addr, &cap, &owner, &direct))
         return -1;
     Py_XINCREF(owner);
     Py_XSETREF(c->owner, owner);
     c->addr = addr;
     c->cap = cap;
     c->closed = 0;
+    c->direct.hdr = NULL;
+    c->direct.epoch = epoch;
+    if (direct)
+        chan_direct_init(&c->direct, addr);
     return 0;
 }
 
@@ -1804,7 +2163,7 @@ static PyObject *chan_put(PyObject *self, PyObject *const *args, size_t nargsf, 
         return NULL;
     if (UNLIKELY(c->closed))
         return chan_closed_error();
-    return put_obj(c->addr, obj, timeout);
+    return put_obj(c->addr, &c->direct, obj, timeout);
 }
 
 static PyObject *chan_get(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -1819,7 +2178,7 @@ static PyObject *chan_get(PyObject *self, PyObject *const *args, size_t nargsf, 
         return NULL;
     if (UNLIKELY(c->closed))
         return chan_closed_error();
-    return get_obj(c->addr, timeout, c->cap);
+    return get_obj(c->addr, &c->direct, timeout, c->cap);
 }
 
 static PyObject *chan_put_nowait(PyObject *self, PyObject *obj)
@@ -1830,7 +2189,7 @@ static PyObject *chan_put_nowait(PyObject *self, PyObject *obj)
         return NULL;
     if (UNLIKELY(c->closed))
         return chan_closed_error();
-    return put_obj(c->addr, obj, 0);
+    return put_obj(c->addr, &c->direct, obj, 0);
 }
 
 static PyObject *chan_get_nowait(PyObject *self, PyObject *unused)
@@ -1841,7 +2200,7 @@ static PyObject *chan_get_nowait(PyObject *self, PyObject *unused)
         return NULL;
     if (UNLIKELY(c->closed))
         return chan_closed_error();
-    return get_obj(c->addr, 0, c->cap);
+    return get_obj(c->addr, &c->direct, 0, c->cap);
 }
 
 static PyObject *chan_close(PyObject *self, PyObject *unused)
@@ -1892,8 +2251,15 @@ static PyObject *chan_get_addr(PyObject *self, void *closure)
     return PyLong_FromUnsignedLongLong(((Chan *)self)->addr);
 }
 
+static PyObject *chan_get_direct(PyObject *self, void *closure)
+{
+    return PyBool_FromLong(chan_direct_hdr(&((Chan *)self)->direct) != NULL);
+}
+
 static PyGetSetDef chan_getset[] = {
     {"closed", chan_get_closed, NULL, "Whether close() was called.", NULL},
+    {"direct", chan_get_direct, NULL,
+     "Whether put/get move inline messages on the channel themselves (else always through Go).", NULL},
     {"addr", chan_get_addr, NULL, "The channel's address in the run.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
@@ -1903,8 +2269,11 @@ static PyTypeObject ChanType = {
     .tp_name = "dragon_mp._fastpath.Chan",
     .tp_basicsize = sizeof(Chan),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Chan(addr, inline=65536, owner=None): put/get of pickled objects on the channel at addr.\n\n"
-              "inline must be >= the channel's inline size. owner: any object to keep alive as\n"
+    .tp_doc = "Chan(addr, inline=65536, owner=None, direct=True): put/get of pickled objects on the\n"
+              "channel at addr.\n\n"
+              "inline must be >= the channel's inline size. direct: send and receive inline\n"
+              "messages on the channel in C when uncontended (a channel of this node's pool;\n"
+              "False: every call through Go). owner: any object to keep alive as\n"
               "long as this one or one of its bound methods lives (the Python object whose\n"
               "finalizer frees the channel). Needs configure(). Errors and timeouts raise through\n"
               "configure's raise_for (queue.Full / queue.Empty). Supports weak references; subclassable.",
@@ -2102,6 +2471,8 @@ static PyMethodDef methods[] = {
     {"put", (PyCFunction)(void (*)(void))fp_put, METH_FASTCALL, put_doc},
     {"get", (PyCFunction)(void (*)(void))fp_get, METH_FASTCALL, get_doc},
     {"invalidate", (PyCFunction)fp_invalidate, METH_NOARGS, invalidate_doc},
+    {"direct_stats", (PyCFunction)fp_direct_stats, METH_NOARGS, direct_stats_doc},
+    {"direct_ok", (PyCFunction)fp_direct_ok, METH_NOARGS, direct_ok_doc},
     {"thread_owner", (PyCFunction)fp_thread_owner, METH_NOARGS, thread_owner_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -63,28 +63,103 @@ const (
 var le = binary.LittleEndian
 
 // header is the channel header at the channel's offset; see doc.go.
+//
+// KEEP IN SYNC with pyext/fastpath.c: its Chan methods run the uncontended
+// send and receive of an inline message on this header themselves (no call
+// into Go), touching every field marked "C:" below with the same protocol as
+// putLocked/takeLocked/send/recv here (shmsync.Mutex's CAS and unlock, the
+// spare chunk, the sequence words and waiter counts). C checks the offsets
+// and constants of Layout at startup and goes through Go for everything when
+// they differ; changing a field's meaning (not just its place) needs the C
+// side changed too.
 type header struct {
-	magic      uint64        // +0   magicLive while alive, 0 once destroyed
+	magic      uint64        // +0   magicLive while alive, 0 once destroyed. C: checked under mu
 	version    uint32        // +8
-	mu         shmsync.Mutex // +12  guards everything below not marked atomic
-	capacity   uint64        // +16  max queued messages, 0 = unbounded
-	count      uint64        // +24  queued messages (written under mu, read atomically)
-	inline     uint32        // +32  largest inline payload
-	slotSize   uint32        // +36  bytes per slot (multiple of 64)
-	chunkSlots uint32        // +40  slots per chunk
-	closed     uint32        // +44  1 once closed (written under mu, read atomically)
-	neSeq      uint32        // +48  notEmpty futex word: bumped on put and Close
-	neWaiters  uint32        // +52  receivers sleeping or about to
-	nfSeq      uint32        // +56  notFull futex word: bumped on get and Close
-	nfWaiters  uint32        // +60  senders sleeping or about to
+	mu         shmsync.Mutex // +12  guards everything below not marked atomic. C: CAS 0->pid, swap-0 unlock + wake if contended
+	capacity   uint64        // +16  max queued messages, 0 = unbounded. C: read
+	count      uint64        // +24  queued messages (written under mu, read atomically). C: atomic add under mu
+	inline     uint32        // +32  largest inline payload. C: read
+	slotSize   uint32        // +36  bytes per slot (multiple of 64). C: read
+	chunkSlots uint32        // +40  slots per chunk. C: read
+	closed     uint32        // +44  1 once closed (written under mu, read atomically). C: read (falls back to Go when set)
+	neSeq      uint32        // +48  notEmpty futex word: bumped on put and Close. C: bumped on put
+	neWaiters  uint32        // +52  receivers sleeping or about to. C: read after put, wake 1 if != 0
+	nfSeq      uint32        // +56  notFull futex word: bumped on get and Close. C: bumped on get
+	nfWaiters  uint32        // +60  senders sleeping or about to. C: read after get, wake 1 if != 0 (bounded)
 	refs       uint64        // +64  references across processes
-	head       uint64        // +72  offset of the chunk read next, 0 = no chunk
-	headIdx    uint64        // +80  slot index read next in head
-	tail       uint64        // +88  offset of the chunk written next, 0 = no chunk
-	tailIdx    uint64        // +96  slot index written next in tail
-	spare      uint64        // +104 cached empty chunk, 0 = none
+	head       uint64        // +72  offset of the chunk read next, 0 = no chunk. C: read/written under mu
+	headIdx    uint64        // +80  slot index read next in head. C: read/written under mu
+	tail       uint64        // +88  offset of the chunk written next, 0 = no chunk. C: read/written under mu
+	tailIdx    uint64        // +96  slot index written next in tail. C: read/written under mu
+	spare      uint64        // +104 cached empty chunk, 0 = none. C: taken/refilled under mu (never allocates or frees)
 	chunks     uint64        // +112 chunks owned (list + spare)
 	_          uint64        // +120 reserved, 0
+}
+
+// Layout words, in this order, for a C mirror of the hot path (KEEP IN SYNC
+// with pyext/fastpath.c, which compares them with its own constants and
+// refuses its fast path on any difference).
+const (
+	LayoutHeaderSize = iota
+	LayoutChunkHeader
+	LayoutSlotHeader
+	LayoutFlagLarge
+	LayoutMagic
+	LayoutVersion
+	LayoutOffMagic
+	LayoutOffVersion
+	LayoutOffMu
+	LayoutOffCapacity
+	LayoutOffCount
+	LayoutOffInline
+	LayoutOffSlotSize
+	LayoutOffChunkSlots
+	LayoutOffClosed
+	LayoutOffNeSeq
+	LayoutOffNeWaiters
+	LayoutOffNfSeq
+	LayoutOffNfWaiters
+	LayoutOffHead
+	LayoutOffHeadIdx
+	LayoutOffTail
+	LayoutOffTailIdx
+	LayoutOffSpare
+	LayoutMutexContended
+	LayoutWords // number of words
+)
+
+// Layout returns the header size, chunk and slot header sizes, the large
+// flag, magic, version, the offset of every header field a C mirror touches
+// and shmsync.Mutex's contended bit, indexed by the Layout* constants.
+func Layout() [LayoutWords]uint64 {
+	var h header
+	return [LayoutWords]uint64{
+		LayoutHeaderSize:     uint64(unsafe.Sizeof(h)),
+		LayoutChunkHeader:    chunkHeader,
+		LayoutSlotHeader:     slotHeader,
+		LayoutFlagLarge:      flagLarge,
+		LayoutMagic:          magicLive,
+		LayoutVersion:        version,
+		LayoutOffMagic:       uint64(unsafe.Offsetof(h.magic)),
+		LayoutOffVersion:     uint64(unsafe.Offsetof(h.version)),
+		LayoutOffMu:          uint64(unsafe.Offsetof(h.mu)),
+		LayoutOffCapacity:    uint64(unsafe.Offsetof(h.capacity)),
+		LayoutOffCount:       uint64(unsafe.Offsetof(h.count)),
+		LayoutOffInline:      uint64(unsafe.Offsetof(h.inline)),
+		LayoutOffSlotSize:    uint64(unsafe.Offsetof(h.slotSize)),
+		LayoutOffChunkSlots:  uint64(unsafe.Offsetof(h.chunkSlots)),
+		LayoutOffClosed:      uint64(unsafe.Offsetof(h.closed)),
+		LayoutOffNeSeq:       uint64(unsafe.Offsetof(h.neSeq)),
+		LayoutOffNeWaiters:   uint64(unsafe.Offsetof(h.neWaiters)),
+		LayoutOffNfSeq:       uint64(unsafe.Offsetof(h.nfSeq)),
+		LayoutOffNfWaiters:   uint64(unsafe.Offsetof(h.nfWaiters)),
+		LayoutOffHead:        uint64(unsafe.Offsetof(h.head)),
+		LayoutOffHeadIdx:     uint64(unsafe.Offsetof(h.headIdx)),
+		LayoutOffTail:        uint64(unsafe.Offsetof(h.tail)),
+		LayoutOffTailIdx:     uint64(unsafe.Offsetof(h.tailIdx)),
+		LayoutOffSpare:       uint64(unsafe.Offsetof(h.spare)),
+		LayoutMutexContended: 1 << 31, // shmsync.Mutex: bit 31 of the word (the rest: holder pid)
+	}
 }
 
 // Options configure CreateOptions.
@@ -217,6 +292,17 @@ func Attach(hp Heap, off uint64) (c *Channel, err error) {
 	return newChannel(hp, off, h), nil
 }
 
+// Header returns the address of the channel header in this process's
+// mapping of the heap, or nil once this handle destroyed the channel. It is
+// for a C mirror of the hot path (pyext/fastpath.c, see header): valid while
+// the caller holds a reference and the heap stays mapped.
+func (c *Channel) Header() unsafe.Pointer {
+	if c.dead.Load() {
+		return nil
+	}
+	return unsafe.Pointer(c.h)
+}
+
 // Offset returns the channel's offset in its heap: its handle in every
 // process.
 func (c *Channel) Offset() uint64 { return c.off }
@@ -282,6 +368,8 @@ func (c *Channel) slot(chunk []byte, i uint64) []byte {
 }
 
 // newChunkLocked takes the spare chunk or allocates one.
+// KEEP IN SYNC with pyext/fastpath.c (chan_try_send takes the spare the same
+// way, zeroing its next word; it leaves allocation to Go).
 func (c *Channel) newChunkLocked() (uint64, error) {
 	h := c.h
 	off := h.spare
@@ -299,6 +387,8 @@ func (c *Channel) newChunkLocked() (uint64, error) {
 }
 
 // retireChunkLocked keeps a consumed chunk as the spare or frees it.
+// KEEP IN SYNC with pyext/fastpath.c (chan_try_recv keeps it as the spare when
+// there is none, and leaves a retirement that frees to Go).
 func (c *Channel) retireChunkLocked(off uint64) {
 	h := c.h
 	if h.spare == 0 {
@@ -312,6 +402,8 @@ func (c *Channel) retireChunkLocked(off uint64) {
 }
 
 // putLocked appends a message: msg inline, or the large block boff.
+// KEEP IN SYNC with pyext/fastpath.c: chan_try_send does these steps for an
+// inline message (slot {len, flags 0, payload}, tailIdx, count, neSeq).
 func (c *Channel) putLocked(msg []byte, n, boff uint64, large bool) error {
 	h := c.h
 	if h.tail == 0 || h.tailIdx == c.slots {
@@ -344,6 +436,8 @@ func (c *Channel) putLocked(msg []byte, n, boff uint64, large bool) error {
 // takeLocked removes the head message (count > 0). An inline payload goes
 // into dst, or into a new slice when alloc is set; when dst is too short
 // the message stays queued and ErrShortBuffer is returned with its Len.
+// KEEP IN SYNC with pyext/fastpath.c: chan_try_recv does these steps for an
+// inline message (headIdx, count, retirement, nfSeq).
 func (c *Channel) takeLocked(dst []byte, alloc bool) (Message, []byte, error) {
 	h := c.h
 	s := c.slot(c.chunk(h.head), h.headIdx)
@@ -477,6 +571,10 @@ func (c *Channel) SendBlock(off, n uint64, timeout time.Duration) error {
 
 // send queues msg (inline) or the block boff (large), waiting while a
 // bounded channel is full; it never frees the block.
+// KEEP IN SYNC with pyext/fastpath.c: C wakes a sleeping receiver the same
+// way (neWaiters read under the lock, one futex wake on neSeq), and Go
+// waiters register before their last check under the lock, so a C put
+// always wakes them.
 func (c *Channel) send(msg []byte, n, boff uint64, large bool, timeout time.Duration) error {
 	h := c.h
 	deadline := futex.Deadline(timeout)
@@ -555,6 +653,8 @@ func (c *Channel) RecvBytes(timeout time.Duration) ([]byte, error) {
 	return out, nil
 }
 
+// recv: // KEEP IN SYNC with pyext/fastpath.c (waking senders of a bounded
+// channel: nfWaiters read under the lock, one futex wake on nfSeq).
 func (c *Channel) recv(dst []byte, alloc bool, timeout time.Duration) (Message, []byte, error) {
 	h := c.h
 	deadline := futex.Deadline(timeout)

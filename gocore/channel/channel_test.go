@@ -851,3 +851,20 @@ func TestAllocMessageSendBlock(t *testing.T) {
 		t.Fatalf("leaked %d bytes in %d blocks", u, n)
 	}
 }
+
+// TestLayout pins the header layout that pyext/fastpath.c mirrors (its
+// CHAN_LAYOUT must list the same words; it refuses its fast path otherwise).
+func TestLayout(t *testing.T) {
+	want := [LayoutWords]uint64{
+		LayoutHeaderSize: 128, LayoutChunkHeader: 64, LayoutSlotHeader: 16, LayoutFlagLarge: 1,
+		LayoutMagic: 0x314e4148435f4d44, LayoutVersion: 1,
+		LayoutOffMagic: 0, LayoutOffVersion: 8, LayoutOffMu: 12, LayoutOffCapacity: 16,
+		LayoutOffCount: 24, LayoutOffInline: 32, LayoutOffSlotSize: 36, LayoutOffChunkSlots: 40,
+		LayoutOffClosed: 44, LayoutOffNeSeq: 48, LayoutOffNeWaiters: 52, LayoutOffNfSeq: 56,
+		LayoutOffNfWaiters: 60, LayoutOffHead: 72, LayoutOffHeadIdx: 80, LayoutOffTail: 88,
+		LayoutOffTailIdx: 96, LayoutOffSpare: 104, LayoutMutexContended: 1 << 31,
+	}
+	if got := Layout(); got != want {
+		t.Fatalf("Layout() = %v, want %v (update pyext/fastpath.c too)", got, want)
+	}
+}
