@@ -8,7 +8,7 @@ uncontended acquire or release never enters the kernel.
 The other primitives behave like CPython's multiprocessing.synchronize:
 
 - RLock: a shmsync.RecursiveLock whose owner is this thread's identity,
-  pid << 32 | a per-process thread number (thread idents are 64-bit and are
+  node << 54 | pid << 32 | a per-process thread number (thread idents are 64-bit and are
   reused; a thread number is never reused within a process).
 - Condition: its lock (an RLock unless given) plus a shmsync.Cond, a queue of
   per-wait nodes in the pool, like threading.Condition's deque of per-waiter
@@ -123,7 +123,7 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _owner_id():
-    """This thread's RLock owner identity: pid << 32 | thread number (never 0).
+    """This thread's RLock owner identity: node << 54 | pid << 32 | thread number (never 0).
 
     With the C fast path, the identity its RLock methods use (the same scheme).
     """
@@ -133,7 +133,8 @@ def _owner_id():
     try:
         return _tls.owner
     except AttributeError:
-        owner = _tls.owner = (os.getpid() << 32) | (next(_thread_numbers) & 0xffffffff)
+        node = int(os.environ.get('DRAGON_MP_NODE', 0) or 0) & 0x1ff
+        owner = _tls.owner = (node << 54) | (os.getpid() << 32) | (next(_thread_numbers) & 0xffffffff)
         return owner
 
 
@@ -364,7 +365,7 @@ class RLock(SharedObject):
                 name, count = 'None', 0
             elif owner == _owner_id():
                 name, count = _holder_name(), self._count()
-            elif owner >> 32 == os.getpid():
+            elif owner >> 32 == _owner_id() >> 32:      # same node and pid
                 name, count = 'SomeOtherThread', 'nonzero'
             else:
                 name, count = 'SomeOtherProcess', 'nonzero'

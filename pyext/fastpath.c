@@ -1690,11 +1690,20 @@ static PyTypeObject SemType = {
  *          waiters != 0;  clear: CAS s -> s & ~1;  is_set: s & 1.
  */
 
-/* This thread's RLock owner identity, pid << 32 | thread number (never 0, a
- * number never reused within a process); dragon_mp.synchronize uses it too. */
+/* This thread's RLock owner identity, node << 54 | pid << 32 | thread number
+ * (never 0, a number never reused within a process; pids fit in 22 bits, and
+ * the node index of a multi-node run, bits 54..62, keeps equal pids of
+ * different hosts apart while the value stays a positive int64);
+ * dragon_mp.synchronize computes the same. */
 static __thread u64 tls_owner;
 static __thread unsigned tls_fork_gen;
 static u64 thread_numbers;
+
+static u64 node_bits(void)
+{
+    const char *node = getenv("DRAGON_MP_NODE");
+    return node ? ((u64)strtoul(node, NULL, 10) & 0x1ffu) << 54 : 0;
+}
 
 static inline u64 thread_owner(void)
 {
@@ -1703,7 +1712,7 @@ static inline u64 thread_owner(void)
         do
             n = __atomic_add_fetch(&thread_numbers, 1, __ATOMIC_RELAXED) & 0xffffffffu;
         while (n == 0);
-        tls_owner = ((u64)getpid() << 32) | n;
+        tls_owner = node_bits() | ((u64)getpid() << 32) | n;
         tls_fork_gen = fork_gen;
     }
     return tls_owner;
@@ -1711,8 +1720,8 @@ static inline u64 thread_owner(void)
 
 PyDoc_STRVAR(thread_owner_doc,
 "thread_owner() -> int\n--\n\n"
-"This thread's identity as an RLock owner: pid << 32 | a per-process thread number\n"
-"that is never reused (never 0).");
+"This thread's identity as an RLock owner: node << 54 | pid << 32 | a per-process\n"
+"thread number that is never reused (never 0).");
 
 static PyObject *fp_thread_owner(PyObject *mod, PyObject *unused)
 {
