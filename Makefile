@@ -54,6 +54,7 @@ $(STAMP): $(BUILD_INPUTS)
 test: develop go-test py-test
 
 go-test:
+	$(GO) vet ./...
 	$(GO) test ./gocore/... ./pyext/...
 
 # pytest exit code 5 = "no tests collected": not a failure while tests/ is empty; anything else propagates.

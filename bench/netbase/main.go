@@ -494,11 +494,11 @@ func selfSigned() *tls.Config {
 // (pingpong: the payload back; bulk-sw: an empty reply, the shape of a remote put). Only
 // pingpong and bulk-sw make sense (a Call is synchronous).
 
-func agentExec(req *wire.Frame) wire.Frame {
+func agentExec(req *wire.Frame) (wire.Frame, func()) {
 	if req.Op == opPingpong {
-		return wire.Frame{Payload: req.Payload}
+		return wire.Frame{Payload: req.Payload}, nil
 	}
-	return wire.Frame{}
+	return wire.Frame{}, nil
 }
 
 func serveAgent(listen, idFile string) string {
