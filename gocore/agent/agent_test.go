@@ -272,6 +272,7 @@ func TestNonRequestFramesEndTheConnection(t *testing.T) {
 func TestPostsRunInOrderWithoutReplies(t *testing.T) {
 	cluster(t, 2)
 	c := dial(t, 0)
+	posted.Clear() // -count=N reruns
 	const n = 500
 	for _, node := range []uint64{1, 0} { // another node, then this one
 		for i := 0; i < n; i++ {
@@ -307,11 +308,24 @@ func TestPostsRunInOrderWithoutReplies(t *testing.T) {
 
 func TestTakenRepliesAreAckedOrUndone(t *testing.T) {
 	agents, meshes := cluster(t, 2)
+	undone.Clear()
 	c := dial(t, 0)
 	// A reply that reaches its process is acked: no undo.
 	rep, err := c.Call(wire.Frame{Op: 60, Addr: 1 << 48, Payload: []byte("kept")})
 	if err != nil || string(rep.Payload) != "kept" || rep.Op != 60 {
 		t.Fatalf("call: %v %+v", err, rep)
+	}
+	unacked := func() int {
+		agents[1].mu.Lock()
+		defer agents[1].mu.Unlock()
+		return len(agents[1].unacked)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for unacked() != 0 { // the ack is on its way
+		if time.Now().After(deadline) {
+			t.Fatal("a reply that reached its process was never acked")
+		}
+		time.Sleep(time.Millisecond)
 	}
 	// The requester's node is lost before the reply gets there: undone.
 	blk := make(chan struct{})
@@ -324,12 +338,9 @@ func TestTakenRepliesAreAckedOrUndone(t *testing.T) {
 		_, err := c.Call(wire.Frame{Op: 60, Addr: 1 << 48, Payload: []byte("lost")})
 		done <- err
 	}()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(5 * time.Second)
 	for {
-		agents[1].mu.Lock()
-		n := len(agents[1].unacked)
-		agents[1].mu.Unlock()
-		if n == 1 {
+		if unacked() == 1 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -3,11 +3,11 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 
 	"github.com/dragon-mp/dragon_mp/gocore/wire"
+	"golang.org/x/sys/unix"
 )
 
 // ErrAgentGone reports that the connection to the node's agent ended.
@@ -16,21 +16,60 @@ var ErrAgentGone = errors.New("agent: connection to the node agent lost")
 // Client is a process's connection to its node's agent.
 //
 // Fast path: a call takes an idle connection, writes its request and reads
-// the reply on the calling goroutine. A call from Python runs on a locked OS
-// thread; handing the reply over from a reader goroutine would cost a thread
-// wake-up per call, so there is none. Concurrent calls use more connections
-// (one per call in flight); they are kept for reuse.
+// the reply on the calling goroutine, with blocking system calls on a
+// blocking socket. A call from Python runs on a goroutine locked to its OS
+// thread: a reply handed over by a reader goroutine, or by Go's network
+// poller, would cost a thread wake-up per call; blocked in read(2), the
+// thread wakes directly. Concurrent calls use more connections (one per
+// call in flight); they are kept for reuse.
 type Client struct {
 	name string
 	next atomic.Uint64
 
 	mu     sync.Mutex
-	idle   []*net.UnixConn
+	idle   []*conn
 	closed bool
 
 	postMu   sync.Mutex // one connection carries every post, in order
-	postConn *net.UnixConn
+	postConn *conn
 }
+
+// conn is a blocking Unix stream socket (see the fast path above).
+type conn struct{ fd int }
+
+func (c *conn) Read(b []byte) (int, error) {
+	for {
+		n, err := unix.Read(c.fd, b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return 0, err
+		case n == 0 && len(b) > 0:
+			return 0, errEOF
+		}
+		return n, nil
+	}
+}
+
+func (c *conn) Write(b []byte) (int, error) {
+	done := 0
+	for done < len(b) {
+		n, err := unix.Write(c.fd, b[done:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return done, err
+		}
+		done += n
+	}
+	return done, nil
+}
+
+func (c *conn) Close() error { return unix.Close(c.fd) }
+
+var errEOF = errors.New("EOF")
 
 // Dial connects to the agent serving abstract socket `name`.
 func Dial(name string) (*Client, error) {
@@ -43,16 +82,22 @@ func Dial(name string) (*Client, error) {
 	return c, nil
 }
 
-func (c *Client) dial() (*net.UnixConn, error) {
-	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: c.name, Net: "unix"})
+func (c *Client) dial() (*conn, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
+		return nil, fmt.Errorf("%w: socket: %v", ErrAgentGone, err)
+	}
+	// A leading '@' names the abstract namespace, as in package net.
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: c.name}); err != nil {
+		unix.Close(fd)
 		return nil, fmt.Errorf("%w: dial %s: %v", ErrAgentGone, c.name, err)
 	}
-	socketBuffers(conn)
-	return conn, nil
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, socketBuffer)
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, socketBuffer)
+	return &conn{fd: fd}, nil
 }
 
-func (c *Client) get() (*net.UnixConn, error) {
+func (c *Client) get() (*conn, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -68,7 +113,7 @@ func (c *Client) get() (*net.UnixConn, error) {
 	return c.dial()
 }
 
-func (c *Client) put(conn *net.UnixConn) {
+func (c *Client) put(conn *conn) {
 	c.mu.Lock()
 	if !c.closed {
 		c.idle = append(c.idle, conn)
