@@ -113,19 +113,6 @@ func unbounded(addr int64) bool {
 	return capacity == 0
 }
 
-func remoteSendv(addr int64, bufs *unsafe.Pointer, lens *C.uint64_t, nparts C.uint64_t, timeout time.Duration) int64 {
-	if nparts > 64 {
-		return cCode(errInvalid)
-	}
-	ptrs := unsafe.Slice(bufs, int(nparts))
-	sizes := unsafe.Slice(lens, int(nparts))
-	parts := make([][]byte, nparts)
-	for i := range parts {
-		parts[i] = cBytes(ptrs[i], sizes[i])
-	}
-	return remoteSend(addr, parts, timeout)
-}
-
 func remoteRecv(addr int64, dst []byte, timeout time.Duration, outLen, outOff *C.uint64_t) int64 {
 	var payload []byte
 	err := sliced(timeout, codeTimeout, func(t time.Duration) error {

@@ -19,23 +19,16 @@ import (
 func dmp_sendv(addr C.uint64_t, bufs *unsafe.Pointer, lens *C.uint64_t, nparts C.uint64_t,
 	timeoutNs C.int64_t) (rc int64) {
 	defer cRecover(&rc)
+	if nparts > 64 {
+		return cCode(errInvalid)
+	}
+	parts := cParts(bufs, lens, nparts)
 	if isRemote(int64(addr)) {
-		return remoteSendv(int64(addr), bufs, lens, nparts, duration(timeoutNs))
+		return remoteSend(int64(addr), parts, duration(timeoutNs))
 	}
 	c, err := channelAt(int64(addr))
 	if err != nil {
 		return cCode(err)
-	}
-	if nparts > 64 {
-		return cCode(errInvalid)
-	}
-	ptrs := unsafe.Slice(bufs, int(nparts))
-	sizes := unsafe.Slice(lens, int(nparts))
-	parts := make([][]byte, nparts)
-	for i := range parts {
-		if sizes[i] > 0 {
-			parts[i] = unsafe.Slice((*byte)(ptrs[i]), int(sizes[i]))
-		}
 	}
 	if err := c.SendParts(duration(timeoutNs), parts...); err != nil {
 		return cCode(err)
@@ -87,4 +80,15 @@ func dmp_send_block(addr, off, n C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 		return cCode(err)
 	}
 	return 0
+}
+
+// cParts views nparts C buffers (pointers at bufs, lengths at lens) as slices.
+func cParts(bufs *unsafe.Pointer, lens *C.uint64_t, nparts C.uint64_t) [][]byte {
+	ptrs := unsafe.Slice(bufs, int(nparts))
+	sizes := unsafe.Slice(lens, int(nparts))
+	parts := make([][]byte, nparts)
+	for i := range parts {
+		parts[i] = cBytes(ptrs[i], sizes[i])
+	}
+	return parts
 }
