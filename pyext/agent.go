@@ -79,7 +79,7 @@ func AgentStart(identityJSON, listen, envJSON string) (addr string, err error) {
 	}
 	m, err := transport.Start(transport.Config{
 		Identity: id, Listen: listen,
-		Deliver:  a.Deliver, PeerLost: a.PeerLost,
+		Deliver: a.Deliver, PeerLost: a.PeerLost,
 	})
 	if err != nil {
 		a.Close()

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"time"
 
-
 	"github.com/dragon-mp/dragon_mp/gocore/channel"
 	"github.com/dragon-mp/dragon_mp/gocore/runtime"
 	"github.com/dragon-mp/dragon_mp/gocore/wire"
@@ -18,45 +17,45 @@ import (
 // Remote operation codes (wire.Frame.Op). Args and results are listed as
 // (args) -> results; Timeout carries the op's timeout.
 const (
-	opChanSend     uint16 = iota + 1 // payload -> ()
-	opChanRecv                       // () -> payload
-	opChanLen                        // () -> n
-	opChanInline                     // () -> n
-	opChanRetain                     // () -> ()
-	opChanRelease                    // () -> ()
-	opChanReady                      // (mode) -> 1 ready / 0
-	opSemAcquire                     // () -> 1 / 0
-	opSemRelease                     // () -> ()
-	opSemValue                       // () -> v
-	opSyncRetain                     // () -> ()
-	opSyncRelease                    // () -> ()
-	opRLockAcquire                   // (owner) -> 1 / 0
-	opRLockRelease                   // (owner) -> ()
-	opRLockOwner                     // () -> owner
-	opRLockCount                     // () -> n
-	opRLockReleaseAll                // (owner) -> n
-	opEventSet                       // () -> ()
-	opEventClear                     // () -> ()
-	opEventIsSet                     // () -> 1 / 0
-	opEventWait                      // () -> 1 / 0
-	opCondEnqueue                    // () -> waiter
-	opCondFinish                     // (waiter) -> notified
-	opCondNotify                     // (n) -> woken
-	opCondWaiting                    // () -> n
-	opCondWait                       // (waiter) -> 1 / 0
-	opBarrierGet                     // (field) -> v
-	opBarrierSet                     // (field, v) -> ()
-	opPipeHandle                     // (end, op) -> closed
-	opPipePeerGone                   // (end) -> gone
-	opRawSize                        // () -> n
-	opRawRead                        // (off, n) -> payload
-	opRawWrite                       // (off), payload -> ()
-	opProcStart                      // spec JSON payload -> handle   (Addr: node<<48)
-	opProcPid                        // (h) -> pid
-	opProcWait                       // (h) -> exit code
-	opProcSignal                     // (h, sig) -> ()
-	opProcRelease                    // (h) -> ()
-	opChanCap                        // () -> capacity (0: unbounded)
+	opChanSend        uint16 = iota + 1 // payload -> ()
+	opChanRecv                          // () -> payload
+	opChanLen                           // () -> n
+	opChanInline                        // () -> n
+	opChanRetain                        // () -> ()
+	opChanRelease                       // () -> ()
+	opChanReady                         // (mode) -> 1 ready / 0
+	opSemAcquire                        // () -> 1 / 0
+	opSemRelease                        // () -> ()
+	opSemValue                          // () -> v
+	opSyncRetain                        // () -> ()
+	opSyncRelease                       // () -> ()
+	opRLockAcquire                      // (owner) -> 1 / 0
+	opRLockRelease                      // (owner) -> ()
+	opRLockOwner                        // () -> owner
+	opRLockCount                        // () -> n
+	opRLockReleaseAll                   // (owner) -> n
+	opEventSet                          // () -> ()
+	opEventClear                        // () -> ()
+	opEventIsSet                        // () -> 1 / 0
+	opEventWait                         // () -> 1 / 0
+	opCondEnqueue                       // () -> waiter
+	opCondFinish                        // (waiter) -> notified
+	opCondNotify                        // (n) -> woken
+	opCondWaiting                       // () -> n
+	opCondWait                          // (waiter) -> 1 / 0
+	opBarrierGet                        // (field) -> v
+	opBarrierSet                        // (field, v) -> ()
+	opPipeHandle                        // (end, op) -> closed
+	opPipePeerGone                      // (end) -> gone
+	opRawSize                           // () -> n
+	opRawRead                           // (off, n) -> payload
+	opRawWrite                          // (off), payload -> ()
+	opProcStart                         // spec JSON payload -> handle   (Addr: node<<48)
+	opProcPid                           // (h) -> pid
+	opProcWait                          // (h) -> exit code
+	opProcSignal                        // (h, sig) -> ()
+	opProcRelease                       // (h) -> ()
+	opChanCap                           // () -> capacity (0: unbounded)
 )
 
 // spawnEnv overrides entries of a remote spawn's environment with this
@@ -325,5 +324,3 @@ func cutEnv(kv string) (string, string, bool) {
 	}
 	return "", "", false
 }
-
-
