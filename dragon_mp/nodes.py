@@ -303,10 +303,12 @@ class Cluster:
 
     def _own_cpus(self):
         """Node 0's CPUs: its affinity, in a Slurm run at most what the allocation has
-        on this host (the launcher itself runs outside any step)."""
+        on this host (the launcher itself runs outside any step): none when the
+        launcher's host is not in the allocation (a login node), so that
+        cpu_count() is the allocation's and placement leaves this host out."""
         cpus = len(os.sched_getaffinity(0))
         if self.slurm and _allocation:
-            cpus = min(cpus, slurm_cpus(_allocation).get(self.hosts[0], cpus))
+            cpus = min(cpus, slurm_cpus(_allocation).get(self.hosts[0], 0))
         return cpus
 
     def _head_ip(self):

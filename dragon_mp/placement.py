@@ -7,7 +7,8 @@ inside a Slurm allocation) has nodes 0..N-1; the program itself runs on node
 - ``Policy(host='n2')`` or ``Policy(node=2)``: on that node;
 - ``Policy(distribution='roundrobin')`` (the default in multi-node runs, so a
   ``Pool()`` spreads its workers over every node): the next node in turn,
-  starting with the starting process's own node;
+  starting with the starting process's own node, skipping lost nodes and a
+  launcher host that is not part of the Slurm allocation;
 - ``Policy(distribution='local')``: on the starting process's node.
 
 Give a policy to one process (``Process(target=f, policy=Policy(host='n2'))``)
@@ -132,11 +133,14 @@ def choose(policy):
         raise ValueError(f'host {policy.host!r} is not a node of this run: {names}')
     if (policy.distribution or 'roundrobin') == 'local':
         return here
+    cpus = _runtime.node_cpus() or []
     with _lock:
         if _turn is None:
             _turn = itertools.count(here)
         for _ in range(len(names)):
             node = next(_turn) % len(names)
-            if node not in _lost:
+            # A node without CPUs for the run (the launcher's host outside a
+            # Slurm allocation) gets no processes by turn.
+            if node not in _lost and (node >= len(cpus) or cpus[node] > 0):
                 return node
         return here
