@@ -10,7 +10,8 @@ The launcher is the run's head: it creates the runtime, runs the program as a
 process of the run (stdin, stdout and stderr are the launcher's), waits for
 it, tears the runtime down and exits with the program's exit code (128+N if a
 signal N ended it). SIGTERM and SIGHUP are forwarded to the program; SIGINT is
-not, because the terminal already delivers Ctrl-C to the program itself.
+not, because the terminal already delivers Ctrl-C to the program itself (in a
+multi-node run the launcher passes it on to the processes on the other nodes).
 """
 
 import argparse
@@ -111,7 +112,12 @@ def main(argv=None):
         except Exception:
             pass
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if cluster is None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    else:
+        # The terminal's Ctrl-C reaches the program and its local children (the
+        # foreground group); the processes on the other nodes get it from here.
+        signal.signal(signal.SIGINT, lambda signum, frame: cluster.signal(signum))
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, forward)
     try:

@@ -16,7 +16,8 @@ template) and talks to it over the session's standard streams:
    carries back to the launcher.
 4. The node ends its part of the run (kills its processes, removes its shared
    memory) when stdin closes or says "stop", on SIGTERM/SIGHUP, or when it
-   loses the head node.
+   loses the head node. "signal N" on stdin sends signal N to its processes
+   (the launcher passes a terminal's Ctrl-C on this way).
 """
 
 import argparse
@@ -104,8 +105,13 @@ def main(argv=None):
 
         def read_stdin():
             for line in sys.stdin:
-                if line.strip() == 'stop':
+                word = line.split()
+                if word[:1] == ['stop']:
                     break
+                if word[:1] == ['signal'] and len(word) == 2 and word[1].isdigit():
+                    # The launcher's terminal sent Ctrl-C: it reaches this node's
+                    # processes too, as it reaches a one-node program's children.
+                    gc.SignalRun(runid, int(word[1]))
             stop.set()
         threading.Thread(target=read_stdin, daemon=True).start()
         while not stop.wait(HEAD_CHECK):

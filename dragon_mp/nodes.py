@@ -81,7 +81,8 @@ def slurm_cpus(hosts):
     return dict(zip(hosts, counts))
 
 
-def is_this_host(host):
+def is_this_host(host, addresses=None):
+    """Whether `host` names this machine (addresses: local_addresses(), if known)."""
     names = {socket.gethostname(), socket.getfqdn(), 'localhost'}
     if host in names or host.split('.')[0] in {n.split('.')[0] for n in names}:
         return True
@@ -89,7 +90,7 @@ def is_this_host(host):
         ip = socket.gethostbyname(host)
     except OSError:
         return False
-    return ip.startswith('127.') or ip in local_addresses()
+    return ip.startswith('127.') or ip in (local_addresses() if addresses is None else addresses)
 
 
 def local_addresses():
@@ -102,8 +103,10 @@ def local_addresses():
 
 def order_hosts(hosts):
     """Node 0 is this host; the others keep their order."""
-    this = [h for h in hosts if is_this_host(h)]
-    others = [h for h in hosts if not is_this_host(h)]
+    addresses = local_addresses()           # once: a host list may be long
+    here = [is_this_host(h, addresses) for h in hosts]
+    this = [h for h, mine in zip(hosts, here) if mine]
+    others = [h for h, mine in zip(hosts, here) if not mine]
     return [this[0] if this else socket.gethostname()] + others
 
 
@@ -145,9 +148,10 @@ class Session:
                     # SIGKILLed at once (every process of it, the nodes' reapers too), which
                     # leaves the nodes' shared memory behind. Alive, srun passes the EOF of
                     # its stdin on to the nodes, which end cleanly, and then exits itself.
-                    # It runs in a session of its own, so that a terminal's Ctrl-C (SIGINT
-                    # to the foreground group) does not reach it: the launcher ends the nodes.
-                    'kill_with_parent': not srun, 'new_session': srun}
+                    # Every session runs in a session of its own, so that a terminal's
+                    # Ctrl-C (SIGINT to the foreground group) reaches the program, not the
+                    # launch commands: the launcher ends the nodes.
+                    'kill_with_parent': not srun, 'new_session': True}
             self.handle = _runtime.start_process(spec)
         finally:
             for fd in (in_r, out_w, err_w):
@@ -201,9 +205,19 @@ class Session:
             self.cond.notify_all()
 
     def send(self, obj):
-        data = (json.dumps(obj) + '\n').encode()
+        """Send a JSON line (configuration) to the session's nodes."""
+        self._write((json.dumps(obj) + '\n').encode())
+
+    def signal(self, signum):
+        """Have the session's nodes send signum to their processes."""
+        if self.exited is None:
+            self._write(f'signal {int(signum)}\n'.encode())
+
+    def _write(self, data):
+        if self.stdin is None:
+            return
         try:
-            os.write(self.stdin, data)      # small: one write, no partial lines
+            os.write(self.stdin, data)      # one write: no partial lines
         except OSError:
             pass
 
@@ -216,11 +230,13 @@ class Session:
         return self.exited
 
     def stop(self):
-        self.send('stop')
-        try:
-            os.close(self.stdin)
-        except OSError:
-            pass
+        self._write(b'stop\n')
+        fd, self.stdin = self.stdin, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def finish(self, timeout):
         deadline = time.monotonic() + timeout
@@ -353,6 +369,11 @@ class Cluster:
                 for i in s.nodes:
                     lost.setdefault(i, f'its launch session ended (status {s.exited})')
         return lost
+
+    def signal(self, signum):
+        """Send signum to every process of the run on the other nodes."""
+        for s in self.sessions:
+            s.signal(signum)
 
     def stop(self):
         for s in self.sessions:

@@ -133,3 +133,16 @@ func ProcRelease(h int64) (err error) {
 func KillRun(runid string, graceMs int64) int64 {
 	return int64(proc.KillByEnv(runtime.EnvRun, runid, time.Duration(graceMs)*time.Millisecond))
 }
+
+// SignalRun sends sig to every process of run id (found by its environment)
+// and returns how many there were: a node passes the terminal's Ctrl-C on to
+// the processes of a multi-node run that live on it.
+func SignalRun(runid string, sig int64) int64 {
+	n := int64(0)
+	for _, pid := range proc.FindByEnv(runtime.EnvRun, runid) {
+		if syscall.Kill(pid, syscall.Signal(sig)) == nil {
+			n++
+		}
+	}
+	return n
+}
