@@ -1,0 +1,103 @@
+"""The zygote's spare: a child forked ahead of time that waits for a request.
+
+A spare must behave exactly like a child forked on request: it holds nothing
+of a previous request (descriptors, cwd, environment), it dies with the
+zygote, and DRAGON_MP_ZYGOTE_SPARE=0 turns it off.
+"""
+
+import os
+import signal
+
+import pytest
+
+import dragon_mp as mp
+from dragon_mp import zygote
+
+from conftest import wait_until
+
+
+@pytest.fixture(autouse=True)
+def zygote_enabled(monkeypatch):
+    if os.environ.get('DRAGON_MP_ZYGOTE') == '0':
+        monkeypatch.delenv('DRAGON_MP_ZYGOTE')
+
+
+def report(q):
+    fds = sorted(int(n) for n in os.listdir('/proc/self/fd'))
+    q.put((os.getpid(), os.getppid(), os.getcwd(), os.environ.get('SPARE_TEST_VAR'), fds))
+
+
+def zygote_children(zpid):
+    kids = set()
+    for tid in os.listdir(f'/proc/{zpid}/task'):
+        with open(f'/proc/{zpid}/task/{tid}/children') as f:
+            kids.update(int(p) for p in f.read().split())
+    return kids
+
+
+def alive(pid):
+    try:
+        with open(f'/proc/{pid}/stat', 'rb') as f:
+            return f.read().rsplit(b')', 1)[1].split()[0] != b'Z'
+    except OSError:
+        return False
+
+
+def test_spares_hold_nothing_of_earlier_requests(tmp_path, monkeypatch):
+    q = mp.Queue()
+    seen = []
+    for i in range(4):
+        d = tmp_path / str(i)
+        d.mkdir()
+        monkeypatch.chdir(d)
+        monkeypatch.setenv('SPARE_TEST_VAR', str(i))
+        p = mp.Process(target=report, args=(q,))
+        p.start()
+        got = q.get(timeout=30)
+        p.join(30)
+        assert p.exitcode == 0 and p._popen._conn is not None
+        pid, ppid, cwd, var, fds = got
+        assert pid == p.pid and ppid == zygote.owned_pid()
+        assert cwd == str(d) and var == str(i)
+        seen.append(fds)
+    assert all(fds == seen[0] for fds in seen), seen      # no descriptor carried over
+
+
+def test_spare_waits_and_dies_with_the_zygote():
+    q = mp.Queue()
+    p = mp.Process(target=report, args=(q,))     # the same request twice: nothing new to load
+    p.start()
+    q.get(timeout=30)
+    p.join(30)
+    zpid = zygote.owned_pid()
+    # Once idle, the zygote has one child forked ahead, and only that one.
+    assert wait_until(lambda: len(zygote_children(zpid)) == 1, 10), zygote_children(zpid)
+    spare, = zygote_children(zpid)
+    assert spare != p.pid
+    p = mp.Process(target=report, args=(q,))
+    p.start()
+    assert q.get(timeout=30)[0] == p.pid == spare       # the spare served the request
+    p.join(30)
+    assert wait_until(lambda: len(zygote_children(zpid)) == 1, 10)
+    spare, = zygote_children(zpid)
+    os.kill(zpid, signal.SIGKILL)
+    assert wait_until(lambda: not alive(spare), 10), 'a spare outlived the zygote'
+    p = mp.Process(target=os.getpid)                  # a new zygote takes over
+    p.start()
+    p.join(30)
+    assert p.exitcode == 0 and zygote.owned_pid() != zpid
+
+
+def test_no_spare_when_disabled(monkeypatch):
+    zygote.shutdown()
+    monkeypatch.setenv('DRAGON_MP_ZYGOTE_SPARE', '0')
+    q = mp.Queue()
+    for _ in range(2):
+        p = mp.Process(target=report, args=(q,))
+        p.start()
+        assert q.get(timeout=30)[0] == p.pid
+        p.join(30)
+        assert p.exitcode == 0 and p._popen._conn is not None
+    zpid = zygote.owned_pid()
+    assert wait_until(lambda: not zygote_children(zpid), 10)
+    zygote.shutdown()        # the next test gets a zygote with spares
