@@ -3,6 +3,7 @@ package pyext
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,6 +55,9 @@ func agentClient() (*agent.Client, error) {
 	if client == nil {
 		c, err := agent.Dial(agent.SocketName(r.ID))
 		if err != nil {
+			if strings.Contains(os.Getenv("DRAGON_MP_NODES"), ",") {
+				return nil, fmt.Errorf("%w: this node's agent is gone: %v", errNodeLost, err)
+			}
 			// No agent: a single-node run, where another node's address is a forgery.
 			return nil, fmt.Errorf("%w, and this run has no other nodes", runtime.ErrRemote)
 		}
