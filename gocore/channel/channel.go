@@ -191,6 +191,11 @@ type Channel struct {
 	slots      uint64
 	chunkBytes uint64
 	dead       atomic.Bool // set once this handle destroyed the channel
+	// lastLarge is the size of the last message this handle received if it
+	// was large, 0 otherwise (the zero value: no stream of large messages
+	// seen). A receiver of such a stream spins longer before sleeping; see
+	// largeSpin.
+	lastLarge atomic.Uint64
 }
 
 func roundUp(n, to uint64) uint64 { return (n + to - 1) / to * to }
@@ -350,6 +355,46 @@ func spin(cond func() bool) bool {
 	return false
 }
 
+// Large-message streams: a receiver that finds the channel empty right after
+// taking a large message is most likely waiting for the sender's copy of
+// the next one, which takes about the message's size at memory bandwidth.
+// Sleeping instead costs a futex wake-up on both sides per message (the
+// sender's syscall, the receiver's wake-up latency), a large share of a
+// 64 KiB-1 MiB message's time. So such a receiver keeps yielding for about
+// that copy time before it sleeps.
+const (
+	largeSpinBytesPerUs = 8 << 10 // ~8 GB/s: a copy this fast or faster is covered
+	largeSpinMin        = 20 * time.Microsecond
+	largeSpinMax        = time.Millisecond
+)
+
+// largeSpin is how long a receiver keeps spinning after the short spin
+// failed: 0 unless the last message this handle took was large.
+func (c *Channel) largeSpin() time.Duration {
+	n := c.lastLarge.Load()
+	if n == 0 {
+		return 0
+	}
+	d := time.Duration(n/largeSpinBytesPerUs) * time.Microsecond
+	return min(max(d, largeSpinMin), largeSpinMax)
+}
+
+// spinFor yields until cond holds or d has passed; it reports whether cond held.
+func spinFor(cond func() bool, d time.Duration) bool {
+	end := time.Now().Add(d)
+	for {
+		for i := 0; i < 16; i++ {
+			futex.Yield()
+			if cond() {
+				return true
+			}
+		}
+		if time.Now().After(end) {
+			return false
+		}
+	}
+}
+
 // sleepFor is the next futex sleep: the time left, capped at maxSleep; 0
 // once the deadline has passed.
 func sleepFor(deadline time.Time) time.Duration {
@@ -473,6 +518,17 @@ func (c *Channel) takeLocked(dst []byte, alloc bool) (Message, []byte, error) {
 	}
 	atomic.AddUint32(&h.nfSeq, 1)
 	return m, out, nil
+}
+
+// noteTaken records whether m, just taken by this handle, was large (for largeSpin).
+func (c *Channel) noteTaken(m Message) {
+	var n uint64
+	if m.Large {
+		n = m.Len
+	}
+	if c.lastLarge.Load() != n {
+		c.lastLarge.Store(n)
+	}
 }
 
 // Send queues msg, waiting at most timeout (negative: no limit; 0: never)
@@ -667,6 +723,9 @@ func (c *Channel) recv(dst []byte, alloc bool, timeout time.Duration) (Message, 
 			m, out, err := c.takeLocked(dst, alloc)
 			wake := err == nil && c.capacity != 0 && atomic.LoadUint32(&h.nfWaiters) != 0
 			h.mu.Unlock()
+			if err == nil {
+				c.noteTaken(m)
+			}
 			if wake {
 				futex.Wake(&h.nfSeq, 1)
 			}
@@ -683,9 +742,18 @@ func (c *Channel) recv(dst []byte, alloc bool, timeout time.Duration) (Message, 
 		if !spun {
 			h.mu.Unlock()
 			spun = true
-			spin(func() bool {
+			ready := func() bool {
 				return atomic.LoadUint64(&h.count) != 0 || atomic.LoadUint32(&h.closed) != 0
-			})
+			}
+			if !spin(ready) {
+				d := c.largeSpin()
+				if left := futex.Remaining(deadline); left >= 0 {
+					d = min(d, left)
+				}
+				if d > 0 {
+					spinFor(ready, d)
+				}
+			}
 			continue
 		}
 		d := sleepFor(deadline)

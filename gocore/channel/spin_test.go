@@ -1,0 +1,69 @@
+package channel
+
+import (
+	"bytes"
+	"testing"
+	"time"
+)
+
+func TestLargeSpinFollowsTheLastMessage(t *testing.T) {
+	hp := newShmHeap(t, testHeapSize, true)
+	c := mustCreate(t, hp, Options{})
+	defer c.Release()
+	tests := []struct {
+		name string
+		size int
+		want time.Duration
+	}{
+		{"inline", 10, 0},
+		{"just large", DefaultInline + 1, largeSpinMin},
+		{"1 MiB", 1 << 20, 128 * time.Microsecond},
+		{"16 MiB", 16 << 20, largeSpinMax},
+		{"inline again", 1, 0},
+	}
+	for _, tc := range tests {
+		msg := bytes.Repeat([]byte{7}, tc.size)
+		if err := c.Send(msg, 0); err != nil {
+			t.Fatalf("%s: Send: %v", tc.name, err)
+		}
+		got, err := c.RecvBytes(0)
+		if err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("%s: RecvBytes: %v (%d bytes)", tc.name, err, len(got))
+		}
+		if d := c.largeSpin(); d != tc.want {
+			t.Errorf("%s: largeSpin = %v, want %v", tc.name, d, tc.want)
+		}
+	}
+}
+
+// A receiver spinning after a large message still honours its timeout and
+// still takes a message that comes during or after the spin.
+func TestRecvAfterLargeMessage(t *testing.T) {
+	hp := newShmHeap(t, testHeapSize, true)
+	c := mustCreate(t, hp, Options{})
+	defer c.Release()
+	big := bytes.Repeat([]byte{1}, 16<<20) // the longest spin
+	if err := c.Send(big, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RecvBytes(0); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := c.Recv(make([]byte, DefaultInline), 100*time.Microsecond); err != ErrEmpty {
+		t.Fatalf("Recv on an empty channel: %v, want ErrEmpty", err)
+	}
+	if el := time.Since(start); el > 50*time.Millisecond {
+		t.Errorf("a 100µs timeout took %v", el)
+	}
+	for _, delay := range []time.Duration{0, 200 * time.Microsecond, 5 * time.Millisecond} {
+		go func() {
+			time.Sleep(delay)
+			c.Send([]byte("next"), 0)
+		}()
+		got, err := c.RecvBytes(5 * time.Second)
+		if err != nil || string(got) != "next" {
+			t.Fatalf("after %v: %q %v", delay, got, err)
+		}
+	}
+}
