@@ -484,6 +484,55 @@ def test_block_path_closed_connection_end(fp):
     a.close()
 
 
+LARGE_HEAD = 64         # fastpath.c: a large bytes object's payload starts at this byte
+
+
+@pytest.mark.parametrize('size', [BLOCK, BLOCK + 1, (1 << 20) - 1, 1 << 20])
+def test_large_bytes_message_is_a_plain_pickle_with_an_aligned_payload(fp, size):
+    q = mp.Queue()
+    data = payload(size)
+    c = fp.Chan(chan(q), INLINE)
+    c.put(data)
+    raw = fp.recv(chan(q), 0, INLINE)                    # the message as it sits in the pool
+    assert len(raw) == LARGE_HEAD + size + 1
+    assert raw[LARGE_HEAD:-1] == data and raw[-1:] == b'.'
+    assert pickle.loads(raw) == data                     # any unpickler (other paths, nodes) reads it
+
+
+@pytest.mark.parametrize('raw', [
+    pickle.dumps(payload(BLOCK), 5),                     # stdlib's own pickle of large bytes
+    pickle.dumps(payload(BLOCK), 4),
+    pickle.dumps((payload(BLOCK),), 5),
+    pickle.dumps(bytearray(payload(BLOCK)), 5),
+])
+def test_large_messages_of_other_shapes_are_unpickled(fp, raw):
+    q = mp.Queue()
+    c = fp.Chan(chan(q), INLINE)
+    assert fp.send(chan(q), raw, 0) == 0
+    got = c.get(False)
+    assert got == pickle.loads(raw) and type(got) is type(pickle.loads(raw))
+
+
+def test_large_bytes_header_with_a_wrong_length_is_not_trusted(fp):
+    """A message of the large-bytes shape whose length disagrees with its
+    header gets exactly what pickle.loads makes of it."""
+    q = mp.Queue()
+    c = fp.Chan(chan(q), INLINE)
+    c.put(payload(BLOCK))
+    good = fp.recv(chan(q), 0, INLINE)
+    short = good[:-2] + b'.'                            # one payload byte fewer than the header says
+    fp.send(chan(q), short, 0)
+    with pytest.raises(EOFError):
+        pickle.loads(short)
+    with pytest.raises(EOFError):
+        c.get(False)
+    longer = good + b'x'                                # loads stops at STOP: trailing bytes ignored
+    fp.send(chan(q), longer, 0)
+    assert c.get(False) == pickle.loads(longer) == payload(BLOCK)
+    fp.send(chan(q), good, 0)
+    assert c.get(False) == payload(BLOCK)               # the queue is still usable
+
+
 def _put_large(q, sizes):
     for size in sizes:
         q.put(payload(size))
