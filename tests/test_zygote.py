@@ -285,3 +285,27 @@ def test_sigkill_of_the_program_leaves_nothing(tmp_path):
         head.kill()
         head.wait()
         head.stdout.close()
+
+
+def test_main_script_path_hook_lookup_is_cached_only_for_plain_scripts(tmp_path, monkeypatch):
+    """The zygote records "no path hook" for a plain main script (each child's
+    runpy would look again, zipimport reading the file); a zip app keeps its
+    zipimporter, and what runpy then does is unchanged."""
+    import pkgutil
+    import runpy
+    import zipfile
+    monkeypatch.setattr(sys, 'path_importer_cache', dict(sys.path_importer_cache))
+    script = tmp_path / 'prog.py'
+    script.write_text('answer = 42\n')
+    app = tmp_path / 'app.pyz'
+    with zipfile.ZipFile(app, 'w') as z:
+        z.writestr('__main__.py', 'answer = 43\n')
+    for path in (script, app, tmp_path):
+        sys.path_importer_cache.pop(str(path), None)
+
+    zygote._cache_no_importer(str(script))
+    assert str(script) in sys.path_importer_cache and sys.path_importer_cache[str(script)] is None
+    zygote._cache_no_importer(str(app))
+    assert pkgutil.get_importer(str(app)) is not None      # still the zip's importer
+    assert runpy.run_path(str(script), run_name='__mp_main__')['answer'] == 42
+    assert runpy.run_path(str(app), run_name='__mp_main__')['answer'] == 43
