@@ -1,0 +1,52 @@
+"""The benchmark tools run and report what they say (no timing is asserted)."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import clean_env
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, 'bench')
+
+
+def _run(args, timeout=300):
+    return subprocess.run(args, cwd=ROOT, env=clean_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_start_cost_reports_every_row_for_both():
+    out = _run([sys.executable, os.path.join(BENCH, 'start_cost.py'), '--starts', '5', '--rounds', '1'])
+    assert out.returncode == 0, out.stderr
+    rows = {}
+    for line in out.stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip('|').split('|')]
+        if len(cells) == 3 and not cells[0].startswith(('per start', '---')):
+            rows[cells[0]] = cells[1:]
+    assert len(rows) == 8, out.stdout
+    number = re.compile(r'^\d+\.\d+( ms)?$')
+    for label, (stdlib, dragon) in rows.items():
+        assert number.match(dragon), (label, dragon)
+        if 'zygote' in label:
+            assert stdlib == '-'                     # stdlib fork has no zygote
+        else:
+            assert number.match(stdlib), (label, stdlib)
+    # a start costs CPU somewhere: the columns are not empty measurements
+    assert float(rows['CPU, all processes'][1].split()[0]) > 0
+    assert float(rows['minor faults, children'][1]) > 0
+
+
+@pytest.mark.skipif(shutil.which('cc') is None, reason='no C compiler')
+def test_xcopy_builds_and_reports_shares_of_memcpy(tmp_path):
+    exe = str(tmp_path / 'xcopy')
+    build = _run(['cc', '-O2', '-Wall', '-Werror', '-o', exe, os.path.join(BENCH, 'xcopy.c')])
+    assert build.returncode == 0, build.stderr
+    out = _run([exe, '2', '40'], timeout=60)
+    assert out.returncode == 0, out.stderr
+    shares = [int(m) for m in re.findall(r'= (\d+)% of memcpy', out.stdout)]
+    assert len(shares) == 2 and all(s > 0 for s in shares), out.stdout
+    assert _run([exe, '0']).returncode == 2                    # usage error
