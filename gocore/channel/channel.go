@@ -746,12 +746,16 @@ func (c *Channel) recv(dst []byte, alloc bool, timeout time.Duration) (Message, 
 				return atomic.LoadUint64(&h.count) != 0 || atomic.LoadUint32(&h.closed) != 0
 			}
 			if !spin(ready) {
-				d := c.largeSpin()
+				full := c.largeSpin()
+				d := full
 				if left := futex.Remaining(deadline); left >= 0 {
 					d = min(d, left)
 				}
-				if d > 0 {
-					spinFor(ready, d)
+				if d > 0 && !spinFor(ready, d) && d == full {
+					// A whole spin found nothing: the stream has paused,
+					// and the next waits (a caller waiting in slices)
+					// sleep at once.
+					c.lastLarge.Store(0)
 				}
 			}
 			continue

@@ -78,7 +78,8 @@
 // A receiver whose handle last took a large message keeps spinning for about
 // the time a copy of that size takes (size at ~8 GB/s, 20 µs to 1 ms, never
 // past its timeout): in a stream of large messages the next one is being
-// copied in, and a futex sleep would add a wake-up to every message.
+// copied in, and a futex sleep would add a wake-up to every message. A whole
+// such spin that finds nothing ends it: the stream has paused.
 // Then, under the lock, it increments the waiter count and reads the
 // sequence word, unlocks, and futex-waits on that value for at most
 // min(time left, 100 ms); it then decrements the waiter count and retries.

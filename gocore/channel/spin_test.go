@@ -56,6 +56,21 @@ func TestRecvAfterLargeMessage(t *testing.T) {
 	if el := time.Since(start); el > 50*time.Millisecond {
 		t.Errorf("a 100µs timeout took %v", el)
 	}
+	if d := c.largeSpin(); d != largeSpinMax {
+		t.Fatalf("a wait cut short by its timeout forgot the stream: largeSpin = %v", d)
+	}
+	if _, err := c.Recv(make([]byte, DefaultInline), 10*time.Millisecond); err != ErrEmpty {
+		t.Fatalf("Recv on an empty channel: %v, want ErrEmpty", err)
+	}
+	if d := c.largeSpin(); d != 0 {
+		t.Errorf("after a whole spin found nothing, largeSpin = %v, want 0 (the stream paused)", d)
+	}
+	if err := c.Send(big, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RecvBytes(0); err != nil {
+		t.Fatal(err)
+	}
 	for _, delay := range []time.Duration{0, 200 * time.Microsecond, 5 * time.Millisecond} {
 		go func() {
 			time.Sleep(delay)
