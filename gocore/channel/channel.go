@@ -363,7 +363,7 @@ func spin(cond func() bool) bool {
 // 64 KiB-1 MiB message's time. So such a receiver keeps yielding for about
 // that copy time before it sleeps.
 const (
-	largeSpinBytesPerUs = 8 << 10 // ~8 GB/s: a copy this fast or faster is covered
+	largeSpinBytesPerUs = 4 << 10 // ~4 GB/s: a copy this fast or faster is covered
 	largeSpinMin        = 20 * time.Microsecond
 	largeSpinMax        = time.Millisecond
 )

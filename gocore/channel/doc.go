@@ -76,7 +76,7 @@
 //
 // A waiter first spins briefly (sched_yield rounds, a few µs) watching count.
 // A receiver whose handle last took a large message keeps spinning for about
-// the time a copy of that size takes (size at ~8 GB/s, 20 µs to 1 ms, never
+// the time a copy of that size takes (size at ~4 GB/s, 20 µs to 1 ms, never
 // past its timeout): in a stream of large messages the next one is being
 // copied in, and a futex sleep would add a wake-up to every message. A whole
 // such spin that finds nothing ends it: the stream has paused.

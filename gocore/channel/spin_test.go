@@ -17,7 +17,7 @@ func TestLargeSpinFollowsTheLastMessage(t *testing.T) {
 	}{
 		{"inline", 10, 0},
 		{"just large", DefaultInline + 1, largeSpinMin},
-		{"1 MiB", 1 << 20, 128 * time.Microsecond},
+		{"1 MiB", 1 << 20, 256 * time.Microsecond},
 		{"16 MiB", 16 << 20, largeSpinMax},
 		{"inline again", 1, 0},
 	}
