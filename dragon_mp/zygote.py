@@ -25,6 +25,12 @@ before. A spare holds nothing of a request until it gets one; it dies with
 the zygote; the zygote reaps it like any child. DRAGON_MP_ZYGOTE_SPARE=0
 (in the environment of the zygote's owner) turns spares off.
 
+A spare costs ~17 MB of RSS (~8 MB not shared with the zygote). It is
+dropped after DRAGON_MP_ZYGOTE_SPARE_IDLE seconds (default 2) without a
+request, and the next one is forked after the next request: an idle program
+holds none, a program that starts processes in bursts gets one from its
+second start on.
+
 Lifetime
 --------
 - Started lazily (popen_dragon, first Process start; the start waits until
@@ -114,13 +120,20 @@ import selectors
 import signal
 import socket
 import sys
+import time
 
 ENV_ZYGOTE = 'DRAGON_MP_ZYGOTE'
 ENV_PRELOAD = 'DRAGON_MP_ZYGOTE_PRELOAD'
 ENV_SPARE = 'DRAGON_MP_ZYGOTE_SPARE'   # '0': no child forked ahead (fork on each request)
+ENV_SPARE_IDLE = 'DRAGON_MP_ZYGOTE_SPARE_IDLE'   # seconds without a request before the spare goes
+SPARE_IDLE = 2.0
 MAX_MSG = 1 << 20          # largest request (the environment dominates)
 MAX_FDS = 256
 
+# Not here: multiprocessing.managers and .shared_memory (and dragon_mp's).
+# They import secrets -> hashlib -> OpenSSL, ~3.4 MB of RSS in the zygote and
+# in every spare. A program that uses them has imported them, and the
+# zygote imports a requester's standard-library modules before serving it.
 PRELOAD = (
     'pickle', 'ctypes', 'queue', 'threading', 'selectors', 'socket', 'struct', 'runpy',
     'pkgutil', 'fcntl', 'traceback', 'atexit', 'signal', 'tempfile', 'weakref', 'io',
@@ -128,14 +141,12 @@ PRELOAD = (
     'multiprocessing.spawn', 'multiprocessing.util', 'multiprocessing.reduction',
     'multiprocessing.connection', 'multiprocessing.resource_tracker',
     'multiprocessing.queues', 'multiprocessing.synchronize', 'multiprocessing.pool',
-    'multiprocessing.heap', 'multiprocessing.sharedctypes', 'multiprocessing.managers',
-    'multiprocessing.shared_memory',
+    'multiprocessing.heap', 'multiprocessing.sharedctypes',
     'dragon_mp', 'dragon_mp._core', 'dragon_mp._runtime', 'dragon_mp._shared',
     'dragon_mp._fast', 'dragon_mp.context', 'dragon_mp.process', 'dragon_mp.spawn',
     'dragon_mp.popen_dragon', 'dragon_mp.reduction', 'dragon_mp.queues',
     'dragon_mp.connection', 'dragon_mp.synchronize', 'dragon_mp.sharedctypes',
-    'dragon_mp.heap', 'dragon_mp.pool', 'dragon_mp.managers', 'dragon_mp.util',
-    'dragon_mp.shared_memory',
+    'dragon_mp.heap', 'dragon_mp.pool', 'dragon_mp.util',
 )
 
 
@@ -356,14 +367,28 @@ class _Server:
         self.sel.register(owner_pidfd, selectors.EVENT_READ, ('owner', None))
         self.spare = None       # _Spare: a child forked ahead, waiting for a request
         self.spares = os.environ.get(ENV_SPARE, '1') != '0'
+        try:
+            self.spare_idle = max(float(os.environ.get(ENV_SPARE_IDLE, SPARE_IDLE)), 0.0)
+        except ValueError:
+            self.spare_idle = SPARE_IDLE
+        self.last_request = time.monotonic()
+        self.spare_wanted = True    # False once a spare was dropped for idleness, until a request
 
     # -- events -------------------------------------------------------------
 
     def serve(self):
         """Serve until a child is forked: returns its setup in the child, never in the zygote."""
         while True:
-            want_spare = self.spares and self.spare is None
-            events = self.sel.select(0 if self.preload or want_spare else None)
+            want_spare = self.spares and self.spare is None and self.spare_wanted
+            timeout = 0 if self.preload or want_spare else None
+            if self.spare is not None:
+                left = self.last_request + self.spare_idle - time.monotonic()
+                if left <= 0:
+                    self._drop_spare()      # idle: give its memory back
+                    self.spare_wanted = False
+                    continue
+                timeout = left if timeout is None else min(timeout, left)
+            events = self.sel.select(timeout)
             if not events and self.preload:
                 _import_modules(self.preload[:1], any_module=True)   # when idle
                 del self.preload[:1]
@@ -424,6 +449,8 @@ class _Server:
     def _request(self, conn):
         requester = self.pending.pop(conn)
         self.sel.unregister(conn)
+        self.last_request = time.monotonic()
+        self.spare_wanted = True
         fds = []
         try:
             msg, fds, _, _ = socket.recv_fds(conn, MAX_MSG, MAX_FDS)

@@ -101,3 +101,25 @@ def test_no_spare_when_disabled(monkeypatch):
     zpid = zygote.owned_pid()
     assert wait_until(lambda: not zygote_children(zpid), 10)
     zygote.shutdown()        # the next test gets a zygote with spares
+
+
+def test_idle_zygote_drops_its_spare_and_forks_one_again_after_a_request(monkeypatch):
+    zygote.shutdown()
+    monkeypatch.setenv('DRAGON_MP_ZYGOTE_SPARE_IDLE', '0.5')
+    q = mp.Queue()
+    p = mp.Process(target=report, args=(q,))
+    p.start()
+    q.get(timeout=30)
+    p.join(30)
+    zpid = zygote.owned_pid()
+    assert wait_until(lambda: len(zygote_children(zpid)) == 1, 10)     # the spare
+    spare, = zygote_children(zpid)
+    assert wait_until(lambda: not zygote_children(zpid), 10), 'the spare outlived its idle time'
+    assert not alive(spare)
+    p = mp.Process(target=report, args=(q,))                          # forked on request
+    p.start()
+    assert q.get(timeout=30)[0] == p.pid != spare
+    p.join(30)
+    assert p.exitcode == 0
+    assert wait_until(lambda: len(zygote_children(zpid)) == 1, 10)     # a spare again
+    zygote.shutdown()        # the next test gets a zygote with the default idle time
