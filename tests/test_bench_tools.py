@@ -50,3 +50,20 @@ def test_xcopy_builds_and_reports_shares_of_memcpy(tmp_path):
     shares = [int(m) for m in re.findall(r'= (\d+)% of memcpy', out.stdout)]
     assert len(shares) == 2 and all(s > 0 for s in shares), out.stdout
     assert _run([exe, '0']).returncode == 2                    # usage error
+
+
+def test_idle_memory_counts_the_processes_of_each_implementation():
+    out = _run([sys.executable, os.path.join(BENCH, 'idle_memory.py'), '--idle', '0.2'])
+    assert out.returncode == 0, out.stderr
+    rows = {}
+    for line in out.stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip('|').split('|')]
+        if len(cells) == 4 and cells[0] in ('stdlib-fork', 'stdlib-spawn', 'dragon_mp'):
+            rows[cells[0]] = cells
+    assert set(rows) == {'stdlib-fork', 'stdlib-spawn', 'dragon_mp'}, out.stdout
+    assert 'resource tracker' in rows['stdlib-spawn'][1]
+    for role in ('program', 'reaper', 'zygote', 'shared memory'):
+        assert role in rows['dragon_mp'][1], (role, rows['dragon_mp'])
+    for impl, cells in rows.items():
+        rss, pss = (float(c.split()[0]) for c in cells[2:])
+        assert rss > 0 and 0 < pss <= rss, (impl, cells)
