@@ -40,10 +40,13 @@ def test_start_cost_reports_every_row_for_both():
     assert float(rows['minor faults, children'][1]) > 0
 
 
-@pytest.mark.skipif(shutil.which('cc') is None, reason='no C compiler')
+CC = os.environ.get('CC') or shutil.which('cc') or shutil.which('gcc')
+
+
+@pytest.mark.skipif(CC is None, reason='no C compiler')
 def test_xcopy_builds_and_reports_shares_of_memcpy(tmp_path):
     exe = str(tmp_path / 'xcopy')
-    build = _run(['cc', '-O2', '-Wall', '-Werror', '-o', exe, os.path.join(BENCH, 'xcopy.c')])
+    build = _run([CC, '-O2', '-Wall', '-Werror', '-o', exe, os.path.join(BENCH, 'xcopy.c')])
     assert build.returncode == 0, build.stderr
     out = _run([exe, '2', '40'], timeout=60)
     assert out.returncode == 0, out.stderr
