@@ -3,10 +3,11 @@
  * processes through shared memory with two copies (what a dragon_mp Queue
  * does), next to an in-process memcpy measured in the same run.
  *
- *     cc -O2 -o /tmp/xcopy bench/xcopy.c && /tmp/xcopy [slots] [messages]
+ *     cc -O2 -o /tmp/xcopy bench/xcopy.c && /tmp/xcopy [slots] [messages] [MiB]
  *
- * A producer process copies a 1 MiB source into a ring of `slots` shared
- * 1 MiB slots; the consumer copies each slot out and frees it. Both spin on
+ * A producer process copies a source (1 MiB unless given) into a ring of
+ * `slots` shared slots of that size; the consumer copies each slot out and
+ * frees it. Both spin on
  * shared counters (no futex, no allocation, no Python): an upper bound for
  * any implementation. Two consumer patterns:
  *   single - every message is copied into the same destination buffer;
@@ -24,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SZ (1 << 20)
+static size_t SZ = 1 << 20;         /* message size */
 
 static double now(void)
 {
@@ -96,16 +97,19 @@ int main(int argc, char **argv)
 {
     int slots = argc > 1 ? atoi(argv[1]) : 3;
     long n = argc > 2 ? atol(argv[2]) : 4000;
-    if (slots < 1 || n < 10) {
-        fprintf(stderr, "usage: xcopy [slots>=1] [messages>=10]\n");
+    long mib = argc > 3 ? atol(argv[3]) : 1;
+    if (slots < 1 || n < 10 || mib < 1 || mib > 1024) {
+        fprintf(stderr, "usage: xcopy [slots>=1] [messages>=10] [MiB 1..1024]\n");
         return 2;
     }
+    SZ = (size_t)mib << 20;
     double ref = memcpy_us(n);
     double single = transfer(slots, n, 0), keep = transfer(slots, n, 1);
-    printf("in-process memcpy 1 MiB: %.1f us (%.0f MB/s)\n", ref, SZ / ref);
+    double size_mib = SZ / (double)(1 << 20);
+    printf("in-process memcpy %g MiB: %.1f us (%.0f MB/s)\n", size_mib, ref, SZ / ref);
     printf("two processes, %d slots, single destination: %.1f us/MiB = %.0f%% of memcpy\n",
-           slots, single, 100 * ref / single);
+           slots, single / size_mib, 100 * ref / single);
     printf("two processes, %d slots, two alternating destinations: %.1f us/MiB = %.0f%% of memcpy\n",
-           slots, keep, 100 * ref / keep);
+           slots, keep / size_mib, 100 * ref / keep);
     return 0;
 }
