@@ -809,9 +809,40 @@ static i64 recv_attempt(void *p, i64 timeout)
     return go_recv(c->addr, c->buf, c->cap, timeout, &c->len, &c->off);
 }
 
+/*
+ * Large results and glibc: a bytes object of many MiB comes from mmap until
+ * glibc has freed one that size, and then from the heap, whose top glibc
+ * gives back to the kernel once more than twice that size is free (mallopt(3):
+ * the thresholds follow the largest mmapped block freed). A receiver holding
+ * two such results at a time (the previous one still referenced) frees both
+ * at the end of a batch, so the next batch faults twice the size of fresh
+ * zeroed pages in again (16 MiB messages in batches of 22: ~370 faults per
+ * message, a third of the bandwidth). Before the first result of
+ * MALLOC_PRIME_MIN bytes or more, this process frees one block of twice that
+ * size (untouched, so only an mmap/munmap): glibc then keeps up to four
+ * results' worth of freed heap instead of two, as if the program had used a
+ * buffer that large once. Up to glibc's ceiling for the rule (32 MiB).
+ */
+#define MALLOC_PRIME_MIN (4u << 20)
+#define MALLOC_PRIME_MAX ((32u << 20) - (64u << 10))
+
+static void prime_malloc(u64 n)
+{
+    static u64 primed;           /* the largest block freed so far (GIL held) */
+    if (n < MALLOC_PRIME_MIN || n <= primed)
+        return;
+    u64 block = n * 2 < MALLOC_PRIME_MAX ? n * 2 : MALLOC_PRIME_MAX;
+    if (block <= primed)
+        return;
+    primed = block;
+    void *volatile p = malloc(block);   /* volatile: the pair must not be optimised away */
+    free(p);
+}
+
 /* bytes of a large message at pool offset off, then freed; NULL on MemoryError (still freed). */
 static PyObject *take_large(u64 addr, u64 off, u64 len)
 {
+    prime_malloc(len);
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
     if (out != NULL) {
         const char *src = (const char *)(uintptr_t)(go_pool_base() + off);
@@ -1242,6 +1273,7 @@ static PyObject *take_large_bytes(u64 addr, u64 off, u64 len)
     large_bytes_head(head, n);
     if (memcmp(src, head, LARGE_HEAD) != 0)
         return NULL;
+    prime_malloc(n);
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
     if (out == NULL)
         return NULL;

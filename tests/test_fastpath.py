@@ -6,6 +6,7 @@ import os
 import pickle
 import queue
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -14,6 +15,8 @@ import pytest
 
 import dragon_mp as mp
 from dragon_mp import _core, _fast
+
+from conftest import clean_env
 
 TIMEOUT, FULL, TOOMANYRELEASES = -_core.TIMEOUT, -_core.FULL, -_core.TOOMANYRELEASES
 INLINE = 256                    # gocore/channel DefaultInline: a Queue's inline payload size
@@ -1397,3 +1400,35 @@ def test_holder_sigkilled_inside(fp):
         if held >= 2 and i >= 4:
             break
     assert held >= 1
+
+
+GLIBC = os.confstr('CS_GNU_LIBC_VERSION') if hasattr(os, 'confstr') else None
+
+PRIMED_RECEIVER = '''
+import os, resource
+import dragon_mp as mp
+q = mp.Queue()
+b = os.urandom(16 << 20)
+def batch():                   # three results, dropped when the batch ends
+    for _ in range(3):
+        q.put(b)
+    for _ in range(3):
+        x = q.get()
+        assert x == b
+batch(); batch()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+batch()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+'''
+
+
+@pytest.mark.skipif(not (GLIBC or '').startswith('glibc'), reason='glibc malloc behaviour')
+def test_large_results_do_not_refault_their_memory_every_batch():
+    """A receiver of 16 MiB messages that drops its results between batches
+    reuses their memory (fastpath.c prime_malloc): without it, glibc gives
+    the two freed results back to the kernel and every batch faults 32 MiB
+    (8192 pages) in again."""
+    out = subprocess.run([sys.executable, '-c', PRIMED_RECEIVER], env=clean_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.strip()) < 1000, out.stdout
