@@ -371,23 +371,20 @@ class _Server:
             self.spare_idle = max(float(os.environ.get(ENV_SPARE_IDLE, SPARE_IDLE)), 0.0)
         except ValueError:
             self.spare_idle = SPARE_IDLE
-        self.last_request = time.monotonic()
-        self.spare_wanted = True    # False once a spare was dropped for idleness, until a request
+        self.last_request = time.monotonic()    # a spare is kept only within spare_idle of it
 
     # -- events -------------------------------------------------------------
 
     def serve(self):
         """Serve until a child is forked: returns its setup in the child, never in the zygote."""
         while True:
-            want_spare = self.spares and self.spare is None and self.spare_wanted
+            busy_for = self.last_request + self.spare_idle - time.monotonic()
+            if self.spare is not None and busy_for <= 0:
+                self._drop_spare()          # idle: give its memory back
+            want_spare = self.spares and self.spare is None and busy_for > 0
             timeout = 0 if self.preload or want_spare else None
             if self.spare is not None:
-                left = self.last_request + self.spare_idle - time.monotonic()
-                if left <= 0:
-                    self._drop_spare()      # idle: give its memory back
-                    self.spare_wanted = False
-                    continue
-                timeout = left if timeout is None else min(timeout, left)
+                timeout = busy_for if timeout is None else min(timeout, busy_for)
             events = self.sel.select(timeout)
             if not events and self.preload:
                 _import_modules(self.preload[:1], any_module=True)   # when idle
@@ -450,7 +447,6 @@ class _Server:
         requester = self.pending.pop(conn)
         self.sel.unregister(conn)
         self.last_request = time.monotonic()
-        self.spare_wanted = True
         fds = []
         try:
             msg, fds, _, _ = socket.recv_fds(conn, MAX_MSG, MAX_FDS)

@@ -839,25 +839,34 @@ static void prime_malloc(u64 n)
     free(p);
 }
 
-/* bytes of a large message at pool offset off, then freed; NULL on MemoryError (still freed). */
-static PyObject *take_large(u64 addr, u64 off, u64 len)
+/*
+ * bytes of the n bytes at byte skip of the large message of len bytes at pool
+ * offset off, then the message is freed; NULL on MemoryError (still freed).
+ */
+static PyObject *take_large_at(u64 addr, u64 off, u64 len, u64 skip, u64 n)
 {
-    prime_malloc(len);
-    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
+    prime_malloc(n);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
     if (out != NULL) {
-        const char *src = (const char *)(uintptr_t)(go_pool_base() + off);
+        const char *src = (const char *)(uintptr_t)(go_pool_base() + off + skip);
         char *dst = PyBytes_AS_STRING(out);
-        if (len >= NOGIL_COPY) {
+        if (n >= NOGIL_COPY) {
             Py_BEGIN_ALLOW_THREADS
-            memcpy(dst, src, len);
+            memcpy(dst, src, n);
             go_release_msg(addr, off, len);
             Py_END_ALLOW_THREADS
             return out;
         }
-        memcpy(dst, src, len);
+        memcpy(dst, src, n);
     }
     go_release_msg(addr, off, len);
     return out;
+}
+
+/* bytes of a large message at pool offset off, then freed; NULL on MemoryError (still freed). */
+static PyObject *take_large(u64 addr, u64 off, u64 len)
+{
+    return take_large_at(addr, off, len, 0, len);
 }
 
 PyDoc_STRVAR(recv_doc,
@@ -1203,7 +1212,7 @@ static PyObject *send_pickle(u64 addr, chan_direct *d, const void *buf, u64 n, i
  * it (into the pool, out into the receiver's bytes) run on cache-line-aligned
  * pool memory (~3% of a cross-core 1 MiB copy). Any unpickler reads it (the
  * padding pushes and pops values); get_obj recognises the exact header and
- * copies the payload out itself (take_large_bytes).
+ * copies the payload out itself (is_large_bytes, take_large_at).
  */
 #define GATHER_BYTES 65536
 #define OP_BINBYTES8 0x8e
@@ -1257,32 +1266,14 @@ static PyObject *put_large_bytes(u64 addr, PyObject *obj, i64 timeout)
     Py_RETURN_NONE;
 }
 
-/*
- * The bytes of a large-bytes message (put_large_bytes' layout) at pool offset
- * off, copied out without the GIL, then the block is freed; NULL without an
- * exception when the message has another shape (the caller unpickles it),
- * NULL with MemoryError (block still ours) when no bytes object could be made.
- */
-static PyObject *take_large_bytes(u64 addr, u64 off, u64 len)
+/* Whether the large message at src is a large-bytes message (put_large_bytes' layout). */
+static int is_large_bytes(const unsigned char *src, u64 len)
 {
-    const unsigned char *src = (const unsigned char *)(uintptr_t)(go_pool_base() + off);
     if (len < LARGE_HEAD + 1 || src[len - 1] != OP_STOP)
-        return NULL;
-    u64 n = len - LARGE_HEAD - 1;
+        return 0;
     unsigned char head[LARGE_HEAD];
-    large_bytes_head(head, n);
-    if (memcmp(src, head, LARGE_HEAD) != 0)
-        return NULL;
-    prime_malloc(n);
-    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
-    if (out == NULL)
-        return NULL;
-    char *dst = PyBytes_AS_STRING(out);
-    Py_BEGIN_ALLOW_THREADS
-    memcpy(dst, src + LARGE_HEAD, n);
-    go_release_msg(addr, off, len);
-    Py_END_ALLOW_THREADS
-    return out;
+    large_bytes_head(head, len - LARGE_HEAD - 1);
+    return memcmp(src, head, LARGE_HEAD) == 0;
 }
 
 /* Pickle obj and send it (an inline message in C when d allows, d may be NULL);
@@ -1380,13 +1371,8 @@ static PyObject *get_obj(u64 addr, chan_direct *d, i64 timeout, u64 cap)
             return NULL;
     }
     if (rc == 1) {
-        PyObject *b = take_large_bytes(c.addr, c.off, c.len);
-        if (b != NULL)
-            return b;
-        if (PyErr_Occurred()) {
-            go_release_msg(c.addr, c.off, c.len);
-            return NULL;
-        }
+        if (is_large_bytes((const unsigned char *)(uintptr_t)(go_pool_base() + c.off), c.len))
+            return take_large_at(c.addr, c.off, c.len, LARGE_HEAD, c.len - LARGE_HEAD - 1);
         return loads_large(c.addr, c.off, c.len);
     }
     if (rc == RC_NOMEM)
