@@ -136,11 +136,12 @@ class Popen:
                 targets.append(fd)
         fds = targets + [child_r]
         targets = targets + [data_fd]
-        env = dict(os.environ)
-        env[_runtime.ENV_RUN] = runid
+        env = dict(os.environb)
+        env[os.fsencode(_runtime.ENV_RUN)] = os.fsencode(runid)
+        ctx = zygote.context(os.getcwd(), env, 1 in targets and os.isatty(1))
         try:
             self.pid, self.sentinel, self._conn = zygote.request(
-                name, fds, targets, os.getcwd(), env, data_fd, tracker_fd, main_path)
+                name, fds, targets, ctx, data_fd, tracker_fd, main_path)
         except OSError:
             return False
         return True

@@ -12,10 +12,12 @@ functions defined in the main script, `if __name__ == "__main__"` guards and
 
 import os
 import sys
+import types
+from multiprocessing import process, reduction, util
 from multiprocessing import spawn as _stdlib_spawn
 from multiprocessing.spawn import (          # noqa: F401  re-exported
     freeze_support, get_executable, get_preparation_data, import_main_path,
-    is_forking, prepare, set_executable)
+    is_forking, set_executable)
 
 __all__ = ['spawn_main', 'get_command_line', 'get_executable', 'set_executable',
            'freeze_support', 'get_preparation_data', 'prepare']
@@ -36,5 +38,94 @@ def spawn_main(data_fd, tracker_fd=None):
     # The data pipe also serves as the parent sentinel: its write end stays
     # open in the parent for as long as the parent holds the Popen.
     parent_sentinel = os.dup(data_fd)
-    exitcode = _stdlib_spawn._main(data_fd, parent_sentinel)
+    exitcode = _main(data_fd, parent_sentinel)
     sys.exit(exitcode)
+
+
+def _main(fd, parent_sentinel):
+    """stdlib spawn._main, with this module's prepare()."""
+    with os.fdopen(fd, 'rb', closefd=True) as from_parent:
+        process.current_process()._inheriting = True
+        try:
+            preparation_data = reduction.pickle.load(from_parent)
+            prepare(preparation_data)
+            self = reduction.pickle.load(from_parent)
+        finally:
+            del process.current_process()._inheriting
+    return self._bootstrap(parent_sentinel)
+
+
+def prepare(data):
+    """stdlib spawn.prepare: get this process ready to unpickle the process object.
+
+    The same steps; only a main script whose code the zygote compiled is
+    re-created without runpy's general machinery (see _run_main_code).
+    """
+    current = process.current_process()
+    if 'name' in data:
+        current.name = data['name']
+    if 'authkey' in data:
+        current.authkey = data['authkey']
+    if 'log_to_stderr' in data and data['log_to_stderr']:
+        util.log_to_stderr()
+    if 'log_level' in data:
+        util.get_logger().setLevel(data['log_level'])
+    if 'sys_path' in data:
+        sys.path = data['sys_path']
+    if 'sys_argv' in data:
+        sys.argv = data['sys_argv']
+    if 'dir' in data:
+        os.chdir(data['dir'])
+    if 'orig_dir' in data:
+        process.ORIGINAL_DIR = data['orig_dir']
+    if 'start_method' in data:
+        _stdlib_spawn.set_start_method(data['start_method'], force=True)
+    if 'init_main_from_name' in data:
+        _stdlib_spawn._fixup_main_from_name(data['init_main_from_name'])
+    elif 'init_main_from_path' in data:
+        _fixup_main_from_path(data['init_main_from_path'])
+
+
+# Set in a child of the zygote: main script path -> its code object, or None
+# when the zygote has none for the file's current bytes (dragon_mp.zygote).
+main_code = None
+
+
+def _fixup_main_from_path(main_path):
+    """stdlib spawn._fixup_main_from_path; a main script with code at hand runs as runpy would."""
+    code = main_code(main_path) if main_code is not None else None
+    current_main = sys.modules['__main__']
+    main_name = os.path.splitext(os.path.basename(main_path))[0]
+    if (code is None or main_name == 'ipython'
+            or getattr(current_main, '__file__', None) == main_path):
+        return _stdlib_spawn._fixup_main_from_path(main_path)
+    _stdlib_spawn.old_main_modules.append(current_main)
+    main_module = types.ModuleType('__mp_main__')
+    main_module.__dict__.update(_run_main_code(code, main_path))
+    sys.modules['__main__'] = sys.modules['__mp_main__'] = main_module
+
+
+def _run_main_code(code, path, name='__mp_main__'):
+    """runpy.run_path(path, run_name=name) for a plain script (no path hook takes it) whose code is given.
+
+    As runpy does: the code runs in a temporary module registered under
+    name, with sys.argv[0] set to path, and a copy of its globals is returned.
+    """
+    temp = types.ModuleType(name)
+    run_globals = temp.__dict__
+    run_globals.update(__name__=name, __file__=path, __cached__=None, __doc__=None,
+                       __loader__=None, __package__='', __spec__=None)
+    missing = object()
+    saved_module = sys.modules.get(name, missing)
+    saved_argv0 = sys.argv[0]
+    sys.modules[name] = temp
+    sys.argv[0] = path
+    try:
+        exec(code, run_globals)
+    finally:
+        sys.argv[0] = saved_argv0
+        if saved_module is missing:
+            del sys.modules[name]
+        else:
+            sys.modules[name] = saved_module
+    return run_globals.copy()

@@ -14,10 +14,13 @@ Spares
 ------
 While idle, the zygote forks one child ahead of time (a *spare*): it drops
 the zygote's state (listener, connections, pidfds; PR_SET_PDEATHSIG) and
-waits on a socketpair. A request is handed to it as received (the same
-message and descriptors, SCM_RIGHTS) and it does the rest of a child's
-setup, so the fork and the child's first copy-on-write faults are off the
-request's path (~0.7 ms of a ~3.5 ms start+join). The next spare is forked
+waits on a socketpair. While it waits it also closes every other
+descriptor and takes on the context (cwd, environment, stdout buffering) of
+the zygote's last request, which the next request most likely shares. A
+request is handed to it as received (the same message and descriptors,
+SCM_RIGHTS): it installs the descriptors, re-applies the context only if it
+differs, and runs. The fork, the child's first copy-on-write faults and the
+context are off the request's path. The next spare is forked
 when the zygote is idle again. A spare forked before the zygote imported
 modules or compiled sources (its sys.modules or code cache have grown since)
 is stale: it is discarded (it reads EOF and exits) and the request forks as
@@ -64,10 +67,18 @@ Lifetime
 
 Protocol (SOCK_SEQPACKET on an abstract Unix socket; peer uid checked)
 -------------------------------------------------------------------------
-requester -> zygote : pickle {'targets': [fd numbers in the child],
-                      'cwd', 'env' (dict), 'data_fd', 'tracker_fd',
-                      'modules', 'sources'} with the descriptors
-                      (SCM_RIGHTS), one per target, same order
+requester -> zygote : HEAD (magic, len(zygote part), len(context), number of
+                      descriptors), then three pickles, with the descriptors
+                      (SCM_RIGHTS):
+                      - zygote part: b'' or {'modules', 'sources'} (what the
+                        zygote imports or compiles first; empty once sent);
+                      - context: (cwd, environment as bytes, stdout is a tty),
+                        byte-identical from one start to the next while the
+                        requester's cwd and environment stay the same;
+                      - start: (targets: fd numbers in the child, one per
+                        descriptor, same order; data_fd, tracker_fd).
+                      The zygote reads only the head and the zygote part: the
+                      child (or spare) reads the rest.
 zygote -> requester : pickle {'pid': pid} with the child's pidfd, or {'error': text}
 zygote -> requester : pickle {'exitcode': code} when the child has been reaped,
                       then the connection is closed
@@ -114,11 +125,13 @@ Differences from an exec'd child (documented, deliberate)
 - The interpreter (sys.executable, its flags) is the zygote owner's.
 """
 
+import _signal
 import os
 import pickle
 import selectors
 import signal
 import socket
+import struct
 import sys
 import time
 
@@ -129,6 +142,8 @@ ENV_SPARE_IDLE = 'DRAGON_MP_ZYGOTE_SPARE_IDLE'   # seconds without a request bef
 SPARE_IDLE = 2.0
 MAX_MSG = 1 << 20          # largest request (the environment dominates)
 MAX_FDS = 256
+HEAD = struct.Struct('<4sIII')   # magic, len(zygote part), len(context), number of fds
+MAGIC = b'DZy1'
 
 # Not here: multiprocessing.managers and .shared_memory (and dragon_mp's).
 # They import secrets -> hashlib -> OpenSSL, ~3.4 MB of RSS in the zygote and
@@ -301,20 +316,41 @@ _sent_modules = {}       # zygote name -> names of modules already sent to it
 _sent_sources = {}       # zygote name -> names of modules / main paths already sent
 
 
-def request(name, fds, targets, cwd, env, data_fd, tracker_fd, main_path=None):
-    """Ask the zygote to start a child: (pid, pidfd, status socket). OSError if it cannot."""
+_last_context = (None, None)     # (key, bytes) of the last context() built
+
+
+def context(cwd, env, stdout_tty):
+    """The context part of a request: (cwd, environment as a bytes dict, stdout is a tty).
+
+    Byte-identical for equal arguments (cached), so a spare that applied it
+    ahead of the request sees at a glance that nothing is left to do.
+    """
+    global _last_context
+    key = (cwd, env, stdout_tty)
+    if _last_context[0] != key:
+        _last_context = (key, pickle.dumps(key, protocol=pickle.HIGHEST_PROTOCOL))
+    return _last_context[1]
+
+
+def request(name, fds, targets, ctx, data_fd, tracker_fd, main_path=None):
+    """Ask the zygote to start a child: (pid, pidfd, status socket). OSError if it cannot.
+
+    ctx: context(...) of the child. The message is built before connecting,
+    so the zygote finds it as soon as it accepts the connection.
+    """
+    sent = _sent_modules.setdefault(name, {'len': 0, 'names': set()})
+    sent_src = _sent_sources.setdefault(name, {'len': 0, 'names': set()})
+    before = ({'len': sent['len'], 'names': set(sent['names'])},
+              {'len': sent_src['len'], 'names': set(sent_src['names'])})
+    modules = requester_modules(sent)
+    sources = requester_sources(sent_src, main_path)
+    zpart = pickle.dumps({'modules': modules, 'sources': sources}) if modules or sources else b''
+    start = pickle.dumps((targets, data_fd, tracker_fd))
+    msg = b''.join((HEAD.pack(MAGIC, len(zpart), len(ctx), len(fds)), zpart, ctx, start))
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     try:
-        sock.connect(socket_address(name))
-        sent = _sent_modules.setdefault(name, {'len': 0, 'names': set()})
-        sent_src = _sent_sources.setdefault(name, {'len': 0, 'names': set()})
-        before = ({'len': sent['len'], 'names': set(sent['names'])},
-                  {'len': sent_src['len'], 'names': set(sent_src['names'])})
-        msg = pickle.dumps({'targets': targets, 'cwd': cwd, 'env': env,
-                            'data_fd': data_fd, 'tracker_fd': tracker_fd,
-                            'modules': requester_modules(sent),
-                            'sources': requester_sources(sent_src, main_path)})
         try:
+            sock.connect(socket_address(name))
             socket.send_fds(sock, [msg], fds)
         except BaseException:
             _sent_modules[name], _sent_sources[name] = before
@@ -331,6 +367,17 @@ def request(name, fds, targets, cwd, env, data_fd, tracker_fd, main_path=None):
     except BaseException:
         sock.close()
         raise
+
+
+def split_request(msg, nfds):
+    """(zygote part, context, start) of a request message; ValueError if malformed."""
+    if len(msg) < HEAD.size:
+        raise ValueError('short request')
+    magic, nz, nc, n = HEAD.unpack_from(msg)
+    if magic != MAGIC or n != nfds or HEAD.size + nz + nc > len(msg):
+        raise ValueError('malformed request')
+    a = HEAD.size + nz
+    return msg[HEAD.size:a], msg[a:a + nc], msg[a + nc:]
 
 
 # ---------------------------------------------------------------------------
@@ -372,6 +419,7 @@ class _Server:
         except ValueError:
             self.spare_idle = SPARE_IDLE
         self.last_request = time.monotonic()    # a spare is kept only within spare_idle of it
+        self.context = None     # context part of the last request (a spare applies it)
 
     # -- events -------------------------------------------------------------
 
@@ -398,10 +446,8 @@ class _Server:
             for key, _ in events:
                 kind, obj = key.data
                 try:
-                    if kind == 'accept':
-                        self._accept()
-                    elif kind == 'request':
-                        child = self._request(key.fileobj)
+                    if kind in ('accept', 'request'):
+                        child = self._accept() if kind == 'accept' else self._request(key.fileobj)
                         if child is not None:
                             return child
                     elif kind == 'child':
@@ -419,10 +465,15 @@ class _Server:
                     traceback.print_exc()
 
     def _accept(self):
+        """Accept a requester's connection and serve its request if it is there already.
+
+        The requester sends right after connecting: reading at once saves a
+        turn of the event loop. Returns a child's setup, in the child only.
+        """
         try:
             conn, _ = self.listener.accept()
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         try:
             creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
             pid, uid = int.from_bytes(creds[0:4], sys.byteorder), \
@@ -430,11 +481,15 @@ class _Server:
             if uid != os.getuid():
                 raise PermissionError(f'uid {uid} may not use this zygote')
             self._watch_requester(pid)
+            msg, fds, _, _ = socket.recv_fds(conn, MAX_MSG, MAX_FDS, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            self.pending[conn] = pid
+            self.sel.register(conn, selectors.EVENT_READ, ('request', None))
+            return None
         except OSError:
             conn.close()
-            return
-        self.pending[conn] = pid
-        self.sel.register(conn, selectors.EVENT_READ, ('request', None))
+            return None
+        return self._serve(conn, pid, msg, fds)
 
     def _watch_requester(self, pid):
         if pid in self.requesters:
@@ -446,22 +501,27 @@ class _Server:
     def _request(self, conn):
         requester = self.pending.pop(conn)
         self.sel.unregister(conn)
-        self.last_request = time.monotonic()
-        fds = []
         try:
             msg, fds, _, _ = socket.recv_fds(conn, MAX_MSG, MAX_FDS)
-            if not msg:
-                raise EOFError
-            req = pickle.loads(msg)
-            if len(fds) != len(req['targets']):
-                raise ValueError('descriptor count does not match the request')
+        except OSError:
+            conn.close()
+            return None
+        return self._serve(conn, requester, msg, fds)
+
+    def _serve(self, conn, requester, msg, fds):
+        """Start the child a request asks for: hand it to the spare, or fork."""
+        self.last_request = time.monotonic()
+        try:
+            zpart, ctx, _ = split_request(msg, len(fds))
+            todo = pickle.loads(zpart) if zpart else {}
         except Exception:
             for fd in fds:
                 os.close(fd)
             conn.close()
             return None
-        _import_modules(req.get('modules', ()))
-        _compile_sources(req.get('sources', ()))
+        _import_modules(todo.get('modules', ()))
+        _compile_sources(todo.get('sources', ()))
+        self.context = ctx          # the next spare applies it while it waits
         if self.spare is not None and self._assign_spare(conn, requester, msg, fds):
             return None
         try:
@@ -475,7 +535,7 @@ class _Server:
         if pid == 0:
             try:
                 conn.close()
-                return self._child_setup(req, fds)
+                return self._child_setup(msg, fds)
             except BaseException:
                 # Never let a child fall back into the zygote's loop.
                 import traceback
@@ -622,18 +682,30 @@ class _Server:
     # -- in the child ---------------------------------------------------------
 
     def _spare_wait(self, sock):
-        """In a spare: drop the zygote's state, wait for a request, then become its child."""
+        """In a spare: drop the zygote's state, wait for a request, then become its child.
+
+        While it waits, it does what a child of the zygote's last request's
+        context would do first (descriptors closed, cwd, environment, stdout
+        buffering): a request from the same context only installs descriptors.
+        """
         self._leave_zygote()
+        _close_fds_except({sock.fileno()})
+        applied = None
+        if self.context is not None:
+            try:
+                _apply_context(self.context)
+                applied = self.context
+            except Exception:
+                pass                   # applied again, and reported, with the request
         fds = []
         try:
             msg, fds, _, _ = socket.recv_fds(sock, MAX_MSG, MAX_FDS)
-            if not msg:
-                os._exit(0)            # discarded by the zygote
-            req = pickle.loads(msg)
         except BaseException:
             os._exit(0)
+        if not msg:
+            os._exit(0)                # discarded by the zygote
         sock.close()
-        return self._child_setup(req, fds, left=True)
+        return self._child_setup(msg, fds, left=True, applied=applied)
 
     def _leave_zygote(self):
         # PDEATHSIG first: a forked copy never outlives the zygote.
@@ -657,29 +729,45 @@ class _Server:
         os.close(self.owner_pidfd)
         self.pending = self.children = self.requesters = self.spare = None
 
-    def _child_setup(self, req, fds, left=False):  # noqa: C901
-        """Turn the forked copy into the requested process's starting state."""
+    def _child_setup(self, msg, fds, left=False, applied=None):
+        """Turn the forked copy into the requested process's starting state.
+
+        left: the zygote's state is dropped already (a spare); applied: the
+        context the spare applied ahead of the request.
+        """
         # The zygote ignores SIGINT (Ctrl-C belongs to the program); a child
-        # gets Python's default, as a fresh interpreter does.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # gets Python's default, as a fresh interpreter does. (_signal: the
+        # signal module's wrapper converts to enums, ~0.1 ms in a fresh fork.)
+        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
         if not left:
             self._leave_zygote()
-        _install_fds(fds, req['targets'])
-        os.chdir(req['cwd'])
-        _set_environ(req['env'])
-        for name in ('stdout', 'stderr'):
-            stream = getattr(sys, name)
-            if stream is not None:
-                try:
-                    stream.reconfigure(line_buffering=name == 'stderr' or os.isatty(stream.fileno()))
-                except (OSError, ValueError, AttributeError):
-                    pass
-        return req['data_fd'], req['tracker_fd']
+            _close_fds_except(set(fds))
+        _, ctx, start = split_request(msg, len(fds))
+        targets, data_fd, tracker_fd = pickle.loads(start)
+        if len(targets) != len(fds):
+            raise ValueError('descriptor count does not match the request')
+        _install_fds(fds, targets)
+        if ctx != applied:
+            _apply_context(ctx)
+        return data_fd, tracker_fd
+
+
+def _apply_context(ctx):
+    """Take on a request's cwd, environment and stdout buffering."""
+    cwd, env, stdout_tty = pickle.loads(ctx)
+    os.chdir(cwd)
+    _set_environ(env)
+    stream = sys.stdout
+    if stream is not None and getattr(stream, 'line_buffering', stdout_tty) != stdout_tty:
+        try:
+            stream.reconfigure(line_buffering=stdout_tty)
+        except (OSError, ValueError, AttributeError):
+            pass
 
 
 def _set_environ(env):
-    """Make os.environ (and the C environment) `env`, touching only what differs."""
-    current = os.environ
+    """Make os.environ (and the C environment) `env` (bytes to bytes), touching only what differs."""
+    current = os.environb
     for key in [k for k in current if k not in env]:
         del current[key]
     for key, value in env.items():
@@ -703,8 +791,19 @@ def _set_pdeathsig(sig):
         _prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
 
 
+def _close_fds_except(keep):
+    """Close every descriptor above 2 that is not in keep."""
+    for name in os.listdir('/proc/self/fd'):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 def _install_fds(fds, targets):
-    """Put fds[i] at targets[i]; close every other descriptor above 2."""
+    """Put fds[i] at targets[i], when the descriptors open are 0-2 and fds only."""
     top = max([2, *targets, *fds]) + 1
     import fcntl
     moved = []
@@ -713,16 +812,9 @@ def _install_fds(fds, targets):
         os.close(fd)
     for fd, target in zip(moved, targets):
         os.dup2(fd, target)    # inheritable, as in an exec'd child
-    keep = set(targets)
-    for name in os.listdir('/proc/self/fd'):
-        fd = int(name)
-        if fd > 2 and fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        os.close(fd)
     for fd in (0, 1, 2):       # a standard stream the requester had closed
-        if fd not in keep:
+        if fd not in targets:
             try:
                 os.close(fd)
             except OSError:
@@ -838,6 +930,26 @@ def _cache_no_importer(path):
         pass
 
 
+def _main_code(fname, importer_checked=False):
+    """The code the zygote compiled for the main script fname, if the file's bytes are unchanged.
+
+    Unless importer_checked, also None when runpy would not run the file as
+    plain code (a path hook takes it, or none was looked up).
+    """
+    entry = _code_cache.get(('main', fname))
+    if entry is None:
+        return None
+    if not importer_checked and sys.path_importer_cache.get(fname, entry) is not None:
+        return None
+    import io
+    try:
+        with io.open_code(os.path.abspath(os.fsdecode(fname))) as f:
+            data = f.read(MAX_SOURCE + 1)
+    except OSError:
+        return None
+    return entry[1] if data == entry[0] else None
+
+
 _orig_source_to_code = None
 
 
@@ -845,7 +957,6 @@ def _install_code_cache():
     """Make the zygote's children reuse code it compiled, for byte-identical sources only."""
     global _orig_source_to_code
     import inspect
-    import io
     import runpy
     from importlib.machinery import SourceFileLoader
 
@@ -862,20 +973,15 @@ def _install_code_cache():
         with_name = len(inspect.signature(orig_get).parameters) == 2   # 3.11: (run_name, fname)
 
         def _get_code_from_file(*args):
-            fname = args[-1]
-            entry = _code_cache.get(('main', fname))
-            if entry is not None:
-                try:
-                    with io.open_code(os.path.abspath(os.fsdecode(fname))) as f:
-                        data = f.read(MAX_SOURCE + 1)
-                except OSError:
-                    data = None
-                if data == entry[0]:
-                    return (entry[1], fname) if with_name else entry[1]
+            code = _main_code(args[-1], importer_checked=True)
+            if code is not None:
+                return (code, args[-1]) if with_name else code
             return orig_get(*args)
 
         runpy._get_code_from_file = _get_code_from_file
     SourceFileLoader.source_to_code = source_to_code
+    from . import spawn
+    spawn.main_code = _main_code
 
 
 # What a child needs before it runs anything: imported before the zygote says it is ready.
@@ -906,6 +1012,11 @@ def main():
     # Ctrl-C in a terminal reaches the whole process group: the program's
     # children handle it themselves; the zygote stays for the run.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.stderr is not None:
+        try:
+            sys.stderr.reconfigure(line_buffering=True)   # as in every Python child
+        except (OSError, ValueError, AttributeError):
+            pass
     _import_modules(ESSENTIAL)
     _install_code_cache()
     import ctypes

@@ -169,6 +169,56 @@ def test_main_script_functions_are_targets_and_pool_functions(tmp_path):
     ])
 
 
+MAIN_ATTRIBUTES = '''
+    """The program's docstring."""
+    import os, sys
+    IMPORT_MP
+
+    if __name__ != '__main__':      # in the child, while the script is re-run
+        os.write(1, ('while re-run: argv0 %s, registered %s\\n' % (
+            os.path.basename(sys.argv[0]), sys.modules[__name__].__dict__ is globals())).encode())
+
+    COUNT = 0
+
+    def bump():
+        global COUNT
+        COUNT += 1
+
+    def target(q):
+        main = sys.modules['__main__']
+        bump()
+        q.put([
+            ('name', main.__name__, sys.modules['__mp_main__'] is main),
+            ('file', os.path.basename(main.__file__), main.__doc__),
+            ('import', main.__spec__, main.__loader__, main.__package__, main.__cached__),
+            ('globals are a copy', target.__globals__ is not main.__dict__,
+             main.COUNT, target.__globals__['COUNT']),
+            ('argv0', os.path.basename(sys.argv[0])),
+        ])
+
+    if __name__ == '__main__':
+        SET_SPAWN
+        q = mp.Queue()
+        for _ in range(2):
+            p = mp.Process(target=target, args=(q,))
+            p.start()
+            for item in q.get(timeout=60):
+                print(item)
+            p.join(60)
+'''
+
+
+def test_main_module_attributes_in_the_child(tmp_path):
+    """The re-created main module is runpy's: attributes, a copy of the globals, argv[0]."""
+    results = run_both(tmp_path, {'prog.py': MAIN_ATTRIBUTES}, script('prog.py'))
+    assert_same(results, [
+        *['while re-run: argv0 prog.py, registered True'] * 2,
+        *["('name', '__mp_main__', True)", "('file', 'prog.py', \"The program's docstring.\")",
+          "('import', None, None, '', None)", "('globals are a copy', True, 0, 1)",
+          "('argv0', 'prog.py')"] * 2,
+    ])
+
+
 UNGUARDED = '''
     IMPORT_MP
     ctx = mp.get_context('spawn')       # not set_start_method: the child would run it again

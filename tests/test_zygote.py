@@ -309,3 +309,89 @@ def test_main_script_path_hook_lookup_is_cached_only_for_plain_scripts(tmp_path,
     assert pkgutil.get_importer(str(app)) is not None      # still the zip's importer
     assert runpy.run_path(str(script), run_name='__mp_main__')['answer'] == 42
     assert runpy.run_path(str(app), run_name='__mp_main__')['answer'] == 43
+
+
+EDITED = '''
+    import os, sys
+    import dragon_mp as mp
+
+    VERSION = 1
+
+    def report(q):
+        q.put(VERSION)
+
+    if __name__ == "__main__":
+        q = mp.Queue()
+        for round in range(2):
+            p = mp.Process(target=report, args=(q,))
+            p.start()
+            print("child sees", q.get(timeout=60), p._popen._conn is not None, flush=True)
+            p.join()
+            with open(__file__) as f:
+                text = f.read()
+            with open(__file__, "w") as f:      # a child re-reads the script, as under spawn
+                f.write(text.replace("VERSION = 1", "VERSION = 2"))
+'''
+
+
+def test_edited_main_script_is_read_again(tmp_path):
+    """The zygote's compiled main script serves only a file with the same bytes."""
+    result = run_program(tmp_path, EDITED)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ['child sees 1 True', 'child sees 2 True']
+
+
+def test_main_code_only_for_the_same_bytes_and_a_plain_script(tmp_path, monkeypatch):
+    import zipfile
+    from dragon_mp import spawn
+    monkeypatch.setattr(sys, 'path_importer_cache', dict(sys.path_importer_cache))
+    monkeypatch.setattr(zygote, '_code_cache', {})
+    script = tmp_path / 'prog.py'
+    script.write_text('answer = 42\n')
+    app = tmp_path / 'app.pyz'
+    with zipfile.ZipFile(app, 'w') as z:
+        z.writestr('__main__.py', 'answer = 43\n')
+    assert zygote._main_code(str(script)) is None                  # not compiled
+    zygote._compile_sources([('main', str(script), str(script)), ('main', str(app), str(app))])
+    code = zygote._main_code(str(script))
+    assert code is not None and code.co_filename == str(script)
+    assert spawn._run_main_code(code, str(script))['answer'] == 42
+    assert zygote._main_code(str(app)) is None                     # a path hook takes it
+    script.write_text('answer = 44\n')
+    assert zygote._main_code(str(script)) is None                  # changed on disk
+
+
+def test_run_main_code_is_runpy_run_path(tmp_path, monkeypatch):
+    """spawn._run_main_code gives what runpy.run_path gives, and restores what it changed."""
+    import runpy
+    from dragon_mp import spawn
+    script = tmp_path / 'prog.py'
+    script.write_text(textwrap.dedent('''
+        """the doc"""
+        import sys
+        seen = (__name__, sys.argv[0], sys.modules[__name__].__dict__ is globals(),
+                __file__, __package__, __spec__, __loader__, __cached__)
+        def f():
+            return g
+        g = 1
+    '''))
+    monkeypatch.setattr(sys, 'argv', ['orig-argv0', 'x'])
+    before = sys.modules.get('__mp_main__')
+    code = compile(script.read_bytes(), str(script), 'exec')
+    ours = spawn._run_main_code(code, str(script))
+    theirs = runpy.run_path(str(script), run_name='__mp_main__')
+
+    def plain(d):
+        return {k: v for k, v in d.items() if k not in ('f', '__builtins__')}
+    assert plain(ours) == plain(theirs) and ours['f']() == theirs['f']() == 1
+    assert ours.keys() == theirs.keys()
+    assert ours['f'].__globals__ is not ours                       # a copy, as runpy returns
+    assert sys.argv == ['orig-argv0', 'x'] and sys.modules.get('__mp_main__') is before
+
+    broken = compile('import sys\nraise KeyError(sys.argv[0])\n', str(script), 'exec')
+    with pytest.raises(KeyError, match='prog.py'):
+        spawn._run_main_code(broken, str(script))
+    assert sys.argv == ['orig-argv0', 'x'] and sys.modules.get('__mp_main__') is before
+    monkeypatch.delitem(sys.modules, '__mp_main__', raising=False)
+    spawn._run_main_code(code, str(script))
+    assert '__mp_main__' not in sys.modules
