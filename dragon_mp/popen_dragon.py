@@ -73,13 +73,11 @@ class Popen:
         tracker_fd = _runtime.resource_tracker_fd()
         self._fds.append(tracker_fd)
         prep_data = spawn.get_preparation_data(process_obj._name)
-        fp = io.BytesIO()
         set_spawning_popen(self)
         try:
             # Pickle before starting anything: an unpicklable target fails
             # here, with nothing to clean up.
-            reduction.dump(prep_data, fp)
-            reduction.dump(process_obj, fp)
+            data = spawn.pack_data(_dumps(prep_data), _dumps(process_obj))
         finally:
             set_spawning_popen(None)
 
@@ -90,6 +88,10 @@ class Popen:
             # never read the data meant for the one that runs.
             child_r, parent_w = os.pipe()
             try:
+                # The data goes in before the start, as much as the pipe
+                # holds: the child reads it at once instead of waiting until
+                # this process is scheduled again after the start's reply.
+                ahead = _write_ahead(parent_w, data)
                 started = start(child_r, data_fd, tracker_fd, main_path)
             except BaseException:
                 os.close(parent_w)
@@ -104,8 +106,9 @@ class Popen:
                                            (self._conn, self.sentinel, parent_w))
         else:
             self.finalizer = util.Finalize(self, _release, (self._handle, self.sentinel, parent_w))
-        with open(parent_w, 'wb', closefd=False) as f:
-            f.write(fp.getbuffer())
+        if ahead < len(data):
+            with open(parent_w, 'wb', closefd=False) as f:
+                f.write(data[ahead:])
 
     def _start_by_exec(self, child_r, data_fd, tracker_fd, main_path=None):
         """Start the child as a fresh interpreter exec'd by the Go process manager."""
@@ -136,7 +139,7 @@ class Popen:
                 targets.append(fd)
         fds = targets + [child_r]
         targets = targets + [data_fd]
-        env = dict(os.environb)
+        env = _environ_bytes()
         env[os.fsencode(_runtime.ENV_RUN)] = os.fsencode(runid)
         ctx = zygote.context(os.getcwd(), env, 1 in targets and os.isatty(1))
         try:
@@ -231,6 +234,31 @@ def _release_forked(conn, sentinel, parent_w):
             os.close(fd)
         except OSError:
             pass
+
+
+def _dumps(obj):
+    fp = io.BytesIO()
+    reduction.dump(obj, fp)
+    return fp.getvalue()
+
+
+def _write_ahead(fd, data):
+    """Write what the pipe takes without blocking; returns how much."""
+    os.set_blocking(fd, False)
+    try:
+        return os.write(fd, data)
+    except BlockingIOError:
+        return 0
+    finally:
+        os.set_blocking(fd, True)
+
+
+def _environ_bytes():
+    """A copy of the environment as bytes to bytes."""
+    data = getattr(os.environ, '_data', None)      # CPython's own store, bytes on POSIX
+    if isinstance(data, dict) and isinstance(next(iter(data), b''), bytes):
+        return data.copy()
+    return dict(os.environb)
 
 
 def _is_open(fd):

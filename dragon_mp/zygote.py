@@ -420,6 +420,7 @@ class _Server:
             self.spare_idle = SPARE_IDLE
         self.last_request = time.monotonic()    # a spare is kept only within spare_idle of it
         self.context = None     # context part of the last request (a spare applies it)
+        self.trimmed = None     # _state() when the heap was last trimmed
 
     # -- events -------------------------------------------------------------
 
@@ -577,6 +578,14 @@ class _Server:
 
     def _fork_spare(self):
         """Fork a child ahead of time; it waits for a request (returns its setup, in the spare only)."""
+        state = self._state()
+        if self.trimmed != state and _malloc_trim is not None:
+            # Imports leave free heap pages behind; every fork copies the page
+            # table entries of all of them and every exit unmaps them again.
+            # Giving them back once per state (zygote heap 4.9 -> 3.1 MB) made
+            # start+join ~3% faster.
+            _malloc_trim(0)
+            self.trimmed = state
         parent_end, child_end = socket.socketpair(socket.AF_UNIX,
                                                   socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         try:
@@ -605,7 +614,7 @@ class _Server:
         child = _Child(pid, pidfd, None, None)
         self.children[pidfd] = child
         self.sel.register(pidfd, selectors.EVENT_READ, ('child', pidfd))
-        self.spare = _Spare(child, parent_end, self._state())
+        self.spare = _Spare(child, parent_end, state)
         return None
 
     def _drop_spare(self):
@@ -783,6 +792,7 @@ def _kill(pidfd):
 
 
 _prctl = None           # libc's prctl, resolved in the zygote before any fork
+_malloc_trim = None     # glibc's malloc_trim, likewise (None: not glibc)
 
 
 def _set_pdeathsig(sig):
@@ -941,10 +951,14 @@ def _main_code(fname, importer_checked=False):
         return None
     if not importer_checked and sys.path_importer_cache.get(fname, entry) is not None:
         return None
-    import io
+    # os.read of one byte more than the cached source: a file object (and
+    # read()'s MAX_SOURCE buffer) would cost ~0.1 ms in a fresh fork.
     try:
-        with io.open_code(os.path.abspath(os.fsdecode(fname))) as f:
-            data = f.read(MAX_SOURCE + 1)
+        fd = os.open(os.path.abspath(os.fsdecode(fname)), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, len(entry[0]) + 1)
+        finally:
+            os.close(fd)
     except OSError:
         return None
     return entry[1] if data == entry[0] else None
@@ -998,7 +1012,7 @@ def _preload_list():
 
 def main():
     """argv: zygote name, ready fd (the zygote writes its pid there once listening), owner pid."""
-    global _prctl
+    global _prctl, _malloc_trim
     name, ready_fd, owner = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     # Watch the owner (the pidfd is taken while it is surely our parent),
     # then leave its children: the process exec'd by the owner exits at once
@@ -1020,7 +1034,9 @@ def main():
     _import_modules(ESSENTIAL)
     _install_code_cache()
     import ctypes
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    libc = ctypes.CDLL(None, use_errno=True)
+    _prctl = libc.prctl
+    _malloc_trim = getattr(libc, 'malloc_trim', None)     # glibc only
     _prctl.restype = ctypes.c_int
     _prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                        ctypes.c_ulong]
