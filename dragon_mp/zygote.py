@@ -107,7 +107,8 @@ What the zygote holds (so that children need not import or compile it)
   compiles it itself otherwise. For a main script that no path hook takes
   (a plain .py file), the failed lookup is cached too (runpy would try the
   hooks again in every child, zipimport reading the file: ~0.1 ms of a
-  start).
+  start), and such a script is re-run by dragon_mp.spawn._run_main_code
+  (runpy.run_path's steps for a plain script) with the cached code.
 
 Differences from an exec'd child (documented, deliberate)
 ----------------------------------------------------------
