@@ -82,3 +82,78 @@ func TestRecvAfterLargeMessage(t *testing.T) {
 		}
 	}
 }
+
+// A large send waits for an active receiver only: never for small messages,
+// never while nobody takes (a queue filled for later), and once a receiver
+// took a message since the last large send with paceDepth still queued.
+func TestPaceLargeOnlyForAnActiveReceiver(t *testing.T) {
+	hp := newShmHeap(t, testHeapSize, true)
+	c := mustCreate(t, hp, Options{})
+	defer c.Release()
+	big := bytes.Repeat([]byte{3}, 1<<20)
+	steps := []struct {
+		name string
+		do   func()
+		size uint64
+		want bool
+	}{
+		{"empty channel", nil, 1 << 20, false},
+		{"filled, nobody takes", func() { mustSend(t, c, big); mustSend(t, c, big); mustSend(t, c, big) }, 1 << 20, false},
+		{"still nobody takes", nil, 1 << 20, false},
+		{"a receiver took one, 2 queued", func() { mustRecv(t, c) }, 1 << 20, true},
+		{"no take since the last send", nil, 1 << 20, false},
+		{"small message after a take", func() { mustSend(t, c, big); mustRecv(t, c) }, paceMinBytes - 1, false},
+		{"large after that take", nil, 1 << 20, true},
+		{"a take leaving 1 queued", func() { mustRecv(t, c) }, 1 << 20, false},
+	}
+	for _, st := range steps {
+		if st.do != nil {
+			st.do()
+		}
+		if got := c.paceLarge(st.size); got != st.want {
+			t.Errorf("%s (%d queued): paceLarge = %v, want %v", st.name, c.Len(), got, st.want)
+		}
+	}
+}
+
+// A paced sender goes on once the receiver brings the queue below paceDepth,
+// and every message of a paced stream arrives, in order.
+func TestPacedStreamDeliversEverything(t *testing.T) {
+	hp := newShmHeap(t, testHeapSize, true)
+	c := mustCreate(t, hp, Options{})
+	defer c.Release()
+	const n = 40
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < n; i++ {
+			if err := c.Send(bytes.Repeat([]byte{byte(i)}, 512<<10), -1); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for i := 0; i < n; i++ {
+		got, err := c.RecvBytes(-1)
+		if err != nil || len(got) != 512<<10 || got[0] != byte(i) || got[len(got)-1] != byte(i) {
+			t.Fatalf("message %d: %v (%d bytes)", i, err, len(got))
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustSend(t *testing.T, c *Channel, msg []byte) {
+	t.Helper()
+	if err := c.Send(msg, 0); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+}
+
+func mustRecv(t *testing.T, c *Channel) {
+	t.Helper()
+	if _, err := c.RecvBytes(0); err != nil {
+		t.Fatalf("RecvBytes: %v", err)
+	}
+}
