@@ -64,20 +64,30 @@ def pack_data(preparation, process_obj):
 
 def _read_data(fd):
     """(preparation data, process) pickles from the data pipe; EOFError if it ends early."""
-    buf = _read_at_least(fd, b'', DATA_HEAD.size)
+    buf = b''
+    while len(buf) < DATA_HEAD.size:
+        buf += _read_some(fd, 1 << 16)
     n_prep, n_proc = DATA_HEAD.unpack_from(buf)
     end = DATA_HEAD.size + n_prep + n_proc
-    view = memoryview(_read_at_least(fd, buf, end))
+    if len(buf) < end:             # large arguments: read the rest in place
+        data = bytearray(end)
+        data[:len(buf)] = buf
+        view, got = memoryview(data), len(buf)
+        while got < end:
+            n = os.readv(fd, [view[got:]])
+            if n == 0:
+                raise EOFError('dragon_mp: the parent closed the data pipe early')
+            got += n
+        buf = data
+    view = memoryview(buf)
     return view[DATA_HEAD.size:DATA_HEAD.size + n_prep], view[DATA_HEAD.size + n_prep:end]
 
 
-def _read_at_least(fd, buf, n):
-    while len(buf) < n:
-        chunk = os.read(fd, max(n - len(buf), 1 << 16))
-        if not chunk:
-            raise EOFError('dragon_mp: the parent closed the data pipe early')
-        buf += chunk
-    return buf
+def _read_some(fd, n):
+    chunk = os.read(fd, n)
+    if not chunk:
+        raise EOFError('dragon_mp: the parent closed the data pipe early')
+    return chunk
 
 
 def _main(fd, parent_sentinel):

@@ -204,6 +204,27 @@ def test_disabled_zygote_uses_exec(monkeypatch):
     assert zygote.owned_pid() is None
 
 
+def digest_of(q, data):
+    import hashlib
+    q.put((len(data), hashlib.sha256(data).hexdigest()))
+
+
+@pytest.mark.parametrize('enabled', ['1', '0'])
+@pytest.mark.parametrize('size', [0, 100, 70_000, 5 << 20])
+def test_process_data_of_any_size(monkeypatch, enabled, size):
+    """The data pipe (lengths, then the pickles) carries arguments larger than the pipe holds."""
+    import hashlib
+    monkeypatch.setenv('DRAGON_MP_ZYGOTE', enabled)
+    data = os.urandom(size)
+    q = mp.Queue()
+    p = mp.Process(target=digest_of, args=(q, data))
+    p.start()
+    got = q.get(timeout=60)
+    p.join(60)
+    assert forked(p) == (enabled == '1')
+    assert p.exitcode == 0 and got == (size, hashlib.sha256(data).hexdigest())
+
+
 # --- whole programs ---------------------------------------------------------------------------
 
 def run_program(tmp_path, source, **env):
