@@ -16,7 +16,7 @@ import time
 import pytest
 
 import dragon_mp as mp
-from dragon_mp import zygote
+from dragon_mp import zygote, zygote_server
 
 from conftest import clean_env, leaked, our_segments, wait_until
 
@@ -324,9 +324,9 @@ def test_main_script_path_hook_lookup_is_cached_only_for_plain_scripts(tmp_path,
     for path in (script, app, tmp_path):
         sys.path_importer_cache.pop(str(path), None)
 
-    zygote._cache_no_importer(str(script))
+    zygote_server._cache_no_importer(str(script))
     assert str(script) in sys.path_importer_cache and sys.path_importer_cache[str(script)] is None
-    zygote._cache_no_importer(str(app))
+    zygote_server._cache_no_importer(str(app))
     assert pkgutil.get_importer(str(app)) is not None      # still the zip's importer
     assert runpy.run_path(str(script), run_name='__mp_main__')['answer'] == 42
     assert runpy.run_path(str(app), run_name='__mp_main__')['answer'] == 43
@@ -366,20 +366,20 @@ def test_main_code_only_for_the_same_bytes_and_a_plain_script(tmp_path, monkeypa
     import zipfile
     from dragon_mp import spawn
     monkeypatch.setattr(sys, 'path_importer_cache', dict(sys.path_importer_cache))
-    monkeypatch.setattr(zygote, '_code_cache', {})
+    monkeypatch.setattr(zygote_server, '_code_cache', {})
     script = tmp_path / 'prog.py'
     script.write_text('answer = 42\n')
     app = tmp_path / 'app.pyz'
     with zipfile.ZipFile(app, 'w') as z:
         z.writestr('__main__.py', 'answer = 43\n')
-    assert zygote._main_code(str(script)) is None                  # not compiled
-    zygote._compile_sources([('main', str(script), str(script)), ('main', str(app), str(app))])
-    code = zygote._main_code(str(script))
+    assert zygote_server._main_code(str(script)) is None                  # not compiled
+    zygote_server._compile_sources([('main', str(script), str(script)), ('main', str(app), str(app))])
+    code = zygote_server._main_code(str(script))
     assert code is not None and code.co_filename == str(script)
     assert spawn._run_main_code(code, str(script))['answer'] == 42
-    assert zygote._main_code(str(app)) is None                     # a path hook takes it
+    assert zygote_server._main_code(str(app)) is None                     # a path hook takes it
     script.write_text('answer = 44\n')
-    assert zygote._main_code(str(script)) is None                  # changed on disk
+    assert zygote_server._main_code(str(script)) is None                  # changed on disk
 
 
 def test_run_main_code_is_runpy_run_path(tmp_path, monkeypatch):

@@ -1,0 +1,702 @@
+"""The zygote process: it serves start requests by fork() and never loads Go.
+
+The design, the protocol and what a child inherits are described in
+dragon_mp.zygote, which is also the client side (what a requester runs).
+This module runs only in the zygote and in the children it forks:
+
+- _Server: the event loop (requests, spares, reaping, requesters' ends);
+- the child's setup: context, descriptors, then _run_child;
+- the code cache: sources compiled once for every child;
+- main(): the zygote's entry, exec'd by the first requester of a run.
+"""
+
+import _signal
+import os
+import pickle
+import selectors
+import signal
+import socket
+import sys
+import time
+
+from .zygote import (ENV_PRELOAD, ENV_SPARE, ENV_SPARE_IDLE, MAX_FDS, MAX_MSG, NO_PRELOAD,
+                     SPARE_IDLE, socket_address, split_request)
+
+# Not here: multiprocessing.managers and .shared_memory (and dragon_mp's).
+# They import secrets -> hashlib -> OpenSSL, ~3.4 MB of RSS in the zygote and
+# in every spare. A program that uses them has imported them, and the
+# zygote imports a requester's standard-library modules before serving it.
+PRELOAD = (
+    'pickle', 'ctypes', 'queue', 'threading', 'selectors', 'socket', 'struct', 'runpy',
+    'pkgutil', 'fcntl', 'traceback', 'atexit', 'signal', 'tempfile', 'weakref', 'io',
+    'multiprocessing', 'multiprocessing.context', 'multiprocessing.process',
+    'multiprocessing.spawn', 'multiprocessing.util', 'multiprocessing.reduction',
+    'multiprocessing.connection', 'multiprocessing.resource_tracker',
+    'multiprocessing.queues', 'multiprocessing.synchronize', 'multiprocessing.pool',
+    'multiprocessing.heap', 'multiprocessing.sharedctypes',
+    'dragon_mp', 'dragon_mp._core', 'dragon_mp._runtime', 'dragon_mp._shared',
+    'dragon_mp._fast', 'dragon_mp.context', 'dragon_mp.process', 'dragon_mp.spawn',
+    'dragon_mp.popen_dragon', 'dragon_mp.reduction', 'dragon_mp.queues',
+    'dragon_mp.connection', 'dragon_mp.synchronize', 'dragon_mp.sharedctypes',
+    'dragon_mp.heap', 'dragon_mp.pool', 'dragon_mp.util',
+)
+
+
+# ---------------------------------------------------------------------------
+# the server
+# ---------------------------------------------------------------------------
+
+class _Child:
+    __slots__ = ('pid', 'pidfd', 'conn', 'requester')
+
+    def __init__(self, pid, pidfd, conn, requester):
+        self.pid, self.pidfd, self.conn, self.requester = pid, pidfd, conn, requester
+
+
+class _Spare:
+    __slots__ = ('child', 'sock', 'state')
+
+    def __init__(self, child, sock, state):
+        self.child, self.sock, self.state = child, sock, state
+
+
+class _Server:
+    def __init__(self, name, owner_pidfd):
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        self.listener.bind(socket_address(name))
+        self.listener.listen(64)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.listener, selectors.EVENT_READ, ('accept', None))
+        self.pending = {}       # conn -> requester pid (request not read yet)
+        self.children = {}      # pidfd -> _Child
+        self.requesters = {}    # requester pid -> [pidfd, set of child pidfds]
+        self.pid = os.getpid()
+        self.preload = []       # modules still to import when idle
+        self.owner_pidfd = owner_pidfd
+        self.sel.register(owner_pidfd, selectors.EVENT_READ, ('owner', None))
+        self.spare = None       # _Spare: a child forked ahead, waiting for a request
+        self.spares = os.environ.get(ENV_SPARE, '1') != '0'
+        try:
+            self.spare_idle = max(float(os.environ.get(ENV_SPARE_IDLE, SPARE_IDLE)), 0.0)
+        except ValueError:
+            self.spare_idle = SPARE_IDLE
+        self.last_request = time.monotonic()    # a spare is kept only within spare_idle of it
+        self.context = None     # context part of the last request (a spare applies it)
+        self.trimmed = None     # _state() when the heap was last trimmed
+
+    # -- events -------------------------------------------------------------
+
+    def serve(self):
+        """Serve until a child is forked: returns its setup in the child, never in the zygote."""
+        while True:
+            busy_for = self.last_request + self.spare_idle - time.monotonic()
+            if self.spare is not None and busy_for <= 0:
+                self._drop_spare()          # idle: give its memory back
+            want_spare = self.spares and self.spare is None and busy_for > 0
+            timeout = 0 if self.preload or want_spare else None
+            if self.spare is not None:
+                timeout = busy_for if timeout is None else min(timeout, busy_for)
+            events = self.sel.select(timeout)
+            if not events and self.preload:
+                _import_modules(self.preload[:1], any_module=True)   # when idle
+                del self.preload[:1]
+                continue
+            if not events and want_spare:
+                setup = self._fork_spare()                            # when idle
+                if setup is not None:
+                    return setup        # in the spare, once it has a request
+                continue
+            for key, _ in events:
+                kind, obj = key.data
+                try:
+                    if kind in ('accept', 'request'):
+                        child = self._accept() if kind == 'accept' else self._request(key.fileobj)
+                        if child is not None:
+                            return child
+                    elif kind == 'child':
+                        self._reap(obj)
+                    elif kind == 'requester':
+                        self._requester_gone(obj)
+                    elif kind == 'owner':
+                        # The run's owner is gone: so is the zygote, and its
+                        # children with it (PR_SET_PDEATHSIG).
+                        os._exit(0)
+                except Exception:
+                    # A bug here must not take the run's processes down with
+                    # the zygote: report it and keep serving.
+                    import traceback
+                    traceback.print_exc()
+
+    def _accept(self):
+        """Accept a requester's connection and serve its request if it is there already.
+
+        The requester sends right after connecting: reading at once saves a
+        turn of the event loop. Returns a child's setup, in the child only.
+        """
+        try:
+            conn, _ = self.listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return None
+        try:
+            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+            pid, uid = int.from_bytes(creds[0:4], sys.byteorder), \
+                int.from_bytes(creds[4:8], sys.byteorder)
+            if uid != os.getuid():
+                raise PermissionError(f'uid {uid} may not use this zygote')
+            self._watch_requester(pid)
+            msg, fds, _, _ = socket.recv_fds(conn, MAX_MSG, MAX_FDS, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            self.pending[conn] = pid
+            self.sel.register(conn, selectors.EVENT_READ, ('request', None))
+            return None
+        except OSError:
+            conn.close()
+            return None
+        return self._serve(conn, pid, msg, fds)
+
+    def _watch_requester(self, pid):
+        if pid in self.requesters:
+            return
+        pidfd = os.pidfd_open(pid)
+        self.requesters[pid] = [pidfd, set()]
+        self.sel.register(pidfd, selectors.EVENT_READ, ('requester', pid))
+
+    def _request(self, conn):
+        requester = self.pending.pop(conn)
+        self.sel.unregister(conn)
+        try:
+            msg, fds, _, _ = socket.recv_fds(conn, MAX_MSG, MAX_FDS)
+        except OSError:
+            conn.close()
+            return None
+        return self._serve(conn, requester, msg, fds)
+
+    def _serve(self, conn, requester, msg, fds):
+        """Start the child a request asks for: hand it to the spare, or fork."""
+        self.last_request = time.monotonic()
+        try:
+            zpart, ctx, _ = split_request(msg, len(fds))
+            todo = pickle.loads(zpart) if zpart else {}
+        except Exception:
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            return None
+        _import_modules(todo.get('modules', ()))
+        _compile_sources(todo.get('sources', ()))
+        self.context = ctx          # the next spare applies it while it waits
+        if self.spare is not None and self._assign_spare(conn, requester, msg, fds):
+            return None
+        try:
+            pid = self._fork()
+        except OSError as e:
+            for fd in fds:
+                os.close(fd)
+            self._send(conn, {'error': f'zygote: fork failed: {e}'})
+            conn.close()
+            return None
+        if pid == 0:
+            try:
+                conn.close()
+                return self._child_setup(msg, fds)
+            except BaseException:
+                # Never let a child fall back into the zygote's loop.
+                import traceback
+                traceback.print_exc()
+                os._exit(1)
+        for fd in fds:
+            os.close(fd)
+        child = self._track(pid, conn, requester)
+        if child is None:
+            conn.close()
+            return None
+        self._reply(child)
+        return None
+
+    def _track(self, pid, conn=None, requester=None):
+        """Watch a child just forked (pidfd in the selector); None: it could not be, and is gone."""
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:            # cannot happen for our own unreaped child
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+        child = _Child(pid, pidfd, conn, requester)
+        self.children[pidfd] = child
+        self.sel.register(pidfd, selectors.EVENT_READ, ('child', pidfd))
+        return child
+
+    def _reply(self, child):
+        """Tie a started child to its requester and send its pid and pidfd."""
+        conn, pidfd = child.conn, child.pidfd
+        if child.requester in self.requesters:
+            self.requesters[child.requester][1].add(pidfd)
+        try:
+            socket.send_fds(conn, [pickle.dumps({'pid': child.pid})], [pidfd])
+        except OSError:
+            # The requester is gone or gave up: its child must not run on.
+            _kill(pidfd)
+            child.conn = None
+            conn.close()
+
+    # -- spares ---------------------------------------------------------------
+
+    def _state(self):
+        """What a child inherits from the zygote beyond its code: a spare forked in another state is stale."""
+        return len(sys.modules), len(_code_cache)
+
+    def _fork_spare(self):
+        """Fork a child ahead of time; it waits for a request (returns its setup, in the spare only)."""
+        state = self._state()
+        if self.trimmed != state and _malloc_trim is not None:
+            # Imports leave free heap pages behind; every fork copies the page
+            # table entries of all of them and every exit unmaps them again.
+            # Giving them back once per state (zygote heap 4.9 -> 3.1 MB) made
+            # start+join ~3% faster.
+            _malloc_trim(0)
+            self.trimmed = state
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX,
+                                                  socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        try:
+            pid = self._fork()
+        except OSError:
+            parent_end.close()
+            child_end.close()
+            self.spares = False        # no longer single-threaded: fork per request (which fails)
+            return None
+        if pid == 0:
+            try:
+                parent_end.close()
+                return self._spare_wait(child_end)
+            except BaseException:
+                import traceback
+                traceback.print_exc()
+                os._exit(1)
+        child_end.close()
+        child = self._track(pid)
+        if child is None:
+            parent_end.close()
+            return None
+        self.spare = _Spare(child, parent_end, state)
+        return None
+
+    def _drop_spare(self):
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            spare.sock.close()         # the spare reads EOF and exits; reaped as a child
+            _kill(spare.child.pidfd)
+
+    def _assign_spare(self, conn, requester, msg, fds):
+        """Hand a request to the waiting spare; False: fork for it instead."""
+        spare = self.spare
+        if spare.state != self._state() or spare.child.pidfd not in self.children:
+            self._drop_spare()         # forked before modules or code the child needs
+            return False
+        self.spare = None
+        try:
+            socket.send_fds(spare.sock, [msg], fds)
+        except OSError:
+            spare.sock.close()
+            _kill(spare.child.pidfd)
+            return False
+        spare.sock.close()
+        for fd in fds:
+            os.close(fd)
+        child = spare.child
+        child.conn, child.requester = conn, requester
+        self._reply(child)
+        return True
+
+    def _fork(self):
+        from . import _core
+        # The invariant everything rests on: a process with the Go runtime never forks.
+        assert _core._loaded_pid is None, 'the zygote has loaded the Go runtime'
+        if len(os.listdir('/proc/self/task')) != 1:
+            # An import started a thread: a fork would copy its locks mid-use.
+            raise OSError('the zygote is no longer single-threaded')
+        import gc
+        gc.freeze()     # the child's collections skip (and do not copy) the zygote's objects
+        return os.fork()
+
+    def _reap(self, pidfd):
+        if self.spare is not None and self.spare.child.pidfd == pidfd:
+            self.spare.sock.close()    # died while waiting: fork another
+            self.spare = None
+        child = self.children.pop(pidfd)
+        self.sel.unregister(pidfd)
+        try:
+            _, status = os.waitpid(child.pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:
+            code = -signal.SIGKILL
+        os.close(pidfd)
+        watch = self.requesters.get(child.requester)
+        if watch is not None:
+            watch[1].discard(pidfd)
+        if child.conn is not None:
+            self._send(child.conn, {'exitcode': code})
+            child.conn.close()
+
+    def _requester_gone(self, pid):
+        pidfd, kids = self.requesters.pop(pid)
+        self.sel.unregister(pidfd)
+        os.close(pidfd)
+        for kid in kids:
+            _kill(kid)      # reaped (and reported to nobody) when its pidfd fires
+
+    @staticmethod
+    def _send(conn, obj):
+        try:
+            conn.send(pickle.dumps(obj))
+        except OSError:
+            pass
+
+    # -- in the child ---------------------------------------------------------
+
+    def _spare_wait(self, sock):
+        """In a spare: drop the zygote's state, wait for a request, then become its child.
+
+        While it waits, it does what a child of the zygote's last request's
+        context would do first (descriptors closed, cwd, environment, stdout
+        buffering): a request from the same context only installs descriptors.
+        """
+        self._leave_zygote()
+        _close_fds_except({sock.fileno()})
+        applied = None
+        if self.context is not None:
+            try:
+                _apply_context(self.context)
+                applied = self.context
+            except Exception:
+                pass                   # applied again, and reported, with the request
+        fds = []
+        try:
+            msg, fds, _, _ = socket.recv_fds(sock, MAX_MSG, MAX_FDS)
+        except BaseException:
+            os._exit(0)
+        if not msg:
+            os._exit(0)                # discarded by the zygote
+        sock.close()
+        return self._child_setup(msg, fds, left=True, applied=applied)
+
+    def _leave_zygote(self):
+        # PDEATHSIG first: a forked copy never outlives the zygote.
+        _set_pdeathsig(signal.SIGKILL)
+        if os.getppid() != self.pid:
+            os._exit(1)
+        # Close the zygote's objects properly: none may later close a number
+        # that now belongs to the child.
+        self.sel.close()
+        self.listener.close()
+        for conn in self.pending:
+            conn.close()
+        for child in self.children.values():
+            if child.conn is not None:
+                child.conn.close()
+            os.close(child.pidfd)
+        for pidfd, _ in self.requesters.values():
+            os.close(pidfd)
+        if self.spare is not None:
+            self.spare.sock.close()
+        os.close(self.owner_pidfd)
+        self.pending = self.children = self.requesters = self.spare = None
+
+    def _child_setup(self, msg, fds, left=False, applied=None):
+        """Turn the forked copy into the requested process's starting state.
+
+        left: the zygote's state is dropped already (a spare); applied: the
+        context the spare applied ahead of the request.
+        """
+        # The zygote ignores SIGINT (Ctrl-C belongs to the program); a child
+        # gets Python's default, as a fresh interpreter does. (_signal: the
+        # signal module's wrapper converts to enums, ~0.1 ms in a fresh fork.)
+        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+        if not left:
+            self._leave_zygote()
+            _close_fds_except(set(fds))
+        _, ctx, start = split_request(msg, len(fds))
+        targets, data_fd, tracker_fd = pickle.loads(start)
+        if len(targets) != len(fds):
+            raise ValueError('descriptor count does not match the request')
+        _install_fds(fds, targets)
+        if ctx != applied:
+            _apply_context(ctx)
+        return data_fd, tracker_fd
+
+
+def _apply_context(ctx):
+    """Take on a request's cwd, environment and stdout buffering."""
+    cwd, env, stdout_tty = pickle.loads(ctx)
+    os.chdir(cwd)
+    _set_environ(env)
+    stream = sys.stdout
+    if stream is not None and getattr(stream, 'line_buffering', stdout_tty) != stdout_tty:
+        try:
+            stream.reconfigure(line_buffering=stdout_tty)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+def _set_environ(env):
+    """Make os.environ (and the C environment) `env` (bytes to bytes), touching only what differs."""
+    current = os.environb
+    for key in [k for k in current if k not in env]:
+        del current[key]
+    for key, value in env.items():
+        if current.get(key) != value:
+            current[key] = value
+
+
+def _kill(pidfd):
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+_prctl = None           # libc's prctl, resolved in the zygote before any fork
+_malloc_trim = None     # glibc's malloc_trim, likewise (None: not glibc)
+
+
+def _set_pdeathsig(sig):
+    PR_SET_PDEATHSIG = 1
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+
+
+def _close_fds_except(keep):
+    """Close every descriptor above 2 that is not in keep."""
+    for name in os.listdir('/proc/self/fd'):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _install_fds(fds, targets):
+    """Put fds[i] at targets[i], when the descriptors open are 0-2 and fds only."""
+    top = max([2, *targets, *fds]) + 1
+    import fcntl
+    moved = []
+    for fd in fds:             # out of the way of every target first
+        moved.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, top))
+        os.close(fd)
+    for fd, target in zip(moved, targets):
+        os.dup2(fd, target)    # inheritable, as in an exec'd child
+        os.close(fd)
+    for fd in (0, 1, 2):       # a standard stream the requester had closed
+        if fd not in targets:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _import_modules(names, any_module=False):
+    """Import names into the zygote (stdlib modules only, unless any_module)."""
+    import importlib
+    for name in names:
+        if name in sys.modules or name.partition('.')[0] in NO_PRELOAD:
+            continue
+        if not any_module and name.partition('.')[0] not in sys.stdlib_module_names:
+            continue
+        try:
+            importlib.import_module(name)
+        except BaseException:
+            pass
+
+
+_code_cache = {}          # (kind, path) -> (source bytes, code object)
+MAX_SOURCE = 4 << 20
+
+
+def _compile_sources(entries):
+    for kind, path, fname in entries:
+        try:
+            with open(path, 'rb') as f:
+                data = f.read(MAX_SOURCE + 1)
+            if len(data) > MAX_SOURCE:
+                continue
+            if kind == 'main':
+                code = compile(data, fname, 'exec', dont_inherit=True)
+                _code_cache[('main', fname)] = (data, code)
+                _cache_no_importer(fname)
+            else:
+                from importlib.machinery import SourceFileLoader
+                code = _orig_source_to_code(SourceFileLoader('_', path), data, path)
+                _code_cache[('module', path)] = (data, code)
+        except BaseException:
+            pass
+
+
+def _cache_no_importer(path):
+    """Record that no path hook handles the main script path, as a child's runpy would find.
+
+    runpy.run_path asks pkgutil.get_importer, which tries every path hook
+    (zipimport reads the file) and caches only a hook that accepts it: for a
+    plain script each child would try them all again. A script no hook
+    accepts is run as code either way; a zip or directory is left alone.
+    """
+    import pkgutil
+    try:
+        if pkgutil.get_importer(path) is None:
+            sys.path_importer_cache.setdefault(path, None)
+    except Exception:
+        pass
+
+
+def _main_code(fname, importer_checked=False):
+    """The code the zygote compiled for the main script fname, if the file's bytes are unchanged.
+
+    Unless importer_checked, also None when runpy would not run the file as
+    plain code (a path hook takes it, or none was looked up).
+    """
+    entry = _code_cache.get(('main', fname))
+    if entry is None:
+        return None
+    if not importer_checked and sys.path_importer_cache.get(fname, entry) is not None:
+        return None
+    # os.read of one byte more than the cached source: a file object (and
+    # read()'s MAX_SOURCE buffer) would cost ~0.1 ms in a fresh fork.
+    try:
+        fd = os.open(os.path.abspath(os.fsdecode(fname)), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, len(entry[0]) + 1)
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+    return entry[1] if data == entry[0] else None
+
+
+_orig_source_to_code = None
+
+
+def _install_code_cache():
+    """Make the zygote's children reuse code it compiled, for byte-identical sources only."""
+    global _orig_source_to_code
+    import inspect
+    import runpy
+    from importlib.machinery import SourceFileLoader
+
+    orig_s2c = _orig_source_to_code = SourceFileLoader.source_to_code
+
+    def source_to_code(self, data, path, *, _optimize=-1):
+        entry = _code_cache.get(('module', path))
+        if entry is not None and _optimize == -1 and entry[0] == data:
+            return entry[1]
+        return orig_s2c(self, data, path, _optimize=_optimize)
+
+    orig_get = getattr(runpy, '_get_code_from_file', None)
+    if orig_get is not None:
+        with_name = len(inspect.signature(orig_get).parameters) == 2   # 3.11: (run_name, fname)
+
+        def _get_code_from_file(*args):
+            code = _main_code(args[-1], importer_checked=True)
+            if code is not None:
+                return (code, args[-1]) if with_name else code
+            return orig_get(*args)
+
+        runpy._get_code_from_file = _get_code_from_file
+    SourceFileLoader.source_to_code = source_to_code
+    from . import spawn
+    spawn.main_code = _main_code
+
+
+# What a child needs before it runs anything: imported before the zygote says it is ready.
+ESSENTIAL = ('dragon_mp.spawn', 'dragon_mp._core', 'multiprocessing.spawn', 'runpy', 'pkgutil',
+             'ctypes', 'fcntl', 'traceback')
+
+
+def _preload_list():
+    """The rest, imported while the zygote is idle (a child forked earlier imports what it needs)."""
+    names = list(PRELOAD)
+    names += [n.strip() for n in os.environ.get(ENV_PRELOAD, '').split(',') if n.strip()]
+    return names
+
+
+def main():
+    """argv: zygote name, ready fd (the zygote writes its pid there once listening), owner pid."""
+    global _prctl, _malloc_trim
+    name, ready_fd, owner = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    # Watch the owner (the pidfd is taken while it is surely our parent),
+    # then leave its children: the process exec'd by the owner exits at once
+    # and the zygote carries on as an orphan, so the owner's child
+    # processes are only the ones the program started.
+    if os.getppid() != owner:
+        os._exit(1)
+    owner_pidfd = os.pidfd_open(owner)
+    if os.fork() != 0:
+        os._exit(0)
+    # Ctrl-C in a terminal reaches the whole process group: the program's
+    # children handle it themselves; the zygote stays for the run.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.stderr is not None:
+        try:
+            sys.stderr.reconfigure(line_buffering=True)   # as in every Python child
+        except (OSError, ValueError, AttributeError):
+            pass
+    _import_modules(ESSENTIAL)
+    _install_code_cache()
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    _prctl = libc.prctl
+    _malloc_trim = getattr(libc, 'malloc_trim', None)     # glibc only
+    _prctl.restype = ctypes.c_int
+    _prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                       ctypes.c_ulong]
+    from . import _core
+    assert _core._loaded_pid is None, 'the zygote has loaded the Go runtime'
+    server = _Server(name, owner_pidfd)
+    server.preload = _preload_list()
+    os.write(ready_fd, f'{os.getpid()}\n'.encode())
+    os.close(ready_fd)
+    data_fd, tracker_fd = server.serve()
+    del server
+    _run_child(data_fd, tracker_fd)
+
+
+def _run_child(data_fd, tracker_fd):
+    """Run the process like an exec'd child, then exit without interpreter teardown.
+
+    An exec'd child ends with sys.exit(): atexit handlers, stdio flushed,
+    then the interpreter's teardown of every module. A fork of the zygote
+    carries all the preloaded modules, and tearing them down writes to every
+    page of the inherited heap (copy-on-write: ~20-30 ms); so, like stdlib's
+    fork and forkserver children, it ends with os._exit() once atexit
+    handlers have run and stdio is flushed.
+    """
+    from .spawn import spawn_main
+    try:
+        spawn_main(data_fd, tracker_fd)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        code = 1
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        try:
+            print(code, file=sys.stderr)
+        except Exception:
+            pass
+        code = 1
+    try:
+        import atexit
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except Exception:
+                pass
+        os._exit(code & 0xff)
+
+if __name__ == '__main__':
+    main()
