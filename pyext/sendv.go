@@ -56,6 +56,9 @@ func dmp_msg_alloc(addr, n C.uint64_t, timeoutNs C.int64_t, outOff *C.uint64_t) 
 	if timeoutNs == 0 && c.Cap() != 0 && c.Len() >= c.Cap() {
 		return cCode(channel.ErrFull)
 	}
+	if timeoutNs != 0 {
+		c.PaceLarge(uint64(n)) // see channel.PaceLarge; a send that must not wait is not paced
+	}
 	off, err := c.AllocMessage(uint64(n))
 	if err != nil {
 		return cCode(err)

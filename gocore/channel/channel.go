@@ -397,15 +397,17 @@ func copyTime(n uint64) time.Duration {
 // previous large send, first yields for up to one copy time (copyTime)
 // until one is taken. A sender whose receiver is not taking (a queue filled
 // for later) never waits: nfSeq has not moved. Nor does a send ever wait
-// longer than that, so it still never blocks on an unbounded channel.
+// longer than that, so it still never blocks on an unbounded channel, and
+// a send that must not wait at all (timeout 0) is not paced.
 const (
 	paceMinBytes = 256 << 10
 	paceDepth    = 2
 )
 
-// paceLarge is that wait, before a large message of n bytes is allocated;
-// it reports whether it waited.
-func (c *Channel) paceLarge(n uint64) bool {
+// PaceLarge is that wait, before a large message of n bytes is allocated;
+// it reports whether it waited. Send does it itself (unless its timeout is
+// 0); a caller of AllocMessage that will wait in SendBlock calls it first.
+func (c *Channel) PaceLarge(n uint64) bool {
 	if n < paceMinBytes {
 		return false
 	}
@@ -605,7 +607,9 @@ func (c *Channel) SendParts(timeout time.Duration, parts ...[]byte) error {
 		if timeout == 0 && c.capacity != 0 && atomic.LoadUint64(&h.count) >= c.capacity {
 			return ErrFull // spare the copy: it would be thrown away
 		}
-		c.paceLarge(n)
+		if timeout != 0 {
+			c.PaceLarge(n)
+		}
 		off, err := c.heap.Alloc(n)
 		if err != nil {
 			return err
@@ -647,7 +651,6 @@ func (c *Channel) AllocMessage(n uint64) (uint64, error) {
 	if n <= uint64(c.inline) {
 		return 0, ErrInvalid
 	}
-	c.paceLarge(n)
 	return c.heap.Alloc(n)
 }
 

@@ -77,8 +77,8 @@
 // first yields for up to one copy time until one is taken (pacing): a
 // stream spread over dozens of blocks is read after they have left the
 // caches (1 MiB: ~10-25% slower). A sender whose receiver is not taking
-// never waits, and no send waits longer than that, so a send to an
-// unbounded channel still never blocks.
+// never waits, no send waits longer than that, and a send with timeout 0
+// is not paced, so a send to an unbounded channel still never blocks.
 //
 // # Waiting
 //

@@ -105,12 +105,19 @@ func TestPaceLargeOnlyForAnActiveReceiver(t *testing.T) {
 		{"small message after a take", func() { mustSend(t, c, big); mustRecv(t, c) }, paceMinBytes - 1, false},
 		{"large after that take", nil, 1 << 20, true},
 		{"a take leaving 1 queued", func() { mustRecv(t, c) }, 1 << 20, false},
+		// a send that must not wait is not paced, nor does it count as the last large send
+		{"non-blocking send after a take", func() {
+			mustSend(t, c, big)
+			mustSend(t, c, big)
+			mustRecv(t, c)
+			mustSend(t, c, big)
+		}, 1 << 20, true},
 	}
 	for _, st := range steps {
 		if st.do != nil {
 			st.do()
 		}
-		if got := c.paceLarge(st.size); got != st.want {
+		if got := c.PaceLarge(st.size); got != st.want {
 			t.Errorf("%s (%d queued): paceLarge = %v, want %v", st.name, c.Len(), got, st.want)
 		}
 	}
