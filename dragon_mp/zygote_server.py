@@ -559,9 +559,15 @@ def _main_code(fname, importer_checked=False):
     if not importer_checked and sys.path_importer_cache.get(fname, entry) is not None:
         return None
     # os.read of one byte more than the cached source: a file object (and
-    # read()'s MAX_SOURCE buffer) would cost ~0.1 ms in a fresh fork.
+    # read()'s MAX_SOURCE buffer) would cost ~0.1 ms in a fresh fork. A main
+    # path from spawn's preparation data is absolute and normalized already,
+    # which abspath (pure Python, ~20 us there) would leave as it is.
+    path = fname
+    if not (isinstance(path, str) and path[:1] == '/' and '//' not in path
+            and '/.' not in path and path[-1:] != '/'):
+        path = os.path.abspath(os.fsdecode(fname))
     try:
-        fd = os.open(os.path.abspath(os.fsdecode(fname)), os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             data = os.read(fd, len(entry[0]) + 1)
         finally:
