@@ -70,3 +70,11 @@ def test_idle_memory_counts_the_processes_of_each_implementation():
     for impl, cells in rows.items():
         rss, pss = (float(c.split()[0]) for c in cells[2:])
         assert rss > 0 and 0 < pss <= rss, (impl, cells)
+
+
+def test_start_floor_reports_both_rows():
+    out = _run([sys.executable, os.path.join(BENCH, 'start_floor.py'), '--starts', '20'])
+    assert out.returncode == 0, out.stderr
+    rows = re.findall(r'^\| (minimal fork server|stdlib fork)[^|]*\| (\d+\.\d+) \|$', out.stdout, re.M)
+    assert [r[0] for r in rows] == ['minimal fork server', 'stdlib fork'], out.stdout
+    assert all(float(ms) > 0 for _, ms in rows)
