@@ -5,11 +5,7 @@ package pyext
 */
 import "C"
 
-import (
-	"unsafe"
-
-	"github.com/dragon-mp/dragon_mp/gocore/channel"
-)
+import "unsafe"
 
 // dmp_sendv sends the concatenation of nparts buffers as one message,
 // copying each once into the channel (Python frames a large payload with a
@@ -53,13 +49,7 @@ func dmp_msg_alloc(addr, n C.uint64_t, timeoutNs C.int64_t, outOff *C.uint64_t) 
 	if err != nil {
 		return cCode(err)
 	}
-	if timeoutNs == 0 && c.Cap() != 0 && c.Len() >= c.Cap() {
-		return cCode(channel.ErrFull)
-	}
-	if timeoutNs != 0 {
-		c.PaceLarge(uint64(n)) // see channel.PaceLarge; a send that must not wait is not paced
-	}
-	off, err := c.AllocMessage(uint64(n))
+	off, err := c.AllocMessage(uint64(n), duration(timeoutNs))
 	if err != nil {
 		return cCode(err)
 	}

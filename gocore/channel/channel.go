@@ -197,7 +197,7 @@ type Channel struct {
 	// largeSpin.
 	lastLarge atomic.Uint64
 	// paceSeq is the receivers' progress (header nfSeq) at this handle's
-	// last large send; see paceLarge. The zero value: none seen yet.
+	// last paced large send; see paceLarge. The zero value: none seen yet.
 	paceSeq atomic.Uint32
 }
 
@@ -404,10 +404,9 @@ const (
 	paceDepth    = 2
 )
 
-// PaceLarge is that wait, before a large message of n bytes is allocated;
-// it reports whether it waited. Send does it itself (unless its timeout is
-// 0); a caller of AllocMessage that will wait in SendBlock calls it first.
-func (c *Channel) PaceLarge(n uint64) bool {
+// paceLarge is that wait, before a large message of n bytes is allocated
+// (allocLarge); it reports whether it waited.
+func (c *Channel) paceLarge(n uint64) bool {
 	if n < paceMinBytes {
 		return false
 	}
@@ -604,13 +603,7 @@ func (c *Channel) SendParts(timeout time.Duration, parts ...[]byte) error {
 	var boff uint64
 	switch {
 	case large:
-		if timeout == 0 && c.capacity != 0 && atomic.LoadUint64(&h.count) >= c.capacity {
-			return ErrFull // spare the copy: it would be thrown away
-		}
-		if timeout != 0 {
-			c.PaceLarge(n)
-		}
-		off, err := c.heap.Alloc(n)
+		off, err := c.allocLarge(n, timeout)
 		if err != nil {
 			return err
 		}
@@ -640,8 +633,9 @@ func (c *Channel) SendParts(timeout time.Duration, parts ...[]byte) error {
 // non-temporal stores from 1 MiB on, which leave a message that fits in the
 // cache outside it for the receiver) and then queues it with SendBlock.
 // The block is the caller's until SendBlock succeeds; ReleaseMessage
-// (Message{Len: n, Large: true, Off: off}) frees it.
-func (c *Channel) AllocMessage(n uint64) (uint64, error) {
+// (Message{Len: n, Large: true, Off: off}) frees it. timeout is the one
+// the caller will give SendBlock: see allocLarge.
+func (c *Channel) AllocMessage(n uint64, timeout time.Duration) (uint64, error) {
 	if c.dead.Load() {
 		return 0, ErrBadHandle
 	}
@@ -650,6 +644,21 @@ func (c *Channel) AllocMessage(n uint64) (uint64, error) {
 	}
 	if n <= uint64(c.inline) {
 		return 0, ErrInvalid
+	}
+	return c.allocLarge(n, timeout)
+}
+
+// allocLarge takes the heap block of a large message about to be sent with
+// timeout. A send that will not wait (timeout 0) gets ErrFull at once from
+// a full bounded channel (the copy would be thrown away) and is never
+// paced; any other is paced (paceLarge).
+func (c *Channel) allocLarge(n uint64, timeout time.Duration) (uint64, error) {
+	if timeout == 0 {
+		if c.capacity != 0 && atomic.LoadUint64(&c.h.count) >= c.capacity {
+			return 0, ErrFull
+		}
+	} else {
+		c.paceLarge(n)
 	}
 	return c.heap.Alloc(n)
 }

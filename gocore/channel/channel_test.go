@@ -784,11 +784,11 @@ func TestAllocMessageSendBlock(t *testing.T) {
 	hp := newShmHeap(t, 64<<20, true)
 	c := mustCreate(t, hp, Options{Capacity: 1, Inline: 64})
 	// only large messages go through a caller-filled block
-	if _, err := c.AllocMessage(64); err != ErrInvalid {
+	if _, err := c.AllocMessage(64, -1); err != ErrInvalid {
 		t.Fatalf("AllocMessage(inline size) = %v, want ErrInvalid", err)
 	}
 	fill := func(n uint64, seed byte) uint64 {
-		off, err := c.AllocMessage(n)
+		off, err := c.AllocMessage(n, -1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -835,7 +835,7 @@ func TestAllocMessageSendBlock(t *testing.T) {
 	// closed: AllocMessage refuses, SendBlock leaves the block to the caller
 	off3 := fill(5000, 3)
 	c.Close()
-	if _, err := c.AllocMessage(5000); err != ErrClosed {
+	if _, err := c.AllocMessage(5000, -1); err != ErrClosed {
 		t.Fatalf("AllocMessage on a closed channel = %v", err)
 	}
 	if err := c.SendBlock(off3, 5000, 0); err != ErrClosed {

@@ -117,7 +117,7 @@ func TestPaceLargeOnlyForAnActiveReceiver(t *testing.T) {
 		if st.do != nil {
 			st.do()
 		}
-		if got := c.PaceLarge(st.size); got != st.want {
+		if got := c.paceLarge(st.size); got != st.want {
 			t.Errorf("%s (%d queued): paceLarge = %v, want %v", st.name, c.Len(), got, st.want)
 		}
 	}
