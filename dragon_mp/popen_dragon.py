@@ -20,7 +20,6 @@ Either way the sentinel becomes readable when the child exits, so
 `connection.wait` and selectors work on it, and `pid` is the child's real pid.
 """
 
-import io
 import os
 import pickle
 import signal
@@ -77,7 +76,8 @@ class Popen:
         try:
             # Pickle before starting anything: an unpicklable target fails
             # here, with nothing to clean up.
-            data = spawn.pack_data(_dumps(prep_data), _dumps(process_obj))
+            dumps = reduction.ForkingPickler.dumps
+            data = spawn.pack_data(dumps(prep_data), dumps(process_obj))
         finally:
             set_spawning_popen(None)
 
@@ -234,12 +234,6 @@ def _release_forked(conn, sentinel, parent_w):
             os.close(fd)
         except OSError:
             pass
-
-
-def _dumps(obj):
-    fp = io.BytesIO()
-    reduction.dump(obj, fp)
-    return fp.getvalue()
 
 
 def _write_ahead(fd, data):
