@@ -7,9 +7,11 @@ Two ways to start a child, with the same behaviour:
   and environment and runs the same entry as an exec'd child (a few ms
   instead of an interpreter start). The zygote is the child's real parent:
   it reaps it and sends the exit code on the request's connection, which
-  this Popen keeps; the sentinel is a pidfd of the child (sent by the
-  zygote), signals go through pidfd_send_signal, and the zygote SIGKILLs
-  the child when this process exits (SIGKILL included).
+  this Popen keeps. The child sends its own exit code there first, just
+  before it exits, so a wait ends when the pidfd says the process is gone,
+  not one turn of the zygote's loop later. The sentinel is a pidfd of the
+  child (sent by the zygote), signals go through pidfd_send_signal, and the
+  zygote SIGKILLs the child when this process exits (SIGKILL included).
 - by exec, when the zygote cannot be used (DRAGON_MP_ZYGOTE=0, it could not
   be started, or a request failed): the Go process manager forks and execs
   a fresh interpreter (from one OS thread that never exits, so
@@ -23,7 +25,9 @@ Either way the sentinel becomes readable when the child exits, so
 import os
 import pickle
 import signal
+import socket
 import threading
+import time
 
 from multiprocessing import util
 from multiprocessing.context import set_spawning_popen
@@ -56,6 +60,7 @@ class Popen:
         self.finalizer = None
         self._handle = None
         self._conn = None
+        self._early_exitcode = None    # the child's report read with the zygote's reply
         self._lock = threading.Lock()
         self._fds = []
         self._launch(process_obj)
@@ -143,7 +148,7 @@ class Popen:
         env[os.fsencode(_runtime.ENV_RUN)] = os.fsencode(runid)
         ctx = zygote.context(os.getcwd(), env, 1 in targets and os.isatty(1))
         try:
-            self.pid, self.sentinel, self._conn = zygote.request(
+            self.pid, self.sentinel, self._conn, self._early_exitcode = zygote.request(
                 name, fds, targets, ctx, data_fd, tracker_fd, main_path)
         except OSError:
             return False
@@ -162,7 +167,6 @@ class Popen:
     def _wait(self, timeout):
         if self._conn is not None:
             return self._wait_forked(timeout)
-        import time
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0)
         gc = _core.gocore()
         while True:
@@ -175,15 +179,26 @@ class Popen:
                     return
 
     def _wait_forked(self, timeout):
-        # The zygote (the real parent) reaps the child and sends its exit
-        # code on the connection, then closes it.
-        if not zygote.readable(self._conn.fileno(), timeout):
+        # Once the pidfd says the process is gone, the first exit status on
+        # the connection is the child's own report, or, for a child that
+        # could not report (a signal, os._exit), the zygote's (the real
+        # parent reaps it, sends its status, then closes the connection).
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0)
+        if not zygote.readable(self.sentinel, timeout):
             return
         with self._lock:
             if self.returncode is not None:
                 return
+            if self._early_exitcode is not None:
+                self.returncode = self._early_exitcode
+                return
             try:
-                msg = self._conn.recv(4096)
+                msg = self._conn.recv(4096, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                left = None if deadline is None else max(deadline - time.monotonic(), 0)
+                if not zygote.readable(self._conn.fileno(), left):
+                    return         # the zygote has not reaped it yet
+                msg = self._recv_status()
             except OSError:
                 msg = b''
             if msg:
@@ -191,8 +206,13 @@ class Popen:
                 return
             # The zygote died before reporting; PR_SET_PDEATHSIG has SIGKILLed
             # the child (or it ended just before). Its status is lost.
-            zygote.readable(self.sentinel, 5)
             self.returncode = -signal.SIGKILL
+
+    def _recv_status(self):
+        try:
+            return self._conn.recv(4096)
+        except OSError:
+            return b''
 
     def _send_signal(self, sig):
         if self.returncode is None:

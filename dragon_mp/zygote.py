@@ -16,14 +16,20 @@ setup.
 
 Spares
 ------
-While idle, the zygote forks one child ahead of time (a *spare*): it drops
-the zygote's state (listener, connections, pidfds; PR_SET_PDEATHSIG) and
-waits on a socketpair. While it waits it also closes every other
-descriptor and takes on the context (cwd, environment, stdout buffering) of
-the zygote's last request, which the next request most likely shares. A
-request is handed to it as received (the same message and descriptors,
-SCM_RIGHTS): it installs the descriptors, re-applies the context only if it
-differs, and runs. The fork, the child's first copy-on-write faults and the
+While idle, the zygote forks one child ahead of time (a *spare*): it closes
+the zygote's descriptors (one close_range; the zygote's objects stay
+referenced, unused, so none closes a number the child reuses later), sets
+PR_SET_PDEATHSIG and waits on a socketpair. While it waits it takes on the
+context (cwd, stdout buffering) of the zygote's last request, which the
+next request most likely shares, and does the first step of
+Process._bootstrap: stdin becomes /dev/null (under a high descriptor
+number, so that the request's descriptors land elsewhere; a request that
+passes that number gets it, and _bootstrap opens /dev/null again). The
+environment of a new context is taken on by the zygote itself, once, so
+spares inherit it. A request is handed to the spare as received (the same
+message and descriptors, SCM_RIGHTS, then the request's connection): it
+installs the descriptors, re-applies the context only if it differs, and
+runs. The fork, the child's first copy-on-write faults and the
 context are off the request's path. The next spare is forked
 when the zygote is idle again. A spare forked before the zygote imported
 modules or compiled sources (its sys.modules or code cache have grown since)
@@ -84,8 +90,16 @@ requester -> zygote : HEAD (magic, len(zygote part), len(context), number of
                       The zygote reads only the head and the zygote part: the
                       child (or spare) reads the rest.
 zygote -> requester : pickle {'pid': pid} with the child's pidfd, or {'error': text}
+child  -> requester : pickle {'exitcode': code} just before it exits (the zygote
+                      passes the child the connection); it may come before the
+                      zygote's reply
 zygote -> requester : pickle {'exitcode': code} when the child has been reaped,
                       then the connection is closed
+
+The requester waits for the pidfd, then takes the first exit status on the
+connection: the child's own, without waiting for the zygote's turn to reap
+it, or the zygote's for a child that could not report (killed by a signal,
+os._exit in the target).
 
 The connection is the requester's status channel; closing it early (a
 released Popen) leaves the child running. Only requests of our own uid are
@@ -98,6 +112,8 @@ What the zygote holds (so that children need not import or compile it)
   multiprocessing's modules (PRELOAD), and the modules named in
   DRAGON_MP_ZYGOTE_PRELOAD (comma separated; as with forkserver's preload,
   they must be safe to import once and then fork).
+- The environment of the last request's context (not its cwd: the zygote's
+  imports must never find a user's files).
 - Before serving a request: the standard-library modules the requester has
   imported (sys.stdlib_module_names, minus NO_PRELOAD). The main module and
   third-party or user modules are never imported into the zygote: they may
@@ -119,15 +135,18 @@ Differences from an exec'd child (documented, deliberate)
 - `os.getppid()` is the zygote's pid (parent_process() is right).
 - The hash seed (PYTHONHASHSEED) and state that modules imported into the
   zygote computed from the environment at import (the owner's environment
-  when the zygote started) are the zygote's, as for stdlib 'fork' and
-  'forkserver' children; `os.environ` is the requester's, /proc/<pid>/environ
-  shows the zygote's (it carries the same DRAGON_MP_RUN).
+  when the zygote started, or the request environment it had taken on when
+  it imported them) are the zygote's, as for stdlib 'fork' and 'forkserver'
+  children; `os.environ` is the requester's, /proc/<pid>/environ shows the
+  zygote's start environment (it carries the same DRAGON_MP_RUN).
 - The child ends like a stdlib fork/forkserver child: after the process has
   run, atexit handlers run and stdio is flushed, then os._exit(): the
   interpreter's teardown of modules (finalizers of objects still referenced
   from modules at exit) is skipped. Tearing down every inherited module
   would copy the zygote's whole heap (~20-30 ms).
 - The interpreter (sys.executable, its flags) is the zygote owner's.
+- A child started by a spare has its /dev/null stdin on descriptor 64 (or
+  the lowest free one above it), not on the lowest free one.
 """
 
 import os
@@ -315,10 +334,12 @@ def context(cwd, env, stdout_tty):
 
 
 def request(name, fds, targets, ctx, data_fd, tracker_fd, main_path=None):
-    """Ask the zygote to start a child: (pid, pidfd, status socket). OSError if it cannot.
+    """Ask the zygote to start a child: (pid, pidfd, status socket, exit code or None).
 
-    ctx: context(...) of the child. The message is built before connecting,
-    so the zygote finds it as soon as it accepts the connection.
+    OSError if it cannot. ctx: context(...) of the child. The message is
+    built before connecting, so the zygote finds it as soon as it accepts
+    the connection. The exit code is there when the child reported it before
+    the zygote's reply arrived (a child that ended at once).
     """
     sent = _sent_modules.setdefault(name, {'len': 0, 'names': set()})
     sent_src = _sent_sources.setdefault(name, {'len': 0, 'names': set()})
@@ -337,15 +358,21 @@ def request(name, fds, targets, ctx, data_fd, tracker_fd, main_path=None):
         except BaseException:
             _sent_modules[name], _sent_sources[name] = before
             raise
-        reply, rfds, _, _ = socket.recv_fds(sock, 4096, 1)
-        if not reply:
-            raise ConnectionError('dragon_mp: the zygote closed the connection')
-        answer = pickle.loads(reply)
+        early = None
+        while True:
+            reply, rfds, _, _ = socket.recv_fds(sock, 4096, 1)
+            if not reply:
+                raise ConnectionError('dragon_mp: the zygote closed the connection')
+            answer = pickle.loads(reply)
+            if 'exitcode' in answer and not rfds:
+                early = answer['exitcode']       # the child's own report came first
+                continue
+            break
         if 'error' in answer or len(rfds) != 1:
             for fd in rfds:
                 os.close(fd)
             raise OSError(answer.get('error', 'dragon_mp: bad reply from the zygote'))
-        return answer['pid'], rfds[0], sock
+        return answer['pid'], rfds[0], sock, early
     except BaseException:
         sock.close()
         raise

@@ -82,6 +82,7 @@ class _Server:
             self.spare_idle = SPARE_IDLE
         self.last_request = time.monotonic()    # a spare is kept only within spare_idle of it
         self.context = None     # context part of the last request (a spare applies it)
+        self.context_parsed = None   # (cwd, env, stdout_tty) of it; env is the zygote's own
         self.trimmed = None     # _state() when the heap was last trimmed
 
     # -- events -------------------------------------------------------------
@@ -184,7 +185,8 @@ class _Server:
             return None
         _import_modules(todo.get('modules', ()))
         _compile_sources(todo.get('sources', ()))
-        self.context = ctx          # the next spare applies it while it waits
+        if ctx != self.context:
+            self._adopt_context(ctx)     # the next spare applies it while it waits
         if self.spare is not None and self._assign_spare(conn, requester, msg, fds):
             return None
         try:
@@ -197,8 +199,7 @@ class _Server:
             return None
         if pid == 0:
             try:
-                conn.close()
-                return self._child_setup(msg, fds)
+                return self._child_setup(msg, fds + [conn.detach()])
             except BaseException:
                 # Never let a child fall back into the zygote's loop.
                 import traceback
@@ -280,6 +281,21 @@ class _Server:
         self.spare = _Spare(child, parent_end, state)
         return None
 
+    def _adopt_context(self, ctx):
+        """Take on a new request context's environment, for the spares to inherit.
+
+        Only the environment: the zygote's cwd stays (its imports must not
+        find a user's files). Unpickling and applying the environment cost a
+        spare ~80 copy-on-write faults; here they are paid once per context.
+        """
+        try:
+            cwd, env, stdout_tty = pickle.loads(ctx)
+            _set_environ(env)
+        except Exception:
+            self.context = self.context_parsed = None   # each child applies its own
+            return
+        self.context, self.context_parsed = ctx, (cwd, env, stdout_tty)
+
     def _drop_spare(self):
         spare, self.spare = self.spare, None
         if spare is not None:
@@ -294,7 +310,7 @@ class _Server:
             return False
         self.spare = None
         try:
-            socket.send_fds(spare.sock, [msg], fds)
+            socket.send_fds(spare.sock, [msg], fds + [conn.fileno()])
         except OSError:
             spare.sock.close()
             _kill(spare.child.pidfd)
@@ -360,15 +376,16 @@ class _Server:
         context would do first (descriptors closed, cwd, environment, stdout
         buffering): a request from the same context only installs descriptors.
         """
-        self._leave_zygote()
-        _close_fds_except({sock.fileno()})
+        self._leave_zygote({sock.fileno()})
         applied = None
-        if self.context is not None:
+        if self.context_parsed is not None:
             try:
-                _apply_context(self.context)
+                cwd, _, stdout_tty = self.context_parsed
+                _apply_context(cwd, None, stdout_tty)     # the environment is ours already
                 applied = self.context
             except Exception:
                 pass                   # applied again, and reported, with the request
+        _close_stdin_ahead()
         fds = []
         try:
             msg, fds, _, _ = socket.recv_fds(sock, MAX_MSG, MAX_FDS)
@@ -379,56 +396,104 @@ class _Server:
         sock.close()
         return self._child_setup(msg, fds, left=True, applied=applied)
 
-    def _leave_zygote(self):
+    def _leave_zygote(self, keep):
+        """Drop the zygote's descriptors (all but keep and 0-2); its objects stay, unused."""
+        global _left_behind
         # PDEATHSIG first: a forked copy never outlives the zygote.
         _set_pdeathsig(signal.SIGKILL)
         if os.getppid() != self.pid:
             os._exit(1)
-        # Close the zygote's objects properly: none may later close a number
-        # that now belongs to the child.
-        self.sel.close()
-        self.listener.close()
-        for conn in self.pending:
-            conn.close()
-        for child in self.children.values():
-            if child.conn is not None:
-                child.conn.close()
-            os.close(child.pidfd)
-        for pidfd, _ in self.requesters.values():
-            os.close(pidfd)
-        if self.spare is not None:
-            self.spare.sock.close()
-        os.close(self.owner_pidfd)
-        self.pending = self.children = self.requesters = self.spare = None
+        # One close_range for every descriptor: releasing the zygote's
+        # objects one by one (selector, sockets) cost ~0.25 ms and ~100
+        # copy-on-write faults a start. The objects stay referenced until
+        # os._exit, so none closes a number that now belongs to the child.
+        _left_behind = self
+        _close_fds_except(keep)
 
     def _child_setup(self, msg, fds, left=False, applied=None):
         """Turn the forked copy into the requested process's starting state.
 
-        left: the zygote's state is dropped already (a spare); applied: the
-        context the spare applied ahead of the request.
+        fds: the request's descriptors, then its connection (the child
+        reports its exit status there). left: the zygote's state is dropped
+        already (a spare); applied: the context the spare applied ahead of
+        the request.
         """
+        global _status
         # The zygote ignores SIGINT (Ctrl-C belongs to the program); a child
         # gets Python's default, as a fresh interpreter does. (_signal: the
         # signal module's wrapper converts to enums, ~0.1 ms in a fresh fork.)
         _signal.signal(_signal.SIGINT, _signal.default_int_handler)
         if not left:
-            self._leave_zygote()
-            _close_fds_except(set(fds))
+            self._leave_zygote(set(fds))
+        status = fds.pop()
         _, ctx, start = split_request(msg, len(fds))
         targets, data_fd, tracker_fd = pickle.loads(start)
         if len(targets) != len(fds):
             raise ValueError('descriptor count does not match the request')
-        _install_fds(fds, targets)
+        _status = (os.getpid(), _install_fds(fds, targets, status))
+        if _stdin_ahead is not None and _stdin_ahead.fileno() in targets:
+            _drop_stdin_ahead()       # its descriptor now holds a requester's file
         if ctx != applied:
-            _apply_context(ctx)
+            _apply_context(*pickle.loads(ctx))
         return data_fd, tracker_fd
 
 
-def _apply_context(ctx):
-    """Take on a request's cwd, environment and stdout buffering."""
-    cwd, env, stdout_tty = pickle.loads(ctx)
+# What the child's first step (Process._bootstrap -> util._close_stdin) does,
+# done by the spare while it waits: stdin becomes /dev/null. The file object
+# costs ~0.1 ms in a fresh fork. Its descriptor is a high number, so that a
+# request's descriptors land elsewhere (else it is dropped, see _child_setup).
+_STDIN_FD_MIN = 64
+_stdin_ahead = None      # the /dev/null stdin the spare made, until _bootstrap's turn
+_close_stdin_orig = None
+
+
+def _close_stdin_ahead():
+    global _stdin_ahead, _close_stdin_orig
+    from multiprocessing import util
+    if sys.stdin is None:
+        return
+    try:
+        sys.stdin.close()
+    except (OSError, ValueError):
+        pass
+    try:
+        import fcntl
+        fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _STDIN_FD_MIN)
+        finally:
+            os.close(fd)
+        try:
+            sys.stdin = _stdin_ahead = open(high, encoding='utf-8', closefd=False)
+        except BaseException:
+            os.close(high)
+            raise
+    except (OSError, ValueError):
+        return
+    _close_stdin_orig, util._close_stdin = util._close_stdin, _close_stdin_done
+
+
+def _close_stdin_done():
+    """util._close_stdin in a child whose spare did it: nothing is left to do."""
+    from multiprocessing import util
+    util._close_stdin = _close_stdin_orig
+    if sys.stdin is not _stdin_ahead:
+        _close_stdin_orig()
+
+
+def _drop_stdin_ahead():
+    """Leave the step to _bootstrap: it closes the object (not the descriptor) and opens another."""
+    global _stdin_ahead
+    from multiprocessing import util
+    _stdin_ahead = None
+    util._close_stdin = _close_stdin_orig
+
+
+def _apply_context(cwd, env, stdout_tty):
+    """Take on a request's cwd, environment (None: leave it) and stdout buffering."""
     os.chdir(cwd)
-    _set_environ(env)
+    if env is not None:
+        _set_environ(env)
     stream = sys.stdout
     if stream is not None and getattr(stream, 'line_buffering', stdout_tty) != stdout_tty:
         try:
@@ -438,12 +503,21 @@ def _apply_context(ctx):
 
 
 def _set_environ(env):
-    """Make os.environ (and the C environment) `env` (bytes to bytes), touching only what differs."""
+    """Make os.environ (and the C environment) `env` (bytes to bytes), touching only what differs.
+
+    Compared against CPython's own store (bytes on POSIX) with plain dict
+    lookups: os.environb's mapping methods encode every key (~0.1 ms here).
+    """
     current = os.environb
-    for key in [k for k in current if k not in env]:
+    data = getattr(os.environ, '_data', None)
+    if not (isinstance(data, dict) and isinstance(next(iter(data), b''), bytes)):
+        data = dict(current)
+    elif data == env:
+        return
+    for key in [k for k in data if k not in env]:
         del current[key]
     for key, value in env.items():
-        if current.get(key) != value:
+        if data.get(key) != value:
             current[key] = value
 
 
@@ -464,21 +538,29 @@ def _set_pdeathsig(sig):
         _prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
 
 
+_left_behind = None      # in a child: the zygote's _Server, kept from closing descriptors
+_FD_END = 1 << 30        # above any descriptor number (close_range takes the range as given)
+
+
 def _close_fds_except(keep):
     """Close every descriptor above 2 that is not in keep."""
-    for name in os.listdir('/proc/self/fd'):
-        fd = int(name)
-        if fd > 2 and fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    low = 3
+    for fd in sorted(keep):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, _FD_END)
 
 
-def _install_fds(fds, targets):
-    """Put fds[i] at targets[i], when the descriptors open are 0-2 and fds only."""
-    top = max([2, *targets, *fds]) + 1
+def _install_fds(fds, targets, status):
+    """Put fds[i] at targets[i], when the descriptors open are 0-2, fds and status only.
+
+    status goes above every target (close-on-exec); returns its number.
+    """
+    top = max([2, *targets, *fds, status]) + 1
     import fcntl
+    status_moved = fcntl.fcntl(status, fcntl.F_DUPFD_CLOEXEC, top)
+    os.close(status)
     moved = []
     for fd in fds:             # out of the way of every target first
         moved.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, top))
@@ -492,6 +574,7 @@ def _install_fds(fds, targets):
                 os.close(fd)
             except OSError:
                 pass
+    return status_moved
 
 
 def _import_modules(names, any_module=False):
@@ -702,7 +785,24 @@ def _run_child(data_fd, tracker_fd):
                     stream.flush()
             except Exception:
                 pass
+        _report_exit(code & 0xff)
         os._exit(code & 0xff)
+
+
+_status = None      # (pid, fd): the child's request connection, set up by _child_setup
+
+
+def _report_exit(code):
+    """Send the requester the exit status: it waits on the pidfd, not for the zygote's reap.
+
+    Only from the process the request started: a copy forked by user code
+    that returns here has its own parent.
+    """
+    if _status is not None and _status[0] == os.getpid():
+        try:
+            os.write(_status[1], pickle.dumps({'exitcode': code}))
+        except OSError:
+            pass
 
 if __name__ == '__main__':
     main()

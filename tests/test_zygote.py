@@ -96,6 +96,64 @@ def test_exit_codes(target, args, code):
     assert not p.is_alive()
 
 
+def hard_exit(code):
+    os._exit(code)
+
+
+def fork_a_copy_that_exits_first():
+    pid = os.fork()
+    if pid == 0:
+        sys.exit(9)        # returns through the child's exit path: must not report
+    os.waitpid(pid, 0)
+
+
+@pytest.mark.parametrize('target,args,code', [
+    (hard_exit, (7,), 7),                   # no report from the child: the zygote's
+    (fork_a_copy_that_exits_first, (), 0),  # only the started process reports
+])
+def test_exit_status_the_child_cannot_report_or_must_not(target, args, code):
+    for _ in range(3):                      # with and without a spare
+        p = mp.Process(target=target, args=args)
+        p.start()
+        p.join(30)
+        assert forked(p)
+        assert p.exitcode == code
+
+
+def test_child_report_before_the_zygote_reply(tmp_path):
+    """request() keeps an exit status that comes before the zygote's reply (a child that ended at once)."""
+    import pickle
+    import socket
+    import threading
+    name = f'dragon_mp.zygote.test{os.getpid()}.fake'
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(zygote.socket_address(name))
+    listener.listen(1)
+    child = subprocess.Popen([sys.executable, '-c', 'pass'])
+    child.wait()
+    me = os.pidfd_open(os.getpid())
+
+    def fake_zygote():
+        conn, _ = listener.accept()
+        conn.recv(1 << 16)
+        conn.send(pickle.dumps({'exitcode': 5}))              # the child's own report
+        socket.send_fds(conn, [pickle.dumps({'pid': 1234})], [me])
+        conn.close()
+
+    server = threading.Thread(target=fake_zygote)
+    server.start()
+    try:
+        ctx = zygote.context('/', {}, False)
+        pid, pidfd, sock, early = zygote.request(name, [], [], ctx, 3, -1)
+    finally:
+        server.join(10)
+        listener.close()
+        os.close(me)
+    os.close(pidfd)
+    sock.close()
+    assert (pid, early) == (1234, 5)
+
+
 @pytest.mark.parametrize('method,code', [('terminate', -signal.SIGTERM), ('kill', -signal.SIGKILL)])
 def test_terminate_and_kill(method, code):
     p = mp.Process(target=sleep_for, args=(60,))

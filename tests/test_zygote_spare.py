@@ -6,6 +6,8 @@ zygote, and DRAGON_MP_ZYGOTE_SPARE=0 turns it off.
 """
 
 import os
+import re
+import sys
 import signal
 
 import pytest
@@ -23,7 +25,16 @@ def zygote_enabled(monkeypatch):
 
 
 def report(q):
-    fds = sorted(int(n) for n in os.listdir('/proc/self/fd'))
+    # stdin is /dev/null, as in any multiprocessing child; a spare opened it
+    # ahead under a high number, a child forked for its request at the lowest.
+    assert os.path.samestat(os.fstat(sys.stdin.fileno()), os.stat(os.devnull))
+    fds = []                   # what each descriptor is (numbers shift with stdin's)
+    for n in os.listdir('/proc/self/fd'):
+        try:
+            fds.append(re.sub(r'\[\d+\]', '', os.readlink(f'/proc/self/fd/{n}')))
+        except OSError:
+            pass               # the listing's own descriptor
+    fds.sort()
     q.put((os.getpid(), os.getppid(), os.getcwd(), os.environ.get('SPARE_TEST_VAR'), fds))
 
 
@@ -126,3 +137,38 @@ def test_idle_zygote_drops_its_spare_and_forks_one_again_after_a_request(monkeyp
     assert p.exitcode == 0
     assert wait_until(lambda: len(zygote_children(zpid)) == 1, 10)     # a spare again
     zygote.shutdown()        # the next test gets a zygote with the default idle time
+
+
+def stdin_and_conn(conn, q):
+    q.put((sys.stdin.fileno(), sys.stdin.read(), conn.fileno(), conn.recv()))
+
+
+def test_a_passed_descriptor_on_the_spares_stdin_number():
+    """A spare opens /dev/null as stdin ahead, under a high number; a requester's descriptor wins it."""
+    from multiprocessing.connection import Pipe as StdlibPipe
+    from dragon_mp import zygote_server
+    q = mp.Queue()
+    for _ in range(2):                 # the second start gets a spare
+        p = mp.Process(target=report, args=(q,))
+        p.start()
+        q.get(timeout=30)
+        p.join(30)
+    a, b = StdlibPipe()
+    high = zygote_server._STDIN_FD_MIN
+    os.dup2(b.fileno(), high)
+    b.close()
+    from multiprocessing.connection import Connection
+    conn = Connection(high)            # passed to the child under the same number
+    try:
+        a.send('through fd %d' % high)
+        p = mp.Process(target=stdin_and_conn, args=(conn, q))
+        p.start()
+        stdin_fd, data, conn_fd, msg = q.get(timeout=30)
+        p.join(30)
+    finally:
+        conn.close()
+        a.close()
+    assert p.exitcode == 0
+    assert conn_fd == high and msg == 'through fd %d' % high
+    assert stdin_fd != high and data == ''
+
