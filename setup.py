@@ -102,6 +102,14 @@ def _fastpath_extension():
     )
 
 
+def _zygote_loop_extension():
+    return Extension(
+        "dragon_mp._zygote_loop",
+        sources=list(gobuild.ZYGOTE_LOOP_SOURCES),
+        optional=True,  # the zygote's Python loop works without it
+    )
+
+
 def _readme():
     path = os.path.join(HERE, "README.md")
     if not os.path.exists(path):  # pyproject declares readme dynamic, so something must be given
@@ -112,6 +120,7 @@ def _readme():
 
 setup(
     **_readme(),
-    ext_modules=[GopyExtension("dragon_mp._gobind." + gobuild.EXT_MODULE), _fastpath_extension()],
+    ext_modules=[GopyExtension("dragon_mp._gobind." + gobuild.EXT_MODULE), _fastpath_extension(),
+                 _zygote_loop_extension()],
     cmdclass={"build_ext": build_gopy_ext},
 )

@@ -4,7 +4,11 @@ The design, the protocol and what a child inherits are described in
 dragon_mp.zygote, which is also the client side (what a requester runs).
 This module runs only in the zygote and in the children it forks:
 
-- _Server: the event loop (requests, spares, reaping, requesters' ends);
+- _Server: the event loop (requests, spares, reaping, requesters' ends).
+  Its steady-state cycle runs in C when dragon_mp._zygote_loop is built
+  (pyext/zygote_loop.c; DRAGON_MP_ZYGOTE_LOOP=python keeps it in Python):
+  accept, hand the request to the spare, reply, reap, fork the next spare.
+  Python still does imports, compiles, new contexts and forks on request;
 - the child's setup: context, descriptors, then _run_child;
 - the code cache: sources compiled once for every child;
 - main(): the zygote's entry, exec'd by the first requester of a run.
@@ -19,7 +23,7 @@ import socket
 import sys
 import time
 
-from .zygote import (ENV_PRELOAD, ENV_SPARE, ENV_SPARE_IDLE, MAX_FDS, MAX_MSG, NO_PRELOAD,
+from .zygote import (ENV_LOOP, ENV_PRELOAD, ENV_SPARE, ENV_SPARE_IDLE, MAX_FDS, MAX_MSG, NO_PRELOAD,
                      SPARE_IDLE, socket_address, split_request)
 
 # Not here: multiprocessing.managers and .shared_memory (and dragon_mp's).
@@ -89,6 +93,9 @@ class _Server:
 
     def serve(self):
         """Serve until a child is forked: returns its setup in the child, never in the zygote."""
+        loop = _c_loop()
+        if loop is not None:
+            return self._serve_c(loop)
         while True:
             busy_for = self.last_request + self.spare_idle - time.monotonic()
             if self.spare is not None and busy_for <= 0:
@@ -127,6 +134,85 @@ class _Server:
                     # the zygote: report it and keep serving.
                     import traceback
                     traceback.print_exc()
+
+    # -- the steady-state cycle in C (dragon_mp._zygote_loop) ----------------
+
+    def _serve_c(self, loop):
+        """serve() with the cycle in C: Python only for imports, new contexts and forks on request."""
+        loop.setup(self.listener.fileno(), self.owner_pidfd, self.pid)
+        while True:
+            try:
+                event = loop.serve(self._fork_state(), self.spares, self.spare_idle,
+                                   bool(self.preload))
+                if event[0] == 'spare':
+                    return self._spare_wait(socket.socket(fileno=event[1]), deathsig_set=True)
+                if event[0] == 'idle':
+                    _import_modules(self.preload[:1], any_module=True)
+                    del self.preload[:1]
+                    continue
+                _, conn, requester, msg, fds = event
+                child = self._serve_c_request(loop, conn, requester, msg, fds)
+                if child is not None:
+                    return child
+            except Exception:
+                import traceback
+                traceback.print_exc()
+                time.sleep(0.01)       # a persistent error must not spin
+
+    def _fork_state(self):
+        """What _fork checks, once per return from the C loop; the state as one integer."""
+        from . import _core
+        assert _core._loaded_pid is None, 'the zygote has loaded the Go runtime'
+        if len(os.listdir('/proc/self/task')) != 1:
+            self.spares = False        # an import started a thread: fork no more spares
+        state = self._state()
+        if self.trimmed != state and _malloc_trim is not None:
+            _malloc_trim(0)            # see _fork_spare
+            self.trimmed = state
+        import gc
+        gc.freeze()                    # nothing new after this: the C loop creates no objects
+        return state[0] << 32 | state[1]
+
+    def _serve_c_request(self, loop, conn, requester, msg, fds):
+        """A request the C loop left to Python (as _serve, with the C loop's spare)."""
+        self.last_request = time.monotonic()
+        try:
+            zpart, ctx, _ = split_request(msg, len(fds))
+            todo = pickle.loads(zpart) if zpart else {}
+        except Exception:
+            for fd in fds:
+                os.close(fd)
+            os.close(conn)
+            return None
+        _import_modules(todo.get('modules', ()))
+        _compile_sources(todo.get('sources', ()))
+        if ctx != self.context:
+            self._adopt_context(ctx)
+            if self.context is not None:
+                loop.set_context(self.context)
+        if loop.assign_spare(self._fork_state(), conn, requester, msg, fds):
+            return None
+        try:
+            pid = self._fork()
+        except OSError as e:
+            for fd in fds:
+                os.close(fd)
+            with socket.socket(fileno=conn) as sock:
+                self._send(sock, {'error': f'zygote: fork failed: {e}'})
+            return None
+        if pid == 0:
+            try:
+                return self._child_setup(msg, fds + [conn])
+            except BaseException:
+                import traceback
+                traceback.print_exc()
+                os._exit(1)
+        for fd in fds:
+            os.close(fd)
+        loop.adopt_child(pid, conn, requester)
+        return None
+
+    # -- the cycle in Python ----------------------------------------------------
 
     def _accept(self):
         """Accept a requester's connection and serve its request if it is there already.
@@ -369,14 +455,14 @@ class _Server:
 
     # -- in the child ---------------------------------------------------------
 
-    def _spare_wait(self, sock):
+    def _spare_wait(self, sock, deathsig_set=False):
         """In a spare: drop the zygote's state, wait for a request, then become its child.
 
         While it waits, it does what a child of the zygote's last request's
         context would do first (descriptors closed, cwd, environment, stdout
         buffering): a request from the same context only installs descriptors.
         """
-        self._leave_zygote({sock.fileno()})
+        self._leave_zygote({sock.fileno()}, deathsig_set)
         applied = None
         if self.context_parsed is not None:
             try:
@@ -396,13 +482,17 @@ class _Server:
         sock.close()
         return self._child_setup(msg, fds, left=True, applied=applied)
 
-    def _leave_zygote(self, keep):
-        """Drop the zygote's descriptors (all but keep and 0-2); its objects stay, unused."""
+    def _leave_zygote(self, keep, deathsig_set=False):
+        """Drop the zygote's descriptors (all but keep and 0-2); its objects stay, unused.
+
+        deathsig_set: the C loop's fork did the first step already.
+        """
         global _left_behind
         # PDEATHSIG first: a forked copy never outlives the zygote.
-        _set_pdeathsig(signal.SIGKILL)
-        if os.getppid() != self.pid:
-            os._exit(1)
+        if not deathsig_set:
+            _set_pdeathsig(signal.SIGKILL)
+            if os.getppid() != self.pid:
+                os._exit(1)
         # One close_range for every descriptor: releasing the zygote's
         # objects one by one (selector, sockets) cost ~0.25 ms and ~100
         # copy-on-write faults a start. The objects stay referenced until
@@ -537,6 +627,16 @@ def _set_pdeathsig(sig):
     if _prctl is not None:
         _prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
 
+
+def _c_loop():
+    """dragon_mp._zygote_loop (the steady-state cycle in C), unless not built or not wanted."""
+    if os.environ.get(ENV_LOOP) == 'python':
+        return None
+    try:
+        from . import _zygote_loop
+    except ImportError:
+        return None
+    return _zygote_loop
 
 _left_behind = None      # in a child: the zygote's _Server, kept from closing descriptors
 _FD_END = 1 << 30        # above any descriptor number (close_range takes the range as given)

@@ -20,6 +20,8 @@ from dragon_mp import zygote, zygote_server
 
 from conftest import clean_env, leaked, our_segments, wait_until
 
+pytestmark = pytest.mark.usefixtures('zygote_loop')   # each test with both loops
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -82,6 +84,14 @@ def alive(pid):
             return f.read().rsplit(b')', 1)[1].split()[0] != b'Z'
     except OSError:
         return False
+
+
+def test_the_loop_in_use(zygote_loop):
+    p = mp.Process(target=exit_with, args=(0,))
+    p.start()
+    p.join(30)
+    with open(f'/proc/{zygote.owned_pid()}/maps') as f:
+        assert ('_zygote_loop' in f.read()) == (zygote_loop == 'c')
 
 
 @pytest.mark.parametrize('target,args,code', [
@@ -474,3 +484,75 @@ def test_run_main_code_is_runpy_run_path(tmp_path, monkeypatch):
     monkeypatch.delitem(sys.modules, '__mp_main__', raising=False)
     spawn._run_main_code(code, str(script))
     assert '__mp_main__' not in sys.modules
+
+
+# --- requests that must be refused ---------------------------------------------------------------
+
+def _zygote_name():
+    p = mp.Process(target=exit_with, args=(0,))      # make sure this process has a zygote
+    p.start()
+    p.join(30)
+    return os.environ[zygote.ENV_ZYGOTE]
+
+
+def _send_raw(name, msg, fds=()):
+    """Send one raw request; what comes back before the zygote closes the connection."""
+    import socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
+        sock.settimeout(10)
+        sock.connect(zygote.socket_address(name))
+        socket.send_fds(sock, [msg], list(fds))
+        got, rfds, _, _ = socket.recv_fds(sock, 4096, 4)
+        for fd in rfds:
+            os.close(fd)
+        return got
+
+
+@pytest.mark.parametrize('msg', [
+    b'', b'x', b'DZy1', b'NOPE' + b'\0' * 12,
+    zygote.HEAD.pack(zygote.MAGIC, 0, 0, 3),            # says 3 descriptors, has none
+    zygote.HEAD.pack(zygote.MAGIC, 1 << 30, 1 << 30, 0),  # parts longer than the message
+    zygote.HEAD.pack(zygote.MAGIC, 5, 0, 0) + b'junk!',   # a zygote part that is no pickle
+    zygote.HEAD.pack(zygote.MAGIC, 0, 5, 0) + b'junk!',   # a context that is no pickle
+])
+def test_malformed_requests_are_refused_and_the_zygote_serves_on(msg):
+    name = _zygote_name()
+    zpid = zygote.owned_pid()
+    got = _send_raw(name, msg)
+    if got:                                          # a child was started: it must fail
+        import pickle
+        answer = pickle.loads(got)
+        assert 'error' in answer or 'pid' in answer
+    assert zygote.owned_pid() == zpid and alive(zpid)
+    p = mp.Process(target=exit_with, args=(4,))
+    p.start()
+    p.join(30)
+    assert forked(p) and p.exitcode == 4
+
+
+REFUSED_PROBE = """
+import os, socket, struct, sys
+name = sys.argv[1]
+os.setgid(65534)
+os.setuid(65534)          # after the interpreter started: nobody may not read root's Python
+try:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
+        sock.settimeout(10)
+        sock.connect('\\0' + name)
+        sock.send(struct.pack('<4sIII', b'DZy1', 0, 0, 0))
+        print('refused' if sock.recv(4096) == b'' else 'served')
+except (ConnectionResetError, BrokenPipeError):
+    print('refused')
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='needs root to connect as another uid')
+def test_other_users_are_refused():
+    name = _zygote_name()
+    out = subprocess.run([sys.executable, '-c', REFUSED_PROBE, name],
+                         capture_output=True, text=True, timeout=60, cwd='/')
+    assert out.stdout.strip() == 'refused', out.stderr
+    p = mp.Process(target=exit_with, args=(0,))
+    p.start()
+    p.join(30)
+    assert forked(p) and p.exitcode == 0

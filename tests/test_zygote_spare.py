@@ -17,6 +17,8 @@ from dragon_mp import zygote
 
 from conftest import wait_until
 
+pytestmark = pytest.mark.usefixtures('zygote_loop')   # each test with both loops
+
 
 @pytest.fixture(autouse=True)
 def zygote_enabled(monkeypatch):
