@@ -64,9 +64,11 @@
 #define MAX_MSG (1 << 20) /* dragon_mp.zygote.MAX_MSG */
 #define MAX_FDS 256       /* dragon_mp.zygote.MAX_FDS */
 #define HEAD_SIZE 16      /* dragon_mp.zygote.HEAD: <4sIII */
+#define MAGIC "DZy2"      /* dragon_mp.zygote.MAGIC */
+#define START_SIZE 8      /* dragon_mp.zygote.START: <ii, then an int32 per descriptor */
 #define MAX_FD_NUM 65536  /* descriptor tables; a larger number is refused */
 
-enum kind { K_NONE, K_LISTEN, K_OWNER, K_PENDING, K_CHILD, K_REQUESTER };
+enum kind { K_NONE, K_LISTEN, K_OWNER, K_PENDING, K_CHILD, K_REQUESTER, K_HANDED };
 
 struct child {         /* by pidfd */
     pid_t pid;         /* 0: slot free */
@@ -95,6 +97,11 @@ static struct {
     long long state; /* Python's state when it was forked */
 } spare;
 
+/* The zygote's end of the socketpair of the spare just handed a request,
+ * until the spare has taken it (closed its end). The next spare is forked
+ * only then: a fork right after the hand-off ran while the woken spare
+ * waited for a CPU (the scheduler puts it on the waker's), ~0.1-0.4 ms. */
+static int handed = -1;
 static double last_request;          /* monotonic seconds */
 static char *last_ctx;               /* context bytes Python has taken on */
 static Py_ssize_t last_ctx_len = -1; /* -1: none */
@@ -305,7 +312,15 @@ static int hand_to_spare(long long state, int conn, pid_t requester, const char 
     c->cmsg_len = CMSG_LEN(sizeof(int) * (nfds + 1));
     memcpy(CMSG_DATA(c), all, sizeof(int) * (nfds + 1));
     int sent = sendmsg(spare.sock, &mh, MSG_NOSIGNAL) >= 0;
-    close(spare.sock);
+    if (sent && handed < 0) {
+        struct epoll_event ev = {.events = EPOLLRDHUP, .data.u64 = (uint64_t)spare.sock};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, spare.sock, &ev) == 0) {
+            kinds[spare.sock] = K_HANDED;
+            handed = spare.sock;
+        } else
+            close(spare.sock);
+    } else
+        close(spare.sock);
     pid_t pid = spare.pid;
     int pidfd = spare.pidfd;
     spare.pid = 0;
@@ -363,7 +378,7 @@ static int read_request(int conn, struct request *r, int flags) {
 static int serve_request(long long state, struct request *r) {
     uint32_t nz, nc, nf;
     last_request = now();
-    if (r->len < HEAD_SIZE || memcmp(msgbuf, "DZy1", 4) != 0)
+    if (r->len < HEAD_SIZE || memcmp(msgbuf, MAGIC, 4) != 0)
         return 0; /* Python rejects it the same way as before */
     memcpy(&nz, msgbuf + 4, 4);
     memcpy(&nc, msgbuf + 8, 4);
@@ -441,7 +456,7 @@ static PyObject *py_serve(PyObject *self, PyObject *args) {
         double busy_for = last_request + spare_idle - now();
         if (spare.pid && (busy_for <= 0 || spare.state != state))
             drop_spare_c(); /* idle: give its memory back; or stale */
-        int want_spare = spares && !spare.pid && busy_for > 0;
+        int want_spare = spares && !spare.pid && busy_for > 0 && handed < 0;
         int timeout = -1;
         if (idle_return || want_spare)
             timeout = 0;
@@ -508,6 +523,10 @@ static PyObject *py_serve(PyObject *self, PyObject *args) {
                 break;
             case K_REQUESTER:
                 requester_gone(fd);
+                break;
+            case K_HANDED: /* the spare has the request: the next may be forked */
+                unwatch_close(fd);
+                handed = -1;
                 break;
             case K_OWNER:
                 /* The run's owner is gone: so is the zygote, and its children
@@ -576,6 +595,104 @@ static PyObject *py_adopt_child(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* take_request(sock, avoid) -> None | (ctx, data_fd, tracker_fd, status_fd, avoid_taken)
+ *
+ * In a spare: wait on sock for the request the zygote hands over (message,
+ * descriptors, then the request's connection), close sock, and install the
+ * descriptors at their targets as _install_fds does (the status connection
+ * above every target, close-on-exec). None: the zygote discarded the spare.
+ * avoid_taken: avoid (a descriptor the spare opened) is now a target. */
+static PyObject *py_take_request(PyObject *self, PyObject *args) {
+    int sock, avoid;
+    if (!PyArg_ParseTuple(args, "ii", &sock, &avoid))
+        return NULL;
+    if (!msgbuf && !(msgbuf = malloc(MAX_MSG)))
+        return PyErr_NoMemory();
+    int fds[MAX_FDS + 1], nfds = 0;
+    char cbuf[CMSG_SPACE(sizeof(int) * (MAX_FDS + 1))];
+    struct iovec iov = {.iov_base = msgbuf, .iov_len = MAX_MSG};
+    struct msghdr mh;
+    ssize_t n;
+    do {
+        memset(&mh, 0, sizeof mh);
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = cbuf;
+        mh.msg_controllen = sizeof cbuf;
+        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == EINTR && PyErr_CheckSignals() < 0)
+            return NULL;
+    } while (n < 0 && errno == EINTR);
+    int err = errno;
+    close(sock);
+    if (n < 0) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            int k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            memcpy(fds + nfds, CMSG_DATA(c), sizeof(int) * k);
+            nfds += k;
+        }
+    if (n == 0 && nfds == 0)
+        Py_RETURN_NONE;
+    uint32_t nz, nc, nf;
+    int32_t data_fd, tracker_fd, targets[MAX_FDS];
+    if (n < HEAD_SIZE || memcmp(msgbuf, MAGIC, 4) != 0 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+        goto malformed;
+    memcpy(&nz, msgbuf + 4, 4);
+    memcpy(&nc, msgbuf + 8, 4);
+    memcpy(&nf, msgbuf + 12, 4);
+    if (nfds < 1 || nf != (uint32_t)(nfds - 1) ||
+        (uint64_t)HEAD_SIZE + nz + nc + START_SIZE + 4ull * nf != (uint64_t)n)
+        goto malformed;
+    const char *start = msgbuf + HEAD_SIZE + nz + nc;
+    memcpy(&data_fd, start, 4);
+    memcpy(&tracker_fd, start + 4, 4);
+    memcpy(targets, start + START_SIZE, 4 * nf);
+    int top = 2, status = fds[nf], avoid_taken = 0;
+    for (uint32_t i = 0; i < nf; i++) {
+        if (targets[i] < 0 || targets[i] >= MAX_FD_NUM)
+            goto malformed;
+        top = targets[i] > top ? targets[i] : top;
+        top = fds[i] > top ? fds[i] : top;
+        avoid_taken |= targets[i] == avoid;
+    }
+    top = (status > top ? status : top) + 1;
+    /* Out of the way of every target first, then in place. */
+    int moved_status = fcntl(status, F_DUPFD_CLOEXEC, top);
+    if (moved_status < 0)
+        goto failed;
+    close(status);
+    int moved[MAX_FDS];
+    for (uint32_t i = 0; i < nf; i++) {
+        if ((moved[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, top)) < 0)
+            goto failed;
+        close(fds[i]);
+        fds[i] = moved[i];
+    }
+    for (uint32_t i = 0; i < nf; i++) {
+        if (dup2(moved[i], targets[i]) < 0) /* inheritable, as in an exec'd child */
+            goto failed;
+        close(moved[i]);
+    }
+    for (int fd = 0; fd < 3; fd++) { /* a standard stream the requester had closed */
+        int passed = 0;
+        for (uint32_t i = 0; i < nf; i++)
+            passed |= targets[i] == fd;
+        if (!passed)
+            close(fd);
+    }
+    return Py_BuildValue("(y#iiiO)", msgbuf + HEAD_SIZE + nz, (Py_ssize_t)nc, data_fd, tracker_fd,
+                         moved_status, avoid_taken ? Py_True : Py_False);
+malformed:
+    close_fds(fds, nfds);
+    return PyErr_Format(PyExc_ValueError, "malformed request");
+failed:
+    return PyErr_SetFromErrno(PyExc_OSError);
+}
+
 static PyObject *py_drop_spare(PyObject *self, PyObject *unused) {
     drop_spare_c();
     Py_RETURN_NONE;
@@ -591,6 +708,8 @@ static PyMethodDef methods[] = {
      "assign_spare(state, conn, requester, msg, fds) -> bool"},
     {"adopt_child", py_adopt_child, METH_VARARGS, "adopt_child(pid, conn, requester)"},
     {"drop_spare", py_drop_spare, METH_NOARGS, "drop the spare (it exits)"},
+    {"take_request", py_take_request, METH_VARARGS,
+     "take_request(sock, avoid) -> None | (ctx, data_fd, tracker_fd, status_fd, avoid_taken)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -496,33 +496,41 @@ def _zygote_name():
 
 
 def _send_raw(name, msg, fds=()):
-    """Send one raw request; what comes back before the zygote closes the connection."""
+    """Send one raw request; the messages that come back until the zygote closes the connection."""
+    import pickle
     import socket
+    answers = []
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
-        sock.settimeout(10)
+        sock.settimeout(30)
         sock.connect(zygote.socket_address(name))
         socket.send_fds(sock, [msg], list(fds))
-        got, rfds, _, _ = socket.recv_fds(sock, 4096, 4)
-        for fd in rfds:
-            os.close(fd)
-        return got
+        while True:
+            got, rfds, _, _ = socket.recv_fds(sock, 4096, 4)
+            for fd in rfds:
+                os.close(fd)
+            if not got:
+                return answers
+            answers.append(pickle.loads(got))
 
 
 @pytest.mark.parametrize('msg', [
-    b'', b'x', b'DZy1', b'NOPE' + b'\0' * 12,
+    b'', b'x', b'DZy2', b'NOPE' + b'\0' * 12,
     zygote.HEAD.pack(zygote.MAGIC, 0, 0, 3),            # says 3 descriptors, has none
     zygote.HEAD.pack(zygote.MAGIC, 1 << 30, 1 << 30, 0),  # parts longer than the message
     zygote.HEAD.pack(zygote.MAGIC, 5, 0, 0) + b'junk!',   # a zygote part that is no pickle
     zygote.HEAD.pack(zygote.MAGIC, 0, 5, 0) + b'junk!',   # a context that is no pickle
+    zygote.HEAD.pack(zygote.MAGIC, 0, 0, 0),             # no start part
+    zygote.HEAD.pack(zygote.MAGIC, 0, 0, 0) + b'xx',      # a start part too short
+    zygote.HEAD.pack(zygote.MAGIC, 0, 0, 0) + zygote.pack_start([5], 3, -1),  # targets, no fds
 ])
 def test_malformed_requests_are_refused_and_the_zygote_serves_on(msg):
     name = _zygote_name()
     zpid = zygote.owned_pid()
-    got = _send_raw(name, msg)
-    if got:                                          # a child was started: it must fail
-        import pickle
-        answer = pickle.loads(got)
-        assert 'error' in answer or 'pid' in answer
+    answers = _send_raw(name, msg)
+    if answers and 'pid' in answers[0]:              # a child was started: it must fail
+        assert [a.get('exitcode') for a in answers[1:]] not in ([], [0]), answers
+    else:
+        assert all('error' in a for a in answers), answers
     assert zygote.owned_pid() == zpid and alive(zpid)
     p = mp.Process(target=exit_with, args=(4,))
     p.start()
@@ -539,7 +547,7 @@ try:
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
         sock.settimeout(10)
         sock.connect('\\0' + name)
-        sock.send(struct.pack('<4sIII', b'DZy1', 0, 0, 0))
+        sock.send(struct.pack('<4sIII', b'DZy2', 0, 0, 0))
         print('refused' if sock.recv(4096) == b'' else 'served')
 except (ConnectionResetError, BrokenPipeError):
     print('refused')
