@@ -180,41 +180,30 @@ class _Server:
         return state[0] << 32 | state[1]
 
     def _serve_c_request(self, loop, conn, requester, msg, fds):
-        """A request the C loop left to Python (as _serve, with the C loop's spare)."""
-        self.last_request = time.monotonic()
+        """A request the C loop left to Python (conn: a descriptor): _serve with the C loop's spare."""
         try:
-            zpart, ctx, _ = split_request(msg, len(fds))
-            todo = pickle.loads(zpart) if zpart else {}
-        except Exception:
-            for fd in fds:
+            known = self.context
+            if not self._take_on(msg, fds):
+                for fd in fds + [conn]:
+                    os.close(fd)
+                return None
+            if self.context is not known and self.context is not None:
+                loop.set_context(self.context)   # its fast path serves this context now
+            if loop.assign_spare(self._fork_state(), conn, requester, msg, fds):
+                return None
+        except BaseException:
+            # Python owns the descriptors here: a requester must not wait forever.
+            for fd in fds + [conn]:
                 os.close(fd)
-            os.close(conn)
-            return None
-        _import_modules(todo.get('modules', ()))
-        _compile_sources(todo.get('sources', ()))
-        if ctx != self.context:
-            self._adopt_context(ctx)
-            if self.context is not None:
-                loop.set_context(self.context)
-        if loop.assign_spare(self._fork_state(), conn, requester, msg, fds):
-            return None
+            raise
         try:
-            pid = self._fork()
+            pid, setup = self._fork_for_request(msg, fds, conn)
         except OSError as e:
-            for fd in fds:
-                os.close(fd)
             with socket.socket(fileno=conn) as sock:
                 self._send(sock, {'error': f'zygote: fork failed: {e}'})
             return None
         if pid == 0:
-            try:
-                return self._child_setup(msg, fds + [conn])
-            except BaseException:
-                import traceback
-                traceback.print_exc()
-                os._exit(1)
-        for fd in fds:
-            os.close(fd)
+            return setup
         loop.adopt_child(pid, conn, requester)
         return None
 
@@ -266,32 +255,59 @@ class _Server:
 
     def _serve(self, conn, requester, msg, fds):
         """Start the child a request asks for: hand it to the spare, or fork."""
+        if not self._take_on(msg, fds):
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            return None
+        if self.spare is not None and self._assign_spare(conn, requester, msg, fds):
+            return None
+        try:
+            pid, setup = self._fork_for_request(msg, fds, conn)
+        except OSError as e:
+            self._send(conn, {'error': f'zygote: fork failed: {e}'})
+            conn.close()
+            return None
+        if pid == 0:
+            return setup
+        child = self._track(pid, conn, requester)
+        if child is None:
+            conn.close()
+            return None
+        self._reply(child)
+        return None
+
+    def _take_on(self, msg, fds):
+        """What a request asks of the zygote itself: imports, compiles, its context. False: malformed."""
         self.last_request = time.monotonic()
         try:
             zpart, ctx, _ = split_request(msg, len(fds))
             todo = pickle.loads(zpart) if zpart else {}
         except Exception:
-            for fd in fds:
-                os.close(fd)
-            conn.close()
-            return None
+            return False
         _import_modules(todo.get('modules', ()))
         _compile_sources(todo.get('sources', ()))
         if ctx != self.context:
             self._adopt_context(ctx)     # the next spare applies it while it waits
-        if self.spare is not None and self._assign_spare(conn, requester, msg, fds):
-            return None
+        return True
+
+    def _fork_for_request(self, msg, fds, conn):
+        """Fork a child for a request: (0, its setup) in the child, (pid, None) here; OSError: none.
+
+        conn: the request's connection, a socket (Python loop) or a descriptor
+        (C loop). On OSError, fds are closed and conn is left to the caller.
+        """
         try:
             pid = self._fork()
-        except OSError as e:
+        except OSError:
             for fd in fds:
                 os.close(fd)
-            self._send(conn, {'error': f'zygote: fork failed: {e}'})
-            conn.close()
-            return None
+            raise
         if pid == 0:
             try:
-                return self._child_setup(msg, fds + [conn.detach()])
+                # A socket object must not close the number later: detach it.
+                status = conn.detach() if isinstance(conn, socket.socket) else conn
+                return 0, self._child_setup(msg, fds + [status])
             except BaseException:
                 # Never let a child fall back into the zygote's loop.
                 import traceback
@@ -299,12 +315,7 @@ class _Server:
                 os._exit(1)
         for fd in fds:
             os.close(fd)
-        child = self._track(pid, conn, requester)
-        if child is None:
-            conn.close()
-            return None
-        self._reply(child)
-        return None
+        return pid, None
 
     def _track(self, pid, conn=None, requester=None):
         """Watch a child just forked (pidfd in the selector); None: it could not be, and is gone."""
