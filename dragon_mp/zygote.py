@@ -11,8 +11,9 @@ preparation, `__main__` re-created as `__mp_main__`), so it behaves like a
 child started by exec, minus the interpreter start.
 
 This module is the design and the client side (what a requester runs);
-dragon_mp.zygote_server is the zygote process itself and its children's
-setup.
+dragon_mp.zygote_server is the zygote process itself, and
+dragon_mp.zygote_child the steps by which its forked copies become the
+requested processes and end.
 
 Spares
 ------

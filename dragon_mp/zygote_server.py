@@ -9,7 +9,8 @@ This module runs only in the zygote and in the children it forks:
   (pyext/zygote_loop.c; DRAGON_MP_ZYGOTE_LOOP=python keeps it in Python):
   accept, hand the request to the spare, reply, reap, fork the next spare.
   Python still does imports, compiles, new contexts and forks on request;
-- the child's setup: context, descriptors, then _run_child;
+- the spare's wait and the child's setup (the steps themselves are in
+  dragon_mp.zygote_child, which also runs the child and reports its exit);
 - the code cache: sources compiled once for every child;
 - main(): the zygote's entry, exec'd by the first requester of a run.
 """
@@ -23,6 +24,7 @@ import socket
 import sys
 import time
 
+from . import zygote_child
 from .zygote import (ENV_LOOP, ENV_PRELOAD, ENV_SPARE, ENV_SPARE_IDLE, MAX_FDS, MAX_MSG, NO_PRELOAD,
                      SPARE_IDLE, socket_address, split_request, unpack_start)
 
@@ -393,7 +395,7 @@ class _Server:
         """
         try:
             cwd, env, stdout_tty = pickle.loads(ctx)
-            _set_environ(env)
+            zygote_child.set_environ(env)
         except Exception:
             self.context = self.context_parsed = None   # each child applies its own
             return
@@ -480,31 +482,31 @@ class _Server:
         buffering): a request from the same context only installs descriptors.
         loop: the C loop that forked it, which also takes the request in.
         """
-        global _status
         self._leave_zygote({sock_fd}, deathsig_set=loop is not None)
         applied = None
         if self.context_parsed is not None:
             try:
                 cwd, _, stdout_tty = self.context_parsed
-                _apply_context(cwd, None, stdout_tty)     # the environment is ours already
+                zygote_child.apply_context(cwd, None, stdout_tty)     # the environment is ours already
                 applied = self.context
             except Exception:
                 pass                   # applied again, and reported, with the request
-        _close_stdin_ahead()
+        zygote_child.close_stdin_ahead()
         if loop is not None:
             # Receiving and installing the descriptors in C: ~0.15 ms less
             # on the start's path than the socket module's recv_fds and
             # _child_setup's steps in a fresh fork.
-            got = loop.take_request(sock_fd, -1 if _stdin_ahead is None else _stdin_ahead.fileno())
+            ahead = zygote_child.stdin_ahead
+            got = loop.take_request(sock_fd, -1 if ahead is None else ahead.fileno())
             if got is None:
                 os._exit(0)            # discarded by the zygote
             ctx, data_fd, tracker_fd, status, stdin_taken = got
             _signal.signal(_signal.SIGINT, _signal.default_int_handler)   # see _child_setup
-            _status = (os.getpid(), status)
+            zygote_child.status = (os.getpid(), status)
             if stdin_taken:
-                _drop_stdin_ahead()
+                zygote_child.drop_stdin_ahead()
             if ctx != applied:
-                _apply_context(*pickle.loads(ctx))
+                zygote_child.apply_context(*pickle.loads(ctx))
             return data_fd, tracker_fd
         sock = socket.socket(fileno=sock_fd)
         fds = []
@@ -522,7 +524,6 @@ class _Server:
 
         deathsig_set: the C loop's fork did the first step already.
         """
-        global _left_behind
         # PDEATHSIG first: a forked copy never outlives the zygote.
         if not deathsig_set:
             _set_pdeathsig(signal.SIGKILL)
@@ -532,8 +533,8 @@ class _Server:
         # objects one by one (selector, sockets) cost ~0.25 ms and ~100
         # copy-on-write faults a start. The objects stay referenced until
         # os._exit, so none closes a number that now belongs to the child.
-        _left_behind = self
-        _close_fds_except(keep)
+        zygote_child.left_behind = self
+        zygote_child.close_fds_except(keep)
 
     def _child_setup(self, msg, fds, left=False, applied=None):
         """Turn the forked copy into the requested process's starting state.
@@ -543,7 +544,6 @@ class _Server:
         already (a spare); applied: the context the spare applied ahead of
         the request.
         """
-        global _status
         # The zygote ignores SIGINT (Ctrl-C belongs to the program); a child
         # gets Python's default, as a fresh interpreter does. (_signal: the
         # signal module's wrapper converts to enums, ~0.1 ms in a fresh fork.)
@@ -553,95 +553,12 @@ class _Server:
         status = fds.pop()
         _, ctx, start = split_request(msg, len(fds))
         targets, data_fd, tracker_fd = unpack_start(start, len(fds))
-        _status = (os.getpid(), _install_fds(fds, targets, status))
-        if _stdin_ahead is not None and _stdin_ahead.fileno() in targets:
-            _drop_stdin_ahead()       # its descriptor now holds a requester's file
+        zygote_child.status = (os.getpid(), zygote_child.install_fds(fds, targets, status))
+        if zygote_child.stdin_ahead is not None and zygote_child.stdin_ahead.fileno() in targets:
+            zygote_child.drop_stdin_ahead()       # its descriptor now holds a requester's file
         if ctx != applied:
-            _apply_context(*pickle.loads(ctx))
+            zygote_child.apply_context(*pickle.loads(ctx))
         return data_fd, tracker_fd
-
-
-# What the child's first step (Process._bootstrap -> util._close_stdin) does,
-# done by the spare while it waits: stdin becomes /dev/null. The file object
-# costs ~0.1 ms in a fresh fork. Its descriptor is a high number, so that a
-# request's descriptors land elsewhere (else it is dropped, see _child_setup).
-_STDIN_FD_MIN = 64
-_stdin_ahead = None      # the /dev/null stdin the spare made, until _bootstrap's turn
-_close_stdin_orig = None
-
-
-def _close_stdin_ahead():
-    global _stdin_ahead, _close_stdin_orig
-    from multiprocessing import util
-    if sys.stdin is None:
-        return
-    try:
-        sys.stdin.close()
-    except (OSError, ValueError):
-        pass
-    try:
-        import fcntl
-        fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _STDIN_FD_MIN)
-        finally:
-            os.close(fd)
-        try:
-            sys.stdin = _stdin_ahead = open(high, encoding='utf-8', closefd=False)
-        except BaseException:
-            os.close(high)
-            raise
-    except (OSError, ValueError):
-        return
-    _close_stdin_orig, util._close_stdin = util._close_stdin, _close_stdin_done
-
-
-def _close_stdin_done():
-    """util._close_stdin in a child whose spare did it: nothing is left to do."""
-    from multiprocessing import util
-    util._close_stdin = _close_stdin_orig
-    if sys.stdin is not _stdin_ahead:
-        _close_stdin_orig()
-
-
-def _drop_stdin_ahead():
-    """Leave the step to _bootstrap: it closes the object (not the descriptor) and opens another."""
-    global _stdin_ahead
-    from multiprocessing import util
-    _stdin_ahead = None
-    util._close_stdin = _close_stdin_orig
-
-
-def _apply_context(cwd, env, stdout_tty):
-    """Take on a request's cwd, environment (None: leave it) and stdout buffering."""
-    os.chdir(cwd)
-    if env is not None:
-        _set_environ(env)
-    stream = sys.stdout
-    if stream is not None and getattr(stream, 'line_buffering', stdout_tty) != stdout_tty:
-        try:
-            stream.reconfigure(line_buffering=stdout_tty)
-        except (OSError, ValueError, AttributeError):
-            pass
-
-
-def _set_environ(env):
-    """Make os.environ (and the C environment) `env` (bytes to bytes), touching only what differs.
-
-    Compared against CPython's own store (bytes on POSIX) with plain dict
-    lookups: os.environb's mapping methods encode every key (~0.1 ms here).
-    """
-    current = os.environb
-    data = getattr(os.environ, '_data', None)
-    if not (isinstance(data, dict) and isinstance(next(iter(data), b''), bytes)):
-        data = dict(current)
-    elif data == env:
-        return
-    for key in [k for k in data if k not in env]:
-        del current[key]
-    for key, value in env.items():
-        if data.get(key) != value:
-            current[key] = value
 
 
 def _kill(pidfd):
@@ -670,44 +587,6 @@ def _c_loop():
     except ImportError:
         return None
     return _zygote_loop
-
-_left_behind = None      # in a child: the zygote's _Server, kept from closing descriptors
-_FD_END = 1 << 30        # above any descriptor number (close_range takes the range as given)
-
-
-def _close_fds_except(keep):
-    """Close every descriptor above 2 that is not in keep."""
-    low = 3
-    for fd in sorted(keep):
-        if fd >= low:
-            os.closerange(low, fd)
-            low = fd + 1
-    os.closerange(low, _FD_END)
-
-
-def _install_fds(fds, targets, status):
-    """Put fds[i] at targets[i], when the descriptors open are 0-2, fds and status only.
-
-    status goes above every target (close-on-exec); returns its number.
-    """
-    top = max([2, *targets, *fds, status]) + 1
-    import fcntl
-    status_moved = fcntl.fcntl(status, fcntl.F_DUPFD_CLOEXEC, top)
-    os.close(status)
-    moved = []
-    for fd in fds:             # out of the way of every target first
-        moved.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, top))
-        os.close(fd)
-    for fd, target in zip(moved, targets):
-        os.dup2(fd, target)    # inheritable, as in an exec'd child
-        os.close(fd)
-    for fd in (0, 1, 2):       # a standard stream the requester had closed
-        if fd not in targets:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-    return status_moved
 
 
 def _import_modules(names, any_module=False):
@@ -877,68 +756,8 @@ def main():
     os.close(ready_fd)
     data_fd, tracker_fd = server.serve()
     del server
-    _run_child(data_fd, tracker_fd)
+    zygote_child.run(data_fd, tracker_fd)
 
-
-def _run_child(data_fd, tracker_fd):
-    """Run the process like an exec'd child, then exit without interpreter teardown.
-
-    An exec'd child ends with sys.exit(): atexit handlers, stdio flushed,
-    then the interpreter's teardown of every module. A fork of the zygote
-    carries all the preloaded modules, and tearing them down writes to every
-    page of the inherited heap (copy-on-write: ~20-30 ms); so, like stdlib's
-    fork and forkserver children, it ends with os._exit() once atexit
-    handlers have run and stdio is flushed.
-    """
-    from .spawn import spawn_main
-    try:
-        spawn_main(data_fd, tracker_fd)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    except BaseException:
-        import traceback
-        traceback.print_exc()
-        code = 1
-    if code is None:
-        code = 0
-    elif not isinstance(code, int):
-        try:
-            print(code, file=sys.stderr)
-        except Exception:
-            pass
-        code = 1
-    try:
-        import atexit
-        atexit._run_exitfuncs()
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                if stream is not None:
-                    stream.flush()
-            except Exception:
-                pass
-        _report_exit(code & 0xff)
-        os._exit(code & 0xff)
-
-
-_status = None      # (pid, fd): the child's request connection, set up by _child_setup
-
-
-def _report_exit(code):
-    """Send the requester the exit status: it waits on the pidfd, not for the zygote's reap.
-
-    Only from the process the request started: a copy forked by user code
-    that returns here has its own parent.
-    """
-    if _status is not None and _status[0] == os.getpid():
-        try:
-            os.write(_status[1], _EXIT_0 if code == 0 else pickle.dumps({'exitcode': code}))
-        except OSError:
-            pass
-
-
-_EXIT_0 = pickle.dumps({'exitcode': 0})     # built in the zygote: the usual report costs no pickling
 
 if __name__ == '__main__':
     main()

@@ -148,7 +148,7 @@ def stdin_and_conn(conn, q):
 def test_a_passed_descriptor_on_the_spares_stdin_number():
     """A spare opens /dev/null as stdin ahead, under a high number; a requester's descriptor wins it."""
     from multiprocessing.connection import Pipe as StdlibPipe
-    from dragon_mp import zygote_server
+    from dragon_mp import zygote_child
     q = mp.Queue()
     for _ in range(2):                 # the second start gets a spare
         p = mp.Process(target=report, args=(q,))
@@ -156,7 +156,7 @@ def test_a_passed_descriptor_on_the_spares_stdin_number():
         q.get(timeout=30)
         p.join(30)
     a, b = StdlibPipe()
-    high = zygote_server._STDIN_FD_MIN
+    high = zygote_child.STDIN_FD_MIN
     os.dup2(b.fileno(), high)
     b.close()
     from multiprocessing.connection import Connection

@@ -1,0 +1,203 @@
+"""The zygote's children: how a forked copy becomes the requested process, and how it ends.
+
+dragon_mp.zygote has the design; dragon_mp.zygote_server forks the copies
+(spares, or children forked for a request) and calls these steps:
+
+- while a spare waits: stdin becomes /dev/null ahead of _bootstrap, the
+  request context (cwd, environment, stdout buffering) is taken on;
+- with the request: the zygote's descriptors go, the request's are
+  installed at their numbers, the status connection above them;
+- run(): the process runs like an exec'd child, then report_exit() sends
+  its exit status to the requester, and os._exit() ends it.
+
+State set by dragon_mp.zygote_server, in the child only: status,
+left_behind; and stdin_ahead, set here.
+"""
+
+import os
+import pickle
+import sys
+
+# What the child's first step (Process._bootstrap -> util._close_stdin) does,
+# done by the spare while it waits: stdin becomes /dev/null. The file object
+# costs ~0.1 ms in a fresh fork. Its descriptor is a high number, so that a
+# request's descriptors land elsewhere (else it is dropped: zygote_server's
+# _child_setup, or take_request in the C loop).
+STDIN_FD_MIN = 64
+stdin_ahead = None      # the /dev/null stdin the spare made, until _bootstrap's turn
+_close_stdin_orig = None
+
+
+def close_stdin_ahead():
+    """In a spare: make stdin /dev/null as util._close_stdin will, and make that step a no-op."""
+    global stdin_ahead, _close_stdin_orig
+    from multiprocessing import util
+    if sys.stdin is None:
+        return
+    try:
+        sys.stdin.close()
+    except (OSError, ValueError):
+        pass
+    try:
+        import fcntl
+        fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, STDIN_FD_MIN)
+        finally:
+            os.close(fd)
+        try:
+            sys.stdin = stdin_ahead = open(high, encoding='utf-8', closefd=False)
+        except BaseException:
+            os.close(high)
+            raise
+    except (OSError, ValueError):
+        return
+    _close_stdin_orig, util._close_stdin = util._close_stdin, _close_stdin_done
+
+
+def _close_stdin_done():
+    """util._close_stdin in a child whose spare did it: nothing is left to do."""
+    from multiprocessing import util
+    util._close_stdin = _close_stdin_orig
+    if sys.stdin is not stdin_ahead:
+        _close_stdin_orig()
+
+
+def drop_stdin_ahead():
+    """Leave the step to _bootstrap: it closes the object (not the descriptor) and opens another."""
+    global stdin_ahead
+    from multiprocessing import util
+    stdin_ahead = None
+    util._close_stdin = _close_stdin_orig
+
+
+def apply_context(cwd, env, stdout_tty):
+    """Take on a request's cwd, environment (None: leave it) and stdout buffering."""
+    os.chdir(cwd)
+    if env is not None:
+        set_environ(env)
+    stream = sys.stdout
+    if stream is not None and getattr(stream, 'line_buffering', stdout_tty) != stdout_tty:
+        try:
+            stream.reconfigure(line_buffering=stdout_tty)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+def set_environ(env):
+    """Make os.environ (and the C environment) `env` (bytes to bytes), touching only what differs.
+
+    Compared against CPython's own store (bytes on POSIX) with plain dict
+    lookups: os.environb's mapping methods encode every key (~0.1 ms here).
+    """
+    current = os.environb
+    data = getattr(os.environ, '_data', None)
+    if not (isinstance(data, dict) and isinstance(next(iter(data), b''), bytes)):
+        data = dict(current)
+    elif data == env:
+        return
+    for key in [k for k in data if k not in env]:
+        del current[key]
+    for key, value in env.items():
+        if data.get(key) != value:
+            current[key] = value
+
+
+left_behind = None      # in a child: the zygote's _Server, kept from closing descriptors
+_FD_END = 1 << 30        # above any descriptor number (close_range takes the range as given)
+
+
+def close_fds_except(keep):
+    """Close every descriptor above 2 that is not in keep."""
+    low = 3
+    for fd in sorted(keep):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, _FD_END)
+
+
+def install_fds(fds, targets, status):
+    """Put fds[i] at targets[i], when the descriptors open are 0-2, fds and status only.
+
+    status goes above every target (close-on-exec); returns its number.
+    """
+    top = max([2, *targets, *fds, status]) + 1
+    import fcntl
+    status_moved = fcntl.fcntl(status, fcntl.F_DUPFD_CLOEXEC, top)
+    os.close(status)
+    moved = []
+    for fd in fds:             # out of the way of every target first
+        moved.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, top))
+        os.close(fd)
+    for fd, target in zip(moved, targets):
+        os.dup2(fd, target)    # inheritable, as in an exec'd child
+        os.close(fd)
+    for fd in (0, 1, 2):       # a standard stream the requester had closed
+        if fd not in targets:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    return status_moved
+
+
+def run(data_fd, tracker_fd):
+    """Run the process like an exec'd child, then exit without interpreter teardown.
+
+    An exec'd child ends with sys.exit(): atexit handlers, stdio flushed,
+    then the interpreter's teardown of every module. A fork of the zygote
+    carries all the preloaded modules, and tearing them down writes to every
+    page of the inherited heap (copy-on-write: ~20-30 ms); so, like stdlib's
+    fork and forkserver children, it ends with os._exit() once atexit
+    handlers have run and stdio is flushed.
+    """
+    from .spawn import spawn_main
+    try:
+        spawn_main(data_fd, tracker_fd)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        code = 1
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        try:
+            print(code, file=sys.stderr)
+        except Exception:
+            pass
+        code = 1
+    try:
+        import atexit
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except Exception:
+                pass
+        report_exit(code & 0xff)
+        os._exit(code & 0xff)
+
+
+status = None      # (pid, fd): the child's request connection (zygote_server sets it)
+
+
+def report_exit(code):
+    """Send the requester the exit status: it waits on the pidfd, not for the zygote's reap.
+
+    Only from the process the request started: a copy forked by user code
+    that returns here has its own parent.
+    """
+    if status is not None and status[0] == os.getpid():
+        try:
+            os.write(status[1], _EXIT_0 if code == 0 else pickle.dumps({'exitcode': code}))
+        except OSError:
+            pass
+
+
+_EXIT_0 = pickle.dumps({'exitcode': 0})     # built in the zygote: the usual report costs no pickling
