@@ -15,7 +15,6 @@ This module runs only in the zygote and in the children it forks:
 - main(): the zygote's entry, exec'd by the first requester of a run.
 """
 
-import _signal
 import os
 import pickle
 import selectors
@@ -169,14 +168,9 @@ class _Server:
 
     def _fork_state(self):
         """What _fork checks, once per return from the C loop; the state as one integer."""
-        from . import _core
-        assert _core._loaded_pid is None, 'the zygote has loaded the Go runtime'
-        if len(os.listdir('/proc/self/task')) != 1:
-            self.spares = False        # an import started a thread: fork no more spares
-        state = self._state()
-        if self.trimmed != state and _malloc_trim is not None:
-            _malloc_trim(0)            # see _fork_spare
-            self.trimmed = state
+        if not _may_fork():
+            self.spares = False        # fork no more spares
+        state = self._trimmed_state()
         import gc
         gc.freeze()                    # nothing new after this: the C loop creates no objects
         return state[0] << 32 | state[1]
@@ -351,16 +345,22 @@ class _Server:
         """What a child inherits from the zygote beyond its code: a spare forked in another state is stale."""
         return len(sys.modules), len(_code_cache)
 
-    def _fork_spare(self):
-        """Fork a child ahead of time; it waits for a request (returns its setup, in the spare only)."""
+    def _trimmed_state(self):
+        """_state(), with the heap trimmed once per state before spares are forked in it.
+
+        Imports leave free heap pages behind; every fork copies the page table
+        entries of all of them and every exit unmaps them again. Giving them
+        back once per state (zygote heap 4.9 -> 3.1 MB) made start+join ~3% faster.
+        """
         state = self._state()
         if self.trimmed != state and _malloc_trim is not None:
-            # Imports leave free heap pages behind; every fork copies the page
-            # table entries of all of them and every exit unmaps them again.
-            # Giving them back once per state (zygote heap 4.9 -> 3.1 MB) made
-            # start+join ~3% faster.
             _malloc_trim(0)
             self.trimmed = state
+        return state
+
+    def _fork_spare(self):
+        """Fork a child ahead of time; it waits for a request (returns its setup, in the spare only)."""
+        state = self._trimmed_state()
         parent_end, child_end = socket.socketpair(socket.AF_UNIX,
                                                   socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         try:
@@ -429,11 +429,7 @@ class _Server:
         return True
 
     def _fork(self):
-        from . import _core
-        # The invariant everything rests on: a process with the Go runtime never forks.
-        assert _core._loaded_pid is None, 'the zygote has loaded the Go runtime'
-        if len(os.listdir('/proc/self/task')) != 1:
-            # An import started a thread: a fork would copy its locks mid-use.
+        if not _may_fork():
             raise OSError('the zygote is no longer single-threaded')
         import gc
         gc.freeze()     # the child's collections skip (and do not copy) the zygote's objects
@@ -501,12 +497,7 @@ class _Server:
             if got is None:
                 os._exit(0)            # discarded by the zygote
             ctx, data_fd, tracker_fd, status, stdin_taken = got
-            _signal.signal(_signal.SIGINT, _signal.default_int_handler)   # see _child_setup
-            zygote_child.status = (os.getpid(), status)
-            if stdin_taken:
-                zygote_child.drop_stdin_ahead()
-            if ctx != applied:
-                zygote_child.apply_context(*pickle.loads(ctx))
+            zygote_child.finish_setup(ctx, applied, status, stdin_taken)
             return data_fd, tracker_fd
         sock = socket.socket(fileno=sock_fd)
         fds = []
@@ -544,20 +535,14 @@ class _Server:
         already (a spare); applied: the context the spare applied ahead of
         the request.
         """
-        # The zygote ignores SIGINT (Ctrl-C belongs to the program); a child
-        # gets Python's default, as a fresh interpreter does. (_signal: the
-        # signal module's wrapper converts to enums, ~0.1 ms in a fresh fork.)
-        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
         if not left:
             self._leave_zygote(set(fds))
         status = fds.pop()
         _, ctx, start = split_request(msg, len(fds))
         targets, data_fd, tracker_fd = unpack_start(start, len(fds))
-        zygote_child.status = (os.getpid(), zygote_child.install_fds(fds, targets, status))
-        if zygote_child.stdin_ahead is not None and zygote_child.stdin_ahead.fileno() in targets:
-            zygote_child.drop_stdin_ahead()       # its descriptor now holds a requester's file
-        if ctx != applied:
-            zygote_child.apply_context(*pickle.loads(ctx))
+        status = zygote_child.install_fds(fds, targets, status)
+        ahead = zygote_child.stdin_ahead
+        zygote_child.finish_setup(ctx, applied, status, ahead is not None and ahead.fileno() in targets)
         return data_fd, tracker_fd
 
 
@@ -576,6 +561,15 @@ def _set_pdeathsig(sig):
     PR_SET_PDEATHSIG = 1
     if _prctl is not None:
         _prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+
+
+def _may_fork():
+    """Whether the zygote may fork: one thread only (an import that started one would
+    have a fork copy its locks mid-use). A Go runtime here is a bug: AssertionError."""
+    from . import _core
+    # The invariant everything rests on: a process with the Go runtime never forks.
+    assert _core._loaded_pid is None, 'the zygote has loaded the Go runtime'
+    return len(os.listdir('/proc/self/task')) == 1
 
 
 def _c_loop():

@@ -138,8 +138,66 @@ static void close_fds(const int *fds, int n) {
         close(fds[i]);
 }
 
-/* -- replies: pickle.loads gives {'pid': n} / {'exitcode': n} ----------- */
+/* -- messages -------------------------------------------------------------- */
 
+/* sendmsg of buf with nfds descriptors (SCM_RIGHTS; none if nfds is 0). */
+static ssize_t send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds) {
+    char cbuf[CMSG_SPACE(sizeof(int) * (MAX_FDS + 1))];
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (nfds > 0) {
+        memset(cbuf, 0, sizeof cbuf);
+        mh.msg_control = cbuf;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+    }
+    return sendmsg(sock, &mh, MSG_NOSIGNAL);
+}
+
+/* recvmsg into msgbuf with up to max descriptors (close-on-exec), stored in
+ * fds (*nfds of them, also when it fails later); *truncated: the message or
+ * its descriptors did not fit. Returns recvmsg's result (-1: errno). */
+static ssize_t recv_with_fds(int sock, int flags, int *fds, int max, int *nfds, int *truncated) {
+    char cbuf[CMSG_SPACE(sizeof(int) * (MAX_FDS + 1))];
+    struct iovec iov = {.iov_base = msgbuf, .iov_len = MAX_MSG};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                        .msg_controllen = CMSG_SPACE(sizeof(int) * max)};
+    ssize_t n = recvmsg(sock, &mh, flags | MSG_CMSG_CLOEXEC);
+    *nfds = 0;
+    *truncated = 0;
+    if (n < 0)
+        return n;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            int k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            memcpy(fds + *nfds, CMSG_DATA(c), sizeof(int) * k);
+            *nfds += k;
+        }
+    *truncated = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
+    return n;
+}
+
+/* A request's head (dragon_mp.zygote.HEAD): the lengths of its zygote part
+ * and context, and its number of descriptors. */
+struct head {
+    uint32_t nz, nc, nf;
+};
+
+/* 0 if msg (n bytes) starts with a head (magic checked), -1 if not. */
+static int parse_head(const char *msg, ssize_t n, struct head *h) {
+    if (n < HEAD_SIZE || memcmp(msg, MAGIC, 4) != 0)
+        return -1;
+    memcpy(&h->nz, msg + 4, 4);
+    memcpy(&h->nc, msg + 8, 4);
+    memcpy(&h->nf, msg + 12, 4);
+    return 0;
+}
+
+/* Replies: pickle.loads gives {'pid': n} / {'exitcode': n}. */
 static int send_dict_int(int conn, const char *key, int32_t value, int pass_fd) {
     char buf[64];
     size_t klen = strlen(key), n = 0;
@@ -150,20 +208,7 @@ static int send_dict_int(int conn, const char *key, int32_t value, int pass_fd) 
     buf[n++] = 'J';                                     /* BININT */
     memcpy(buf + n, &v, 4), n += 4;
     memcpy(buf + n, "s.", 2), n += 2;                   /* SETITEM, STOP */
-    struct iovec iov = {.iov_base = buf, .iov_len = n};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    char cbuf[CMSG_SPACE(sizeof(int))];
-    if (pass_fd >= 0) {
-        memset(cbuf, 0, sizeof cbuf);
-        mh.msg_control = cbuf;
-        mh.msg_controllen = sizeof cbuf;
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
-    }
-    return sendmsg(conn, &mh, MSG_NOSIGNAL) < 0 ? -1 : 0;
+    return send_with_fds(conn, buf, n, &pass_fd, pass_fd >= 0) < 0 ? -1 : 0;
 }
 
 /* -- children and requesters -------------------------------------------- */
@@ -298,20 +343,10 @@ static int hand_to_spare(long long state, int conn, pid_t requester, const char 
         drop_spare_c();
         return 0;
     }
-    int all[MAX_FDS + 1];
+    int all[MAX_FDS + 1]; /* the request's descriptors, then its connection */
     memcpy(all, fds, sizeof(int) * nfds);
     all[nfds] = conn;
-    char cbuf[CMSG_SPACE(sizeof(int) * (MAX_FDS + 1))];
-    memset(cbuf, 0, sizeof cbuf);
-    struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                        .msg_controllen = CMSG_SPACE(sizeof(int) * (nfds + 1))};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * (nfds + 1));
-    memcpy(CMSG_DATA(c), all, sizeof(int) * (nfds + 1));
-    int sent = sendmsg(spare.sock, &mh, MSG_NOSIGNAL) >= 0;
+    int sent = send_with_fds(spare.sock, msg, len, all, nfds + 1) >= 0;
     if (sent && handed < 0) {
         struct epoll_event ev = {.events = EPOLLRDHUP, .data.u64 = (uint64_t)spare.sock};
         if (epoll_ctl(ep, EPOLL_CTL_ADD, spare.sock, &ev) == 0) {
@@ -345,26 +380,15 @@ struct request {
 
 /* Read a request from conn: 1 read, 0 not there yet, -1 broken (conn closed). */
 static int read_request(int conn, struct request *r, int flags) {
-    char cbuf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
-    struct iovec iov = {.iov_base = msgbuf, .iov_len = MAX_MSG};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                        .msg_controllen = sizeof cbuf};
-    ssize_t n = recvmsg(conn, &mh, flags | MSG_CMSG_CLOEXEC);
+    int truncated;
+    ssize_t n = recv_with_fds(conn, flags, r->fds, MAX_FDS, &r->nfds, &truncated);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             return 0;
         close(conn);
         return -1;
     }
-    r->nfds = 0;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            int k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            memcpy(r->fds + r->nfds, CMSG_DATA(c), sizeof(int) * k);
-            r->nfds += k;
-        }
-    }
-    if (n <= 0 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+    if (n == 0 || truncated) {
         close_fds(r->fds, r->nfds);
         close(conn);
         return -1;
@@ -376,16 +400,13 @@ static int read_request(int conn, struct request *r, int flags) {
 
 /* The fast path; 1: served, 0: for Python. */
 static int serve_request(long long state, struct request *r) {
-    uint32_t nz, nc, nf;
+    struct head h;
     last_request = now();
-    if (r->len < HEAD_SIZE || memcmp(msgbuf, MAGIC, 4) != 0)
+    if (parse_head(msgbuf, r->len, &h) < 0)
         return 0; /* Python rejects it the same way as before */
-    memcpy(&nz, msgbuf + 4, 4);
-    memcpy(&nc, msgbuf + 8, 4);
-    memcpy(&nf, msgbuf + 12, 4);
-    if (nz != 0 || nf != (uint32_t)r->nfds || (uint64_t)HEAD_SIZE + nc > (uint64_t)r->len)
+    if (h.nz != 0 || h.nf != (uint32_t)r->nfds || (uint64_t)HEAD_SIZE + h.nc > (uint64_t)r->len)
         return 0;
-    if (last_ctx_len != (Py_ssize_t)nc || memcmp(last_ctx, msgbuf + HEAD_SIZE, nc) != 0)
+    if (last_ctx_len != (Py_ssize_t)h.nc || memcmp(last_ctx, msgbuf + HEAD_SIZE, h.nc) != 0)
         return 0; /* a new context: Python takes on its environment first */
     return hand_to_spare(state, r->conn, r->requester, msgbuf, r->len, r->fds, r->nfds);
 }
@@ -608,18 +629,10 @@ static PyObject *py_take_request(PyObject *self, PyObject *args) {
         return NULL;
     if (!msgbuf && !(msgbuf = malloc(MAX_MSG)))
         return PyErr_NoMemory();
-    int fds[MAX_FDS + 1], nfds = 0;
-    char cbuf[CMSG_SPACE(sizeof(int) * (MAX_FDS + 1))];
-    struct iovec iov = {.iov_base = msgbuf, .iov_len = MAX_MSG};
-    struct msghdr mh;
+    int fds[MAX_FDS + 1], nfds, truncated;
     ssize_t n;
     do {
-        memset(&mh, 0, sizeof mh);
-        mh.msg_iov = &iov;
-        mh.msg_iovlen = 1;
-        mh.msg_control = cbuf;
-        mh.msg_controllen = sizeof cbuf;
-        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+        n = recv_with_fds(sock, 0, fds, MAX_FDS + 1, &nfds, &truncated);
         if (n < 0 && errno == EINTR && PyErr_CheckSignals() < 0)
             return NULL;
     } while (n < 0 && errno == EINTR);
@@ -629,25 +642,18 @@ static PyObject *py_take_request(PyObject *self, PyObject *args) {
         errno = err;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            int k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            memcpy(fds + nfds, CMSG_DATA(c), sizeof(int) * k);
-            nfds += k;
-        }
     if (n == 0 && nfds == 0)
         Py_RETURN_NONE;
-    uint32_t nz, nc, nf;
+    struct head h;
+    uint32_t nf;
     int32_t data_fd, tracker_fd, targets[MAX_FDS];
-    if (n < HEAD_SIZE || memcmp(msgbuf, MAGIC, 4) != 0 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+    if (truncated || parse_head(msgbuf, n, &h) < 0)
         goto malformed;
-    memcpy(&nz, msgbuf + 4, 4);
-    memcpy(&nc, msgbuf + 8, 4);
-    memcpy(&nf, msgbuf + 12, 4);
+    nf = h.nf;
     if (nfds < 1 || nf != (uint32_t)(nfds - 1) ||
-        (uint64_t)HEAD_SIZE + nz + nc + START_SIZE + 4ull * nf != (uint64_t)n)
+        (uint64_t)HEAD_SIZE + h.nz + h.nc + START_SIZE + 4ull * nf != (uint64_t)n)
         goto malformed;
-    const char *start = msgbuf + HEAD_SIZE + nz + nc;
+    const char *start = msgbuf + HEAD_SIZE + h.nz + h.nc;
     memcpy(&data_fd, start, 4);
     memcpy(&tracker_fd, start + 4, 4);
     memcpy(targets, start + START_SIZE, 4 * nf);
@@ -684,7 +690,7 @@ static PyObject *py_take_request(PyObject *self, PyObject *args) {
         if (!passed)
             close(fd);
     }
-    return Py_BuildValue("(y#iiiO)", msgbuf + HEAD_SIZE + nz, (Py_ssize_t)nc, data_fd, tracker_fd,
+    return Py_BuildValue("(y#iiiO)", msgbuf + HEAD_SIZE + h.nz, (Py_ssize_t)h.nc, data_fd, tracker_fd,
                          moved_status, avoid_taken ? Py_True : Py_False);
 malformed:
     close_fds(fds, nfds);
