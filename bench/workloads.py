@@ -367,6 +367,20 @@ def process_start(mp, p):
                    "ms/proc", "lower", [s * 1e3 for s in samples], n=n)]
 
 
+def process_start_big_parent(mp, p):
+    """process_start from a parent that holds p["parent_mib"] MiB: fork copies what the parent maps."""
+    need(mp, "Process")
+    ballast = bytearray(p["parent_mib"] * MIB)
+    ballast[::4096] = b"\1" * len(range(0, len(ballast), 4096))    # resident, as a program's data is
+    try:
+        rows = process_start(mp, p)
+    finally:
+        del ballast
+    rows[0]["key"] = "process_start_big_parent"
+    rows[0]["label"] = "Process start+join, parent holding %d MiB" % p["parent_mib"]
+    return rows
+
+
 def _pairs(p, obj, a_name, b_name):
     """Seconds per (a(); b()) pair on one object, uncontended."""
     a, b = getattr(obj, a_name), getattr(obj, b_name)
@@ -466,6 +480,9 @@ WORKLOADS = {
     "process_start": (process_start,) + _params(
         dict(warm=1, n_min=2, n_max=200, sample_time=0.08),
         dict(warm=2, n_min=3, n_max=500, sample_time=0.3)),
+    "process_start_big_parent": (process_start_big_parent,) + _params(
+        dict(parent_mib=256, warm=1, n_min=2, n_max=100, sample_time=0.08),
+        dict(parent_mib=256, warm=2, n_min=3, n_max=300, sample_time=0.3)),
     "lock": (lock,) + _params(dict(warm=20000), dict(warm=100000)),
     "lock_contended": (lock_contended,) + _params(dict(procs=2), dict(procs=2)),
     "event": (event,) + _params(dict(warm=5000), dict(warm=20000)),
