@@ -231,7 +231,7 @@ def main():
             times[name].append(measure(args.starts))
             print('  round %d  %-38s %.3f ms' % (r + 1, name, times[name][-1]), file=sys.stderr)
     fork = statistics.median(times['stdlib fork'])
-    print('| per start+join (median of %d rounds x %d starts) | ms | vs stdlib fork |'
+    print('| per start+join (median of %d rounds x %d starts) | ms | time / stdlib fork\'s (<1: faster) |'
           % (args.rounds, args.starts))
     print('|---|--:|--:|')
     for name, _ in ROWS:

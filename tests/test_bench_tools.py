@@ -84,3 +84,15 @@ def test_start_floor_reports_every_row():
                                     'dragon_mp'], out.stdout
     assert all(float(ms) > 0 for _, ms, _ in rows)
     assert dict((r[0], r[2]) for r in rows)['stdlib fork'] == '1.00'
+
+
+def test_start_parent_size_reports_every_size():
+    out = _run([sys.executable, os.path.join(BENCH, 'start_parent_size.py'), '--mib', '0,8',
+                '--starts', '3', '--rounds', '1'])
+    assert out.returncode == 0, out.stderr
+    rows = re.findall(r'^\| (\d+) MiB \| (\d+\.\d+) ms \| (\d+\.\d+) ms \| (\d+\.\d+)x \|$',
+                      out.stdout, re.M)
+    assert [r[0] for r in rows] == ['0', '8'], out.stdout
+    for _, fork, ours, ratio in rows:
+        assert float(fork) > 0 and float(ours) > 0
+        assert abs(float(ratio) - float(fork) / float(ours)) < 0.02 * float(ratio) + 0.01

@@ -1,0 +1,93 @@
+"""Process start+join against the parent's size: stdlib fork and dragon_mp in one run.
+
+    python bench/start_parent_size.py [--mib 0,32,128,512] [--starts N] [--rounds R]
+
+stdlib fork copies the parent's page tables at every start and the child's
+exit frees them again, so its start+join grows with the memory the parent
+holds. dragon_mp's children are forked from the zygote, whatever the
+requester holds. For each size, a fresh subprocess per implementation
+allocates that many MiB (written, so resident, as a program's data is) and
+times N start+joins of a no-op target; implementations alternate by round and
+the table has the medians.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+MIB = 1 << 20
+IMPLS = ('stdlib fork', 'dragon_mp')
+
+
+def noop():
+    pass
+
+
+def run_one(impl, mib, starts):
+    """ms per start+join in this process, holding mib MiB."""
+    if impl == 'dragon_mp':
+        import dragon_mp as mp
+    else:
+        import multiprocessing
+        mp = multiprocessing.get_context('fork')
+    ballast = bytearray(mib * MIB)
+    ballast[::4096] = b'\1' * len(range(0, len(ballast), 4096))
+
+    def one():
+        p = mp.Process(target=noop)
+        p.start()
+        p.join()
+        if p.exitcode != 0:
+            raise RuntimeError('exit code %s' % p.exitcode)
+    for _ in range(20):
+        one()
+    t = time.perf_counter()
+    for _ in range(starts):
+        one()
+    ms = (time.perf_counter() - t) / starts * 1e3
+    del ballast
+    return ms
+
+
+def measure(impl, mib, starts):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [root] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
+    env.pop('DRAGON_MP_RUN', None)          # the head of its own run
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), '--one', impl, str(mib),
+                          str(starts)], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--mib', default='0,32,128,512', help='parent sizes, MiB (comma-separated)')
+    ap.add_argument('--starts', type=int, default=200)
+    ap.add_argument('--rounds', type=int, default=3)
+    ap.add_argument('--one', nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        impl, mib, starts = args.one
+        print(run_one(impl, int(mib), int(starts)))
+        return
+    sizes = [int(m) for m in args.mib.split(',')]
+    times = {(impl, mib): [] for impl in IMPLS for mib in sizes}
+    for r in range(args.rounds):
+        for mib in sizes:
+            for impl in (IMPLS if r % 2 == 0 else IMPLS[::-1]):
+                times[impl, mib].append(measure(impl, mib, args.starts))
+                print('  round %d  %4d MiB  %-12s %.3f ms' % (r + 1, mib, impl, times[impl, mib][-1]),
+                      file=sys.stderr)
+    print('| parent holds (median of %d rounds x %d starts) | stdlib fork | dragon_mp '
+          '| ratio (>1: dragon_mp faster) |' % (args.rounds, args.starts))
+    print('|---|--:|--:|--:|')
+    for mib in sizes:
+        fork, ours = (statistics.median(times[impl, mib]) for impl in IMPLS)
+        print('| %d MiB | %.2f ms | %.2f ms | %.2fx |' % (mib, fork, ours, fork / ours))
+
+
+if __name__ == '__main__':
+    main()
