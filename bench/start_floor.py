@@ -164,12 +164,7 @@ def through_server(serve, request, starts):
             ours.send(request())
             if ours.recv(1) != b'\0':
                 raise RuntimeError('the child failed')
-        for _ in range(WARMUP):
-            one()
-        t = time.perf_counter()
-        for _ in range(starts):
-            one()
-        return (time.perf_counter() - t) / starts * 1e3
+        return ms_per(one, starts)
     finally:
         ours.close()
         os.waitpid(server, 0)
@@ -177,14 +172,8 @@ def through_server(serve, request, starts):
 
 # -- stdlib fork and dragon_mp -------------------------------------------------
 
-def start_join(ctx, starts):
-    """ms per Process start+join of a no-op target in ctx."""
-    def one():
-        p = ctx.Process(target=noop)
-        p.start()
-        p.join()
-        if p.exitcode != 0:
-            raise RuntimeError('exit code %s' % p.exitcode)
+def ms_per(one, starts):
+    """ms per call of one(), after WARMUP calls."""
     for _ in range(WARMUP):
         one()
     t = time.perf_counter()
@@ -193,15 +182,31 @@ def start_join(ctx, starts):
     return (time.perf_counter() - t) / starts * 1e3
 
 
+def start_join(ctx, starts, target=noop):
+    """ms per Process start+join of target (a no-op) in ctx."""
+    def one():
+        p = ctx.Process(target=target)
+        p.start()
+        p.join()
+        if p.exitcode != 0:
+            raise RuntimeError('exit code %s' % p.exitcode)
+    return ms_per(one, starts)
+
+
+def run_script(script, *args):
+    """The last word script printed, run with this repository's dragon_mp, as the head of its own run."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [root] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
+    env.pop('DRAGON_MP_RUN', None)
+    out = subprocess.run([sys.executable, os.path.abspath(script)] + [str(a) for a in args],
+                         env=env, capture_output=True, text=True, check=True)
+    return out.stdout.split()[-1]
+
+
 def dragon_mp_start_join(starts):
     """start_join for dragon_mp, in a subprocess (it loads Go, which must never fork)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(here)] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
-    env.pop('DRAGON_MP_RUN', None)          # the head of its own run
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), '--dragon-mp', str(starts)],
-                         env=env, capture_output=True, text=True, check=True)
-    return float(out.stdout.split()[-1])
+    return float(run_script(__file__, '--dragon-mp', starts))
 
 
 ROWS = [

@@ -12,14 +12,14 @@ the table has the medians.
 """
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
-import time
 
 MIB = 1 << 20
 IMPLS = ('stdlib fork', 'dragon_mp')
+
+# start_floor is imported where it is used, not above: a dragon_mp child re-runs this script, and
+# would import a module imported here once more at every start, which a fork child does not.
 
 
 def noop():
@@ -28,6 +28,7 @@ def noop():
 
 def run_one(impl, mib, starts):
     """ms per start+join in this process, holding mib MiB."""
+    from start_floor import start_join
     if impl == 'dragon_mp':
         import dragon_mp as mp
     else:
@@ -35,31 +36,15 @@ def run_one(impl, mib, starts):
         mp = multiprocessing.get_context('fork')
     ballast = bytearray(mib * MIB)
     ballast[::4096] = b'\1' * len(range(0, len(ballast), 4096))
-
-    def one():
-        p = mp.Process(target=noop)
-        p.start()
-        p.join()
-        if p.exitcode != 0:
-            raise RuntimeError('exit code %s' % p.exitcode)
-    for _ in range(20):
-        one()
-    t = time.perf_counter()
-    for _ in range(starts):
-        one()
-    ms = (time.perf_counter() - t) / starts * 1e3
-    del ballast
-    return ms
+    try:
+        return start_join(mp, starts, target=noop)
+    finally:
+        del ballast
 
 
 def measure(impl, mib, starts):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [root] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
-    env.pop('DRAGON_MP_RUN', None)          # the head of its own run
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), '--one', impl, str(mib),
-                          str(starts)], env=env, capture_output=True, text=True, check=True)
-    return float(out.stdout.split()[-1])
+    from start_floor import run_script
+    return float(run_script(__file__, '--one', impl, mib, starts))
 
 
 def main():
