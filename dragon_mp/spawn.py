@@ -146,7 +146,7 @@ def _fixup_main_from_path(main_path):
     """stdlib spawn._fixup_main_from_path; a main script with code at hand runs as runpy would."""
     code = main_code(main_path) if main_code is not None else None
     current_main = sys.modules['__main__']
-    if (code is None or 'ipython' in main_path     # stdlib leaves an ipython script alone
+    if (code is None or 'ipython' in main_path     # maybe ipython's: stdlib's own check decides
             or getattr(current_main, '__file__', None) == main_path):
         return _stdlib_spawn._fixup_main_from_path(main_path)
     _stdlib_spawn.old_main_modules.append(current_main)

@@ -197,7 +197,8 @@ def _check_prereqs(python: str, env: dict) -> None:
 
 
 def _check_fastpath_sources() -> None:
-    """Each FASTPATH_SOURCES file must start with //go:build ignore, or cgo links it into the Go library."""
+    """Each C extension source (FASTPATH_SOURCES, ZYGOTE_LOOP_SOURCES) must start with //go:build ignore,
+    or cgo links it into the Go library."""
     for rel in FASTPATH_SOURCES + ZYGOTE_LOOP_SOURCES:
         path = ROOT / rel
         if path.exists() and not _GO_IGNORE_RE.match(path.read_text()):

@@ -620,8 +620,9 @@ static PyObject *py_adopt_child(PyObject *self, PyObject *args) {
  *
  * In a spare: wait on sock for the request the zygote hands over (message,
  * descriptors, then the request's connection), close sock, and install the
- * descriptors at their targets as _install_fds does (the status connection
- * above every target, close-on-exec). None: the zygote discarded the spare.
+ * descriptors at their targets as zygote_child.install_fds does (the status
+ * connection above every target, close-on-exec). None: the zygote discarded
+ * the spare.
  * avoid_taken: avoid (a descriptor the spare opened) is now a target. */
 static PyObject *py_take_request(PyObject *self, PyObject *args) {
     int sock, avoid;
