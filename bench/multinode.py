@@ -324,7 +324,7 @@ def parse_bench(text):
 
 
 class Driver:
-    IMPLS = ('dragon', 'tcp', 'quic', 'mesh', 'agent', 'stdlib')
+    IMPLS = ('dragon', 'tcp', 'quic', 'tls', 'agent', 'stdlib')
 
     def __init__(self, args):
         self.args = args
@@ -418,7 +418,7 @@ class Driver:
         import subprocess
         c = self.c
         tests = [('pingpong', PING, False)] if group == 'lat' else \
-            [(t, s, False) for s in self.p['sizes'] for t in ('bulk', 'bulk-sw') if proto != 'agent' or t != 'bulk']
+            [(t, s, False) for s in self.p['sizes'] for t in ('bulk', 'bulk-sw')]
         if proto == 'agent' and group == 'lat':
             tests.append(('pingpong', PING, True))     # caller locked to its thread, as a cgo call is
         t0 = time.monotonic()
@@ -599,7 +599,7 @@ class Driver:
             '|---|---|---|---|---|---|---|---|---|---|',
         ]
         for label, dk, sk, rk, lower in rows:
-            tk, qk, mk = (f'raw.{p}.{rk}' for p in ('tcp', 'quic', 'mesh'))
+            tk, qk, mk = (f'raw.{p}.{rk}' for p in ('tcp', 'quic', 'tls'))
             lines.append(f'| {label} | {fmt(dk)} | {fmt(sk)} | {fmt(tk)} | {fmt(qk)} | {fmt(mk)} '
                          f'| {ratio(dk, sk, lower)} | {ratio(dk, qk, lower)} | {ratio(dk, tk, lower)} '
                          f'| {ratio(mk, qk, lower)} |')
@@ -629,7 +629,7 @@ class Driver:
             raw_rows += [(f'streamed {size_name[size]} messages (MB/s)', f'bulk.{size}', False),
                          (f'stop-and-wait {size_name[size]} (MB/s)', f'bulk-sw.{size}', False)]
         for label, rk, lower in raw_rows:
-            tk, qk, mk, ak = (f'raw.{p}.{rk}' for p in ('tcp', 'quic', 'mesh', 'agent'))
+            tk, qk, mk, ak = (f'raw.{p}.{rk}' for p in ('tcp', 'quic', 'tls', 'agent'))
             lines.append(f'| {label} | {fmt(tk)} | {fmt(qk)} | {fmt(mk)} | {fmt(ak)} | {ratio(mk, qk, lower)} '
                          f'| {ratio(ak, mk, lower)} | {ratio(qk, tk, lower)} |')
         lines += [

@@ -112,6 +112,8 @@ def _attach(runid):
     global _run
     _core.call(_core.gocore().RuntimeAttach, runid)
     _run = _Run(runid, head=False)
+    if multi_node():
+        atexit.register(sync_remote)
 
 
 def _create(runid=None, node=0):
@@ -128,6 +130,8 @@ def _create(runid=None, node=0):
     os.environ[ENV_RUN] = runid
     _run = run
     atexit.register(shutdown, True)
+    if multi_node():
+        atexit.register(sync_remote)      # runs first: atexit is last in, first out
 
 
 def _start_reaper(run):
@@ -197,6 +201,28 @@ def child_environment():
     env = dict(os.environ)
     env[ENV_RUN] = runid()
     return [f'{k}={v}' for k, v in env.items()]
+
+
+def multi_node():
+    """Whether this process is part of a run of several nodes."""
+    return ',' in os.environ.get(ENV_NODES, '')
+
+
+def sync_remote():
+    """Wait until every put this process posted to another node's objects is in
+    place there (what a process put is delivered before its exit is seen, as
+    stdlib's feeder threads are flushed at exit); report posts that failed."""
+    run = _run
+    if run is None:
+        return
+    try:
+        _core.call(_core.gocore().RemoteSync, 0)
+    except Exception as e:      # the node is lost, or a post failed: say so, as a feeder would
+        try:
+            print(f'dragon_mp: puts of process {os.getpid()} to another node failed: {e}',
+                  file=sys.stderr, flush=True)
+        except Exception:
+            pass
 
 
 def shutdown(at_exit=False):
@@ -274,7 +300,7 @@ def node_ip():
     if not peers:
         return None
     addr = json.loads(peers).get(str(node_index()))
-    return addr.rpartition(':')[0] if addr else None
+    return addr['mesh'].rpartition(':')[0] if addr else None
 
 
 def node_cpus():

@@ -8,8 +8,9 @@ template) and talks to it over the session's standard streams:
    --node, or with --node slurm from the Slurm node name (SLURMD_NODENAME)
    looked up in the line's "slurm_nodes".
 2. The node creates its part of the run (its own pool, run id
-   "<run>n<K>", a reaper), starts its agent on a UDP port and answers
-   READY with its address and CPU count on stdout.
+   "<run>n<K>", a reaper), starts its agent (the QUIC mesh on a UDP port,
+   data connections on a TCP port) and answers READY with its addresses
+   and CPU count on stdout.
 3. stdin, one JSON line: where every node's agent listens. The node answers
    PEERED; from then on the launcher may place processes here. They run as
    children of this process, with its stdout and stderr, which the session
@@ -89,7 +90,8 @@ def main(argv=None):
     gc = _core.gocore()
     env = [f'{_runtime.ENV_RUN}={runid}', f'{_runtime.ENV_NODE}={node}']
     ip = local_ip(config['head'])
-    addr = _core.call(gc.AgentStart, json.dumps(identity), f'{ip}:{ns.port}', json.dumps(env))
+    addr = json.loads(_core.call(gc.AgentStart, json.dumps(identity), f'{ip}:{ns.port}',
+                                 json.dumps(env)))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

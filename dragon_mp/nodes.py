@@ -275,8 +275,8 @@ class Cluster:
         ids = json.loads(_core.call(gc.RunIdentities, run, n))
         head_ip = self._head_ip()
         env0 = [f'{_runtime.ENV_RUN}={run}', f'{_runtime.ENV_NODE}=0']
-        addr0 = _core.call(gc.AgentStart, json.dumps(ids[0]), f'{head_ip}:{self.port}',
-                           json.dumps(env0))
+        addr0 = json.loads(_core.call(gc.AgentStart, json.dumps(ids[0]), f'{head_ip}:{self.port}',
+                                      json.dumps(env0)))
         byindex = dict(enumerate(self.hosts))
         base = {'run': run, 'head': head_ip}
         if self.slurm:

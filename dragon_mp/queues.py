@@ -176,9 +176,6 @@ class Queue:
 
     def _bind_fast(self):
         """put/get are the C methods of a _fastpath.Chan when the fast path is there."""
-        # A put to another node's unbounded queue may go without waiting for
-        # the owner's reply, as stdlib's put hands the object to a feeder thread.
-        _core.gocore().ChannelAllowPost(self._channel._addr, True)
         self._fast = None
         fp = _core.fast()
         if fp is not None:
@@ -194,7 +191,9 @@ class Queue:
 
     def _synchronous_puts(self):
         """This process's puts to another node's queue wait for the owner's
-        reply (the default lets them go ahead, as stdlib's feeder thread does)."""
+        reply (by default they are posted: they go ahead, as stdlib's feeder
+        thread does, and are in place before the process's next operation on
+        that node, and before its exit; see gocore/agent)."""
         _core.gocore().ChannelAllowPost(self._channel._addr, False)
 
     def _check_closed(self):
@@ -240,8 +239,12 @@ class Queue:
             self._fast.close()
 
     def join_thread(self):
-        # There is no feeder thread: a put has completed when it returns.
+        # There is no feeder thread. A put to this node's queue has completed
+        # when it returns; one to another node's may still be on its way
+        # (posted): wait until it is in the queue, as stdlib waits for its
+        # feeder thread to flush.
         assert self._closed, f"Queue {self!r} not closed"
+        _core.call(_core.gocore().RemoteSync, self._channel._addr)
 
     def cancel_join_thread(self):
         pass

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 
@@ -13,7 +14,8 @@ import (
 
 // The node agent, for the process that runs it (the launcher on node 0,
 // dragon_mp.node elsewhere): gopy-bound control calls. The agent serves this
-// node's processes and talks to the other nodes' agents over QUIC.
+// node's processes and the other nodes' processes' operations here, and
+// watches the other nodes over the QUIC mesh.
 
 var (
 	agentMu   sync.Mutex
@@ -46,11 +48,18 @@ func RunIdentities(runid string, n int64) (s string, err error) {
 	return string(b), pyErr(err)
 }
 
-// AgentStart starts this node's agent: it serves the node's processes and
-// listens for the other nodes on listen (UDP "ip:port"). env lists the
-// "KEY=value" entries processes started here for other nodes get (JSON).
-// It returns the address the agent listens on.
-func AgentStart(identityJSON, listen, envJSON string) (addr string, err error) {
+// agentAddrs is where an agent listens: the mesh (UDP) and the data
+// connections (TCP).
+type agentAddrs struct {
+	Mesh string `json:"mesh"`
+	Data string `json:"data"`
+}
+
+// AgentStart starts this node's agent: the mesh listens on listen (UDP
+// "ip:port"), the data connections on the same IP (TCP, any port). env
+// lists the "KEY=value" entries processes started here for other nodes get
+// (JSON). It returns the addresses as JSON {"mesh": ..., "data": ...}.
+func AgentStart(identityJSON, listen, envJSON string) (addrs string, err error) {
 	defer recovered(&err)
 	r, err := current()
 	if err != nil {
@@ -67,52 +76,77 @@ func AgentStart(identityJSON, listen, envJSON string) (addr string, err error) {
 	if err := json.Unmarshal([]byte(envJSON), &env); err != nil {
 		return "", pyErr(fmt.Errorf("%w: env: %v", errInvalid, err))
 	}
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", pyErr(fmt.Errorf("%w: listen address: %v", errInvalid, err))
+	}
 	agentMu.Lock()
 	defer agentMu.Unlock()
 	if nodeAgent != nil {
 		return "", pyErr(errors.New("the agent is already running"))
 	}
-	spawnEnv = env
-	a := agent.New(r.Node, execute)
-	if err := a.Serve(agent.SocketName(r.ID)); err != nil {
+	if err := r.MakeNodeMarks(); err != nil {
 		return "", pyErr(err)
 	}
-	m, err := transport.Start(transport.Config{
-		Identity: id, Listen: listen,
-		Deliver: a.Deliver, PeerLost: a.PeerLost,
-	})
+	spawnEnv = env
+	a, err := agent.New(agent.Config{Node: r.Node, Identity: id, Exec: executor{},
+		MarkLost: func(n uint16) { r.MarkNodeLost(n) }})
+	if err != nil {
+		return "", pyErr(err)
+	}
+	if err := a.ServeLocal(agent.SocketName(r.ID)); err != nil {
+		return "", pyErr(err)
+	}
+	data, err := a.ListenData(net.JoinHostPort(host, "0"))
+	if err != nil {
+		a.Close()
+		return "", pyErr(err)
+	}
+	m, err := transport.Start(transport.Config{Identity: id, Listen: listen, PeerLost: a.PeerLost})
 	if err != nil {
 		a.Close()
 		return "", pyErr(err)
 	}
 	a.SetMesh(m)
 	nodeAgent, nodeMesh = a, m
-	return m.Addr().String(), nil
+	b, _ := json.Marshal(agentAddrs{Mesh: m.Addr().String(), Data: data})
+	return string(b), nil
 }
 
 // AgentSetPeers tells the agent where the other nodes listen: JSON
-// {"<node>": "ip:port", ...}.
+// {"<node>": {"mesh": "ip:port", "data": "ip:port"}, ...}. From then on the
+// head (node 0) watches every node and every node watches the head, so a
+// lost node is noticed even where no process uses it.
 func AgentSetPeers(peersJSON string) (err error) {
 	defer recovered(&err)
-	var raw map[string]string
+	var raw map[string]agentAddrs
 	if err := json.Unmarshal([]byte(peersJSON), &raw); err != nil {
 		return pyErr(fmt.Errorf("%w: peers: %v", errInvalid, err))
 	}
-	peers := make(map[uint16]string, len(raw))
+	mesh := make(map[uint16]string, len(raw))
+	data := make(map[uint16]string, len(raw))
 	for k, v := range raw {
 		n, err := strconv.ParseUint(k, 10, 16)
 		if err != nil {
 			return pyErr(fmt.Errorf("%w: peer node %q", errInvalid, k))
 		}
-		peers[uint16(n)] = v
+		mesh[uint16(n)], data[uint16(n)] = v.Mesh, v.Data
 	}
 	agentMu.Lock()
-	m := nodeMesh
+	a, m := nodeAgent, nodeMesh
 	agentMu.Unlock()
 	if m == nil {
 		return pyErr(errors.New("the agent is not running"))
 	}
-	m.SetPeers(peers)
+	m.SetPeers(mesh)
+	a.SetPeers(data)
+	for n := range mesh {
+		if n != m.Node() && (m.Node() == 0 || n == 0) {
+			if err := m.Watch(n); err != nil && errors.Is(err, transport.ErrPeerLost) {
+				a.PeerLost(n, err)
+			}
+		}
+	}
 	return nil
 }
 
@@ -139,11 +173,11 @@ func AgentStop() (err error) {
 	a, m := nodeAgent, nodeMesh
 	nodeAgent, nodeMesh = nil, nil
 	agentMu.Unlock()
-	if m != nil {
-		err = m.Close()
-	}
 	if a != nil {
 		a.Close()
+	}
+	if m != nil {
+		err = m.Close()
 	}
 	return pyErr(err)
 }

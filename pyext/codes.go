@@ -7,6 +7,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/dragon-mp/dragon_mp/gocore/agent"
 	"github.com/dragon-mp/dragon_mp/gocore/channel"
 	"github.com/dragon-mp/dragon_mp/gocore/pool"
 	"github.com/dragon-mp/dragon_mp/gocore/runtime"
@@ -33,10 +34,11 @@ const (
 func codeOf(err error) int {
 	var errno syscall.Errno
 	var remote *remoteError
+	var lost *agent.LostError
 	switch {
 	case errors.As(err, &remote):
 		return remote.code
-	case errors.Is(err, errNodeLost):
+	case errors.Is(err, errNodeLost), errors.As(err, &lost):
 		return codeNodeLost
 	case errors.Is(err, channel.ErrEmpty):
 		return codeTimeout

@@ -15,28 +15,20 @@ import (
 )
 
 // Remote objects: an entry point whose address names another node sends the
-// operation to this node's agent (gocore/agent), which has the owner node's
-// agent run it with execute (remote_exec.go): the same entry point, on an
-// address that is local there. Blocking operations are sliced on the
-// requester side so that an abandoned request ends on the owner within
-// remoteSlice.
+// operation over this process's connection to that node's agent
+// (gocore/agent), which runs it with execute (remote_exec.go): the same
+// entry point, on an address that is local there. Blocking operations are
+// sliced on the requester side so that an abandoned one ends on the owner
+// within remoteSlice.
 
 const remoteSlice = time.Second
 
 // errNodeLost reports a request whose owner node is gone (ConnectionError in Python).
 var errNodeLost = errors.New("node lost")
 
-// remoteError is an error reply: the owner's code and message.
-type remoteError struct {
-	code int
-	msg  string
-}
-
-func (e *remoteError) Error() string { return e.msg }
-
 var (
 	clientMu sync.Mutex
-	client   *agent.Client // this process's connection to its node's agent
+	client   *agent.Client // this process's access to the other nodes
 )
 
 // isRemote reports whether addr names an object on another node.
@@ -53,63 +45,103 @@ func agentClient() (*agent.Client, error) {
 	clientMu.Lock()
 	defer clientMu.Unlock()
 	if client == nil {
-		c, err := agent.Dial(agent.SocketName(r.ID))
-		if err != nil {
-			if strings.Contains(os.Getenv("DRAGON_MP_NODES"), ",") {
-				return nil, fmt.Errorf("%w: this node's agent is gone: %v", errNodeLost, err)
-			}
-			// No agent: a single-node run, where another node's address is a forgery.
-			return nil, fmt.Errorf("%w, and this run has no other nodes", runtime.ErrRemote)
-		}
-		client = c
+		client = agent.NewClient(agent.ClientConfig{
+			Control: agent.SocketName(r.ID),
+			Lost:    r.NodeLost,
+			Name:    nodeName,
+		})
 	}
 	return client, nil
 }
 
-func dropClient(c *agent.Client) {
-	clientMu.Lock()
-	if client == c {
-		client = nil
+// nodeName is a node's host name, from the run's environment.
+func nodeName(node uint16) string {
+	names := strings.Split(os.Getenv("DRAGON_MP_NODES"), ",")
+	if int(node) < len(names) {
+		return names[node]
 	}
-	clientMu.Unlock()
-	c.Close()
+	return ""
 }
+
+// clientErr turns what the agent client returned into what codeOf maps to
+// the exception stdlib would raise.
+func clientErr(err error) error {
+	var re *agent.RemoteError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &re):
+		return &remoteError{code: int(re.Code), msg: re.Msg}
+	case errors.Is(err, agent.ErrNoAgent):
+		if strings.Contains(os.Getenv("DRAGON_MP_NODES"), ",") {
+			return fmt.Errorf("%w: this node's agent is gone", errNodeLost)
+		}
+		// No agent: a single-node run, where another node's address is a forgery.
+		return fmt.Errorf("%w, and this run has no other nodes", runtime.ErrRemote)
+	case errors.Is(err, agent.ErrNoSuchNode):
+		return fmt.Errorf("%w: %v", runtime.ErrRemote, err)
+	}
+	return err
+}
+
+// remoteError is an error reply: the owner's code and message.
+type remoteError struct {
+	code int
+	msg  string
+}
+
+func (e *remoteError) Error() string { return e.msg }
 
 // remoteCall runs op on the node that addr names and returns the reply.
 func remoteCall(op uint16, addr int64, timeout time.Duration, payload []byte, args ...int64) (wire.Frame, error) {
+	var parts [][]byte
+	if len(payload) > 0 {
+		parts = [][]byte{payload}
+	}
+	return remoteCallParts(op, addr, timeout, parts, nil, args...)
+}
+
+// remoteCallParts is remoteCall with the payload in parts and, if sink is
+// not nil, the reply's payload written where sink says.
+func remoteCallParts(op uint16, addr int64, timeout time.Duration, parts [][]byte,
+	sink func(int) ([]byte, error), args ...int64) (wire.Frame, error) {
 	c, err := agentClient()
 	if err != nil {
 		return wire.Frame{}, err
 	}
-	rep, err := c.Call(wire.Frame{Op: op, Addr: uint64(addr), Timeout: int64(timeout), Args: args, Payload: payload})
-	if err != nil {
-		dropClient(c)
-		return wire.Frame{}, fmt.Errorf("%w: %v", errNodeLost, err)
-	}
-	switch {
-	case rep.Code == agent.CodeNoSuchNode:
-		return rep, fmt.Errorf("%w: %s", runtime.ErrRemote, rep.Payload)
-	case rep.Code == agent.CodePeerLost:
-		return rep, fmt.Errorf("%w: %s", errNodeLost, rep.Payload)
-	case rep.Code != 0:
-		return rep, &remoteError{code: int(rep.Code), msg: string(rep.Payload)}
-	}
-	return rep, nil
+	rep, err := c.Call(wire.Frame{Op: op, Addr: uint64(addr), Timeout: int64(timeout), Args: args}, parts, sink)
+	return rep, clientErr(err)
 }
 
 // remotePost posts op on the node that addr names: no reply is awaited (see
-// gocore/agent); only for operations that cannot block or fail on a valid
-// object.
-func remotePost(op uint16, addr int64, payload []byte) error {
+// gocore/agent); only for operations that cannot block.
+func remotePost(op uint16, addr int64, parts [][]byte) error {
 	c, err := agentClient()
 	if err != nil {
 		return err
 	}
-	if err := c.Post(wire.Frame{Op: op, Addr: uint64(addr), Payload: payload}); err != nil {
-		dropClient(c)
-		return fmt.Errorf("%w: %v", errNodeLost, err)
+	return clientErr(c.Post(wire.Frame{Op: op, Addr: uint64(addr)}, parts))
+}
+
+// RemoteSync waits until every operation this process posted to addr's node
+// has run there (Queue.join_thread); addr 0: to every node (a process's
+// exit). The posts that failed are reported (the first one's error, with a
+// count of the others).
+func RemoteSync(addr int64) (err error) {
+	defer recovered(&err)
+	clientMu.Lock()
+	c := client
+	clientMu.Unlock()
+	if c == nil {
+		return nil // nothing was ever posted
 	}
-	return nil
+	if addr == 0 {
+		return pyErr(clientErr(c.SyncAll()))
+	}
+	if !isRemote(addr) {
+		return nil
+	}
+	return pyErr(clientErr(c.Sync(runtime.Address(addr).Node())))
 }
 
 // result0 is the first result of a reply (0 if none).
@@ -138,26 +170,16 @@ func remoteErr(op uint16, addr int64, args ...int64) error {
 // remoteWait runs a blocking op (result 1 done, 0 timed out) in slices of
 // remoteSlice, as an //export entry point returns it.
 func remoteWait(op uint16, addr int64, timeout time.Duration, args ...int64) int64 {
-	var deadline time.Time
-	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
-	}
-	for {
-		t := remoteSlice
-		if timeout >= 0 {
-			t = min(t, max(time.Until(deadline), 0))
-			if timeout == 0 {
-				t = 0
-			}
-		}
+	var v int64
+	err := sliced(timeout, func(t time.Duration) (bool, error) {
 		rep, err := remoteCall(op, addr, t, nil, args...)
-		if err != nil {
-			return cCode(err)
-		}
-		if v := result0(rep); v != 0 || timeout == 0 || (timeout > 0 && !time.Now().Before(deadline)) {
-			return v
-		}
+		v = result0(rep)
+		return err == nil && v == 0, err
+	})
+	if err != nil {
+		return cCode(err)
 	}
+	return v
 }
 
 // remoteRC is remoteCall for an //export entry point: its result, or a negative code.
@@ -167,6 +189,29 @@ func remoteRC(op uint16, addr int64, args ...int64) int64 {
 		return cCode(err)
 	}
 	return result0(rep)
+}
+
+// sliced runs attempt with slices of at most remoteSlice of timeout (<0:
+// forever, 0: once without waiting) while it reports "not yet", so that a
+// request abandoned by this process ends on its owner soon.
+func sliced(timeout time.Duration, attempt func(t time.Duration) (notYet bool, err error)) error {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	for {
+		t := remoteSlice
+		switch {
+		case timeout == 0:
+			t = 0
+		case timeout > 0:
+			t = min(t, max(time.Until(deadline), 0))
+		}
+		notYet, err := attempt(t)
+		if !notYet || timeout == 0 || (timeout > 0 && !time.Now().Before(deadline)) {
+			return err
+		}
+	}
 }
 
 // codeOfReply parses the code of a gopy-style error ("E<code>: message").

@@ -16,9 +16,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The data plane of remote channels: messages travel in the request (send)
-// or the reply (recv); a received message larger than the caller's buffer is
-// put in a block of this node's pool, as a local large message would be.
+// The data plane of remote channels: a message travels in the request
+// (send) or the reply (recv), written from and read into where it lies: a
+// received message larger than the caller's buffer goes straight into a
+// block of this node's pool, as a local large message would be.
 
 func cBytes(buf unsafe.Pointer, n C.uint64_t) []byte {
 	if n == 0 {
@@ -27,50 +28,26 @@ func cBytes(buf unsafe.Pointer, n C.uint64_t) []byte {
 	return unsafe.Slice((*byte)(buf), int(n))
 }
 
-// sliced repeats attempt in remoteSlice parts of timeout (<0: forever) while
-// it reports "not yet" (the given code).
-func sliced(timeout time.Duration, notYet int, attempt func(t time.Duration) error) error {
-	var deadline time.Time
-	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
-	}
-	for {
-		t := remoteSlice
-		switch {
-		case timeout == 0:
-			t = 0
-		case timeout > 0:
-			t = min(t, max(time.Until(deadline), 0))
-		}
-		err := attempt(t)
-		var re *remoteError
-		if err == nil || !errors.As(err, &re) || re.code != notYet || timeout == 0 ||
-			(timeout > 0 && !time.Now().Before(deadline)) {
-			return err
-		}
-	}
+// isCode reports whether err is an error reply with the given code.
+func isCode(err error, code int) bool {
+	var re *remoteError
+	return errors.As(err, &re) && re.code == code
 }
 
 func remoteSend(addr int64, parts [][]byte, timeout time.Duration) int64 {
-	var msg []byte
-	if len(parts) == 1 {
-		msg = parts[0] // Call copies it onto the connection before returning
-	} else {
-		for _, p := range parts {
-			msg = append(msg, p...)
-		}
-	}
-	if _, ok := postable.Load(addr); ok && unbounded(addr) {
-		// Fast path: a Queue's put to an unbounded channel cannot block, so
-		// it is posted (no reply awaited); posts keep this process's order.
-		if err := remotePost(opChanSend, addr, msg); err != nil {
+	if _, sync := synchronous.Load(addr); !sync && unbounded(addr) {
+		// Fast path: a send to an unbounded channel cannot block, so it
+		// is posted (no reply awaited), as stdlib's Queue.put hands its
+		// object to a feeder thread; it runs on the owner before any
+		// later operation of this process there (gocore/agent).
+		if err := remotePost(opChanSend, addr, parts); err != nil {
 			return cCode(err)
 		}
 		return 0
 	}
-	err := sliced(timeout, codeFull, func(t time.Duration) error {
-		_, err := remoteCall(opChanSend, addr, t, msg)
-		return err
+	err := sliced(timeout, func(t time.Duration) (bool, error) {
+		_, err := remoteCallParts(opChanSend, addr, t, parts, nil)
+		return isCode(err, codeFull), err
 	})
 	if err != nil {
 		return cCode(err)
@@ -78,20 +55,19 @@ func remoteSend(addr int64, parts [][]byte, timeout time.Duration) int64 {
 	return 0
 }
 
-// postable holds the channels of other nodes whose sends may be posted:
-// those of a Queue, whose put is asynchronous in stdlib too (its feeder
-// thread). A Pipe's or SimpleQueue's send stays synchronous: it is complete,
-// and ordered before this process's next operation, when it returns.
-var postable sync.Map // int64 address -> struct{}
+// synchronous holds the channels of other nodes whose sends from this
+// process must wait for the owner's reply (a Pool's result queue: its
+// accounting of lost workers needs a result in place when the put returns).
+var synchronous sync.Map // int64 address -> struct{}
 
 // ChannelAllowPost lets (allow) or stops sends of this process to the
-// channel at addr (when it lives on another node and is unbounded) be posted.
+// channel at addr (when it lives on another node and is unbounded) be
+// posted. Posting is the default.
 func ChannelAllowPost(addr int64, allow bool) {
-	switch {
-	case !allow:
-		postable.Delete(addr)
-	case isRemote(addr):
-		postable.Store(addr, struct{}{})
+	if allow {
+		synchronous.Delete(addr)
+	} else {
+		synchronous.Store(addr, struct{}{})
 	}
 }
 
@@ -114,30 +90,39 @@ func unbounded(addr int64) bool {
 }
 
 func remoteRecv(addr int64, dst []byte, timeout time.Duration, outLen, outOff *C.uint64_t) int64 {
-	var payload []byte
-	err := sliced(timeout, codeTimeout, func(t time.Duration) error {
-		rep, err := remoteCall(opChanRecv, addr, t, nil)
-		payload = rep.Payload
-		return err
-	})
-	if err != nil {
-		return cCode(err)
-	}
-	*outLen = C.uint64_t(len(payload))
-	if len(payload) <= len(dst) {
-		copy(dst, payload)
-		return 0
-	}
 	r, err := current()
 	if err != nil {
 		return cCode(err)
 	}
-	off, err := r.Pool.Alloc(uint64(len(payload)))
+	var block, blockLen uint64 // offset+1 and size of the local block a large message went into
+	sink := func(n int) ([]byte, error) {
+		if n <= len(dst) {
+			return dst[:n], nil
+		}
+		off, err := r.Pool.Alloc(uint64(n))
+		if err != nil {
+			return nil, err // the owner puts the message back
+		}
+		block, blockLen = off+1, uint64(n)
+		return r.Pool.Bytes(off, uint64(n)), nil
+	}
+	var n int
+	err = sliced(timeout, func(t time.Duration) (bool, error) {
+		rep, err := remoteCallParts(opChanRecv, addr, t, nil, sink)
+		n = len(rep.Payload)
+		return isCode(err, codeTimeout), err
+	})
 	if err != nil {
+		if block != 0 {
+			r.Pool.Free(block-1, blockLen)
+		}
 		return cCode(err)
 	}
-	copy(r.Pool.Bytes(off, uint64(len(payload))), payload)
-	*outOff = C.uint64_t(off)
+	*outLen = C.uint64_t(n)
+	if block == 0 {
+		return 0
+	}
+	*outOff = C.uint64_t(block - 1)
 	return 1
 }
 
@@ -224,19 +209,20 @@ func (w *remoteWaiters) stop() []int {
 //export dmp_raw_read
 func dmp_raw_read(addr C.uint64_t, off, n C.uint64_t, buf unsafe.Pointer) (rc int64) {
 	defer cRecover(&rc)
-	f := wire.Frame{Op: opRawRead, Addr: uint64(addr), Args: []int64{int64(off), int64(n)}}
-	var rep wire.Frame
-	var err error
+	dst := cBytes(buf, n)
 	if isRemote(int64(addr)) {
-		rep, err = remoteCall(opRawRead, int64(addr), 0, nil, int64(off), int64(n))
-	} else {
-		rep = execRaw(&f)
-		err = replyError(rep)
+		_, err := remoteCallParts(opRawRead, int64(addr), 0, nil,
+			func(m int) ([]byte, error) { return dst[:min(m, len(dst))], nil }, int64(off), int64(n))
+		if err != nil {
+			return cCode(err)
+		}
+		return 0
 	}
-	if err != nil {
+	rep := execRaw(&wire.Frame{Op: opRawRead, Addr: uint64(addr), Args: []int64{int64(off), int64(n)}})
+	if err := replyError(rep); err != nil {
 		return cCode(err)
 	}
-	copy(cBytes(buf, n), rep.Payload)
+	copy(dst, rep.Payload)
 	return 0
 }
 
@@ -259,7 +245,7 @@ func dmp_raw_write(addr C.uint64_t, off, n C.uint64_t, buf unsafe.Pointer) (rc i
 	return 0
 }
 
-// replyError is the error a reply made by execute carries, if any.
+// replyError is the error a reply made by executeOp carries, if any.
 func replyError(f wire.Frame) error {
 	if f.Code != 0 {
 		return &remoteError{code: int(f.Code), msg: string(f.Payload)}

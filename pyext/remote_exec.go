@@ -7,8 +7,10 @@ import "C"
 
 import (
 	"encoding/json"
+	"errors"
 	"time"
 
+	"github.com/dragon-mp/dragon_mp/gocore/agent"
 	"github.com/dragon-mp/dragon_mp/gocore/channel"
 	"github.com/dragon-mp/dragon_mp/gocore/runtime"
 	"github.com/dragon-mp/dragon_mp/gocore/wire"
@@ -89,36 +91,128 @@ func replyRC(rc int64) wire.Frame {
 	return wire.Frame{Args: []int64{rc}}
 }
 
-// execute runs a request from another node on this node (agent.Executor).
-// What takes something away (a message, a lock) comes with its undo, run by
-// the agent if the reply cannot reach the requester: a message goes back
-// into its channel (at the end: a node was lost, order is the lesser harm),
-// a lock is released.
-func execute(f *wire.Frame) (wire.Frame, func()) {
-	rep := executeOp(f)
-	if rep.Code != 0 {
-		return rep, nil
+// executor runs other nodes' operations on this node (agent.Executor):
+// with the entry points a local caller uses (executeOp). What takes
+// something away (a message, a lock) comes with its undo, run by the agent
+// if the reply cannot reach the requester: a message goes back into its
+// channel (at the end: a node was lost, order is the lesser harm), a lock
+// is released.
+type executor struct{}
+
+// msgBlock is a large message's pool block that a send's payload was read
+// into (Alloc), queued as it is by Exec.
+type msgBlock struct {
+	c   *channel.Channel
+	off uint64
+	n   uint64
+}
+
+// Alloc puts the payload of a large send straight into a block of the
+// target channel: the message is written once, where its receiver reads it.
+func (executor) Alloc(req *wire.Frame, n int) ([]byte, any) {
+	if req.Op != opChanSend {
+		return nil, nil
 	}
-	addr := f.Addr
+	c, err := channelAt(int64(req.Addr))
+	if err != nil || uint64(n) <= uint64(c.Inline()) {
+		return nil, nil
+	}
+	// Timeout 0: no pacing on the agent's reader (and a full bounded
+	// channel falls back to an ordinary buffer, then waits as usual).
+	off, err := c.AllocMessage(uint64(n), 0)
+	if err != nil {
+		return nil, nil
+	}
+	r, _ := current()
+	return r.Pool.Bytes(off, uint64(n)), &msgBlock{c: c, off: off, n: uint64(n)}
+}
+
+func (executor) Free(b any) {
+	if mb, ok := b.(*msgBlock); ok {
+		mb.c.ReleaseMessage(channel.Message{Len: mb.n, Large: true, Off: mb.off})
+	}
+}
+
+// Exec runs req; without wait, an operation that would have to wait is
+// left for a goroutine (ok false), with nothing done.
+func (e executor) Exec(req *agent.Request, wait bool) (agent.Result, bool) {
+	f := &req.Frame
+	try := !wait && f.Timeout != 0 // a try first, then a wait if need be
+	if try {
+		g := *f
+		g.Timeout = 0
+		f = &g
+	}
 	switch f.Op {
+	case opChanSend:
+		return e.send(req, f, try)
 	case opChanRecv:
-		payload := rep.Payload
-		return rep, func() {
-			if c, err := channelAt(int64(addr)); err == nil {
-				c.Send(payload, -1)
+		return execRecv(f, try)
+	case opSemAcquire, opRLockAcquire:
+		rep := executeOp(f)
+		if rep.Code == 0 && result0(rep) == 1 {
+			addr := C.uint64_t(f.Addr)
+			if f.Op == opSemAcquire {
+				return agent.Result{Reply: rep, Undo: func() { dmp_sem_release(addr) }}, true
 			}
-		}
-	case opSemAcquire:
-		if result0(rep) == 1 {
-			return rep, func() { dmp_sem_release(C.uint64_t(addr)) }
-		}
-	case opRLockAcquire:
-		if result0(rep) == 1 {
 			owner := C.uint64_t(arg(f, 0))
-			return rep, func() { dmp_rlock_release(C.uint64_t(addr), owner) }
+			return agent.Result{Reply: rep, Undo: func() { dmp_rlock_release(addr, owner) }}, true
+		}
+		return agent.Result{Reply: rep}, !try || rep.Code != 0
+	case opEventWait, opCondWait, opChanReady, opProcWait:
+		if try {
+			return agent.Result{}, false
 		}
 	}
-	return rep, nil
+	return agent.Result{Reply: executeOp(f)}, true
+}
+
+func (executor) send(req *agent.Request, f *wire.Frame, try bool) (agent.Result, bool) {
+	c, err := channelAt(int64(f.Addr))
+	if err == nil {
+		if mb, ok := req.Block.(*msgBlock); ok {
+			err = c.SendBlock(mb.off, mb.n, time.Duration(f.Timeout))
+			if err != nil && !(try && errors.Is(err, channel.ErrFull)) {
+				executor{}.Free(mb) // the block stays ours until it is queued
+			}
+		} else {
+			err = c.Send(f.Payload, time.Duration(f.Timeout))
+		}
+	}
+	if try && errors.Is(err, channel.ErrFull) {
+		return agent.Result{}, false
+	}
+	return agent.Result{Reply: replyInt(0, errOr(err))}, true
+}
+
+// execRecv takes a message for another node: the payload travels in the
+// reply, a large one from its block, released once the requester has it.
+func execRecv(f *wire.Frame, try bool) (agent.Result, bool) {
+	c, err := channelAt(int64(f.Addr))
+	if err != nil {
+		return agent.Result{Reply: replyInt(0, pyErr(err))}, true
+	}
+	dst := make([]byte, c.Inline())
+	m, err := c.Recv(dst, time.Duration(f.Timeout))
+	if err != nil {
+		if try && errors.Is(err, channel.ErrEmpty) {
+			return agent.Result{}, false
+		}
+		return agent.Result{Reply: replyInt(0, pyErr(err))}, true
+	}
+	if !m.Large {
+		payload := dst[:m.Len]
+		return agent.Result{Reply: wire.Frame{Payload: payload},
+			Undo: func() { c.Send(payload, -1) }}, true
+	}
+	r, _ := current()
+	return agent.Result{Reply: wire.Frame{Payload: r.Pool.Bytes(m.Off, m.Len)},
+		Undo: func() {
+			if c.SendBlock(m.Off, m.Len, -1) != nil {
+				c.ReleaseMessage(m)
+			}
+		},
+		Done: func() { c.ReleaseMessage(m) }}, true
 }
 
 // executeOp runs one operation with the entry point a local caller would use.
@@ -134,14 +228,6 @@ func executeOp(f *wire.Frame) (rep wire.Frame) {
 		return replyInt(0, pyErr(errInvalid)) // never forward twice
 	}
 	switch f.Op {
-	case opChanSend:
-		c, err := channelAt(a)
-		if err == nil {
-			err = c.Send(f.Payload, time.Duration(f.Timeout))
-		}
-		return replyInt(0, errOr(err))
-	case opChanRecv:
-		return execRecv(a, time.Duration(f.Timeout))
 	case opChanLen:
 		return replyInt(ChannelLen(a))
 	case opChanInline:
@@ -240,26 +326,6 @@ func errOr(err error) error {
 		return pyErr(err)
 	}
 	return nil
-}
-
-// execRecv takes a message for another node: the payload travels in the reply.
-func execRecv(a int64, timeout time.Duration) wire.Frame {
-	c, err := channelAt(a)
-	if err != nil {
-		return replyInt(0, pyErr(err))
-	}
-	dst := make([]byte, c.Inline())
-	m, err := c.Recv(dst, timeout)
-	if err != nil {
-		return replyInt(0, pyErr(err))
-	}
-	if !m.Large {
-		return wire.Frame{Payload: dst[:m.Len]}
-	}
-	r, _ := current()
-	payload := append([]byte(nil), r.Pool.Bytes(m.Off, m.Len)...)
-	c.ReleaseMessage(m)
-	return wire.Frame{Payload: payload}
 }
 
 // execRaw reads or writes bytes of a raw object (Value/Array on another node).

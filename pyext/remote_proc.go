@@ -70,18 +70,18 @@ func dmp_remote_proc_wait(node, h C.int64_t, timeoutNs C.int64_t, code *C.int64_
 	if err != nil {
 		return cCode(err)
 	}
-	var rep = struct{ v int64 }{}
-	err = sliced(duration(timeoutNs), codeTimeout, func(t time.Duration) error {
+	var v int64
+	err = sliced(duration(timeoutNs), func(t time.Duration) (bool, error) {
 		f, err := remoteCall(opProcWait, target, t, nil, int64(h))
-		rep.v = result0(f)
-		return err
+		v = result0(f)
+		return isCode(err, codeTimeout), err
 	})
 	if err != nil {
-		if re, ok := err.(*remoteError); ok && re.code == codeTimeout {
+		if isCode(err, codeTimeout) {
 			return 0
 		}
 		return cCode(err)
 	}
-	*code = C.int64_t(rep.v)
+	*code = C.int64_t(v)
 	return 1
 }

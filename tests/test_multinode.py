@@ -350,8 +350,9 @@ def test_node_cut_off_fails_blocked_operations(net):
 
 def test_outsider_is_rejected(net):
     # A process with a certificate of another CA (another run's) tries to
-    # start a process through node 0's agent: the transport refuses it, and
-    # the run goes on.
+    # start a process on node 0 through its own agent, which dials node 0's
+    # agent (data connection, mesh): the transport refuses it, and the run
+    # goes on.
     rogue = write_prog(net, 'rogue.py', '''
     import json, os, sys
     sys.path.insert(0, os.environ['ROOT'])
@@ -361,7 +362,7 @@ def test_outsider_is_rejected(net):
     gc = _core.gocore()
     ids = json.loads(_core.call(gc.RunIdentities, run, 2))
     _core.call(gc.AgentStart, json.dumps(ids[1]), os.environ['IP'] + ':0', '[]')
-    _core.call(gc.AgentSetPeers, json.dumps({'0': sys.argv[1]}))
+    _core.call(gc.AgentSetPeers, json.dumps({'0': json.loads(sys.argv[1])}))
     try:
         _core.call(gc.RemoteProcStart, 0, json.dumps({'argv': ['/bin/true']}))
         print('ROGUE ACCEPTED')
@@ -371,13 +372,13 @@ def test_outsider_is_rejected(net):
     _runtime.shutdown()
     ''')
     r = run_dragon(net, PRELUDE + f'''
-    import json, subprocess
+    import json, shlex, subprocess
     if __name__ == '__main__':
-        addr = json.loads(os.environ['DRAGON_MP_PEERS'])['0']
+        addr = json.dumps(json.loads(os.environ['DRAGON_MP_PEERS'])['0'])
         env = {{k: v for k, v in os.environ.items() if not k.startswith('DRAGON_MP')}}
         env.update(ROOT={ROOT!r}, IP={net.ips[1]!r})
         out = subprocess.run(['ssh', '-F', {net.ssh_config!r}, 'n1',
-                              'ROOT={ROOT} IP={net.ips[1]} {sys.executable} {rogue} ' + addr],
+                              'ROOT={ROOT} IP={net.ips[1]} {sys.executable} {rogue} ' + shlex.quote(addr)],
                              capture_output=True, text=True, timeout=120)
         print(out.stdout, out.stderr)
         q = mp.Queue()

@@ -1,10 +1,11 @@
 // Command netbase measures the raw network baselines of bench/multinode.py
-// between two hosts (network namespaces): plain TCP, plain quic-go, and
-// dragon_mp's own QUIC mesh (gocore/transport) without Python.
+// between two hosts (network namespaces), without Python: plain TCP, plain
+// quic-go, TLS 1.3 over TCP as dragon_mp's data connections make it
+// (gocore/transport), and the whole remote-operation path of gocore/agent.
 //
-//	netbase gen   -dir D                                   mesh identities D/node1.json (client), D/node2.json (server)
-//	netbase serve -proto tcp|quic|mesh -listen IP:0 [-id D/node2.json]
-//	netbase run   -proto tcp|quic|mesh -connect ADDR -test pingpong|bulk|bulk-sw -size N
+//	netbase gen   -dir D                                   run identities D/node1.json (client), D/node2.json (server)
+//	netbase serve -proto tcp|quic|tls|agent -listen IP:0 [-id D/node2.json]
+//	netbase run   -proto tcp|quic|tls|agent -connect ADDR -test pingpong|bulk|bulk-sw -size N
 //	              [-samples K] [-sample-sec S] [-id D/node1.json]
 //
 // serve prints "ADDR <host:port>" and serves until killed (or stdin ends).
@@ -18,12 +19,14 @@
 //	bulk-sw   stop-and-wait: every message of size bytes is acked (1 byte)
 //	          before the next is sent (what a synchronous remote put does)
 //
-// TCP and raw QUIC carry a 16-byte command header (op, size, count) before
-// every batch on one connection (QUIC: one bidirectional stream); the mesh
-// sends the header as a message on lane 1, then the data messages on lane 1.
+// TCP, raw QUIC and TLS carry a 16-byte command header (op, size, count)
+// before every batch on one connection (QUIC: one bidirectional stream).
 // Raw QUIC uses quic-go defaults and a throwaway self-signed certificate
-// (client skips verification); the mesh uses transport.Start as the node
-// agent does (per-run CA, mTLS, hello).
+// (client skips verification); TLS uses transport.DialData/ListenData as a
+// process and an agent do (per-run CA, mTLS, hello, blocking reads). agent
+// is gocore/agent's Client calling node 2's Agent: pingpong is a call that
+// echoes its payload, bulk-sw a call with an empty reply (a synchronous
+// put), bulk a stream of posts ended by a sync (a Queue's put).
 package main
 
 import (
@@ -61,7 +64,6 @@ const (
 	opBulkSW   = 3
 	hdrSize    = 16
 	alpn       = "netbase"
-	meshLane   = 1
 	runID      = "netbase"
 )
 
@@ -75,7 +77,7 @@ func main() {
 		die("usage: netbase gen|serve|run ...")
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
-	proto := fs.String("proto", "tcp", "tcp, quic or mesh")
+	proto := fs.String("proto", "tcp", "tcp, quic, tls or agent")
 	listen := fs.String("listen", "127.0.0.1:0", "serve: listen address")
 	connect := fs.String("connect", "", "run: server address")
 	test := fs.String("test", "pingpong", "pingpong, bulk or bulk-sw")
@@ -98,8 +100,8 @@ func main() {
 			c = dialTCP(*connect)
 		case "quic":
 			c = dialQUIC(*connect)
-		case "mesh":
-			c = dialMesh(*connect, *idFile)
+		case "tls":
+			c = dialTLS(*connect, *idFile)
 		case "agent":
 			c = dialAgent(*connect, *idFile)
 		default:
@@ -244,67 +246,18 @@ func dialQUIC(addr string) conn {
 	}}
 }
 
-// meshConn: node 1 of a two-node mesh; the server is node 2.
-type meshConn struct {
-	m    *transport.Mesh
-	in   chan []byte
-	buf  []byte
-	lost chan error
-}
-
-func dialMesh(addr, idFile string) conn {
-	c := &meshConn{in: make(chan []byte, 1<<16), lost: make(chan error, 1)}
-	m, err := transport.Start(transport.Config{
-		Identity: loadID(idFile), Listen: ":0", Peers: map[uint16]string{2: addr},
-		Deliver:  func(_ uint16, _ uint64, msg []byte) { c.in <- msg },
-		PeerLost: func(_ uint16, err error) { c.lost <- err },
-	})
+// dialTLS: a data connection of node 1 to node 2's listener.
+func dialTLS(addr, idFile string) conn {
+	creds, err := loadID(idFile).Load()
 	if err != nil {
 		die("%v", err)
 	}
-	c.m = m
-	return c
+	dc, err := transport.DialData(transport.DialConfig{Creds: creds, Node: 2, Addr: addr})
+	if err != nil {
+		die("%v", err)
+	}
+	return &streamConn{rw: dc, closer: func() { dc.Close() }}
 }
-
-func (c *meshConn) recv() error {
-	select {
-	case <-c.in:
-		return nil
-	case err := <-c.lost:
-		return err
-	}
-}
-
-func (c *meshConn) batch(op, size, count int) error {
-	if len(c.buf) < size {
-		c.buf = make([]byte, size)
-	}
-	msg := c.buf[:size]
-	if err := c.m.Send(2, meshLane, header(op, size, count)); err != nil {
-		return err
-	}
-	switch op {
-	case opPingpong, opBulkSW:
-		for range count {
-			if err := c.m.Send(2, meshLane, msg); err != nil {
-				return err
-			}
-			if err := c.recv(); err != nil {
-				return err
-			}
-		}
-	case opBulk:
-		for range count {
-			if err := c.m.Send(2, meshLane, msg); err != nil {
-				return err
-			}
-		}
-		return c.recv()
-	}
-	return nil
-}
-
-func (c *meshConn) close() { c.m.Close() }
 
 // --- measuring -----------------------------------------------------------------------------
 
@@ -397,8 +350,17 @@ func serve(proto, listen, idFile string) {
 				}()
 			}
 		}()
-	case "mesh":
-		addr = serveMesh(listen, idFile)
+	case "tls":
+		creds, err := loadID(idFile).Load()
+		if err != nil {
+			die("%v", err)
+		}
+		ln, err := transport.ListenData(creds, listen)
+		if err != nil {
+			die("%v", err)
+		}
+		addr = ln.Addr().String()
+		go ln.Serve(func(c *transport.DataConn) { serveStream(c) })
 	case "agent":
 		addr = serveAgent(listen, idFile)
 	default:
@@ -439,37 +401,6 @@ func serveStream(rw io.ReadWriter) {
 	}
 }
 
-func serveMesh(listen, idFile string) string {
-	in := make(chan []byte, 1<<16)
-	m, err := transport.Start(transport.Config{
-		Identity: loadID(idFile), Listen: listen,
-		Deliver:  func(_ uint16, _ uint64, msg []byte) { in <- msg },
-		PeerLost: func(uint16, error) {},
-	})
-	if err != nil {
-		die("%v", err)
-	}
-	go func() {
-		// Deliver must not block: a worker takes the messages off the reader.
-		ack := []byte{1}
-		for {
-			h := <-in
-			op := int(binary.LittleEndian.Uint32(h[0:]))
-			count := int(binary.LittleEndian.Uint64(h[8:]))
-			for i := range count {
-				msg := <-in
-				switch {
-				case op == opPingpong:
-					m.Send(1, meshLane, msg)
-				case op == opBulkSW, op == opBulk && i == count-1:
-					m.Send(1, meshLane, ack)
-				}
-			}
-		}
-	}()
-	return m.Addr().String()
-}
-
 func selfSigned() *tls.Config {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -486,76 +417,74 @@ func selfSigned() *tls.Config {
 		NextProtos: []string{alpn}}
 }
 
-// --- gocore/agent over the mesh, without Python ----------------------------------------------
+// --- gocore/agent, without Python ------------------------------------------------------------
 //
-// proto "agent" is the remote-operation path of dragon_mp minus Python and pyext: the client
-// process calls its node agent (node 1) over the agent's abstract unix socket with
-// agent.Client.Call; the agent forwards over the mesh to node 2's agent, whose executor answers
-// (pingpong: the payload back; bulk-sw: an empty reply, the shape of a remote put). Only
-// pingpong and bulk-sw make sense (a Call is synchronous).
+// proto "agent" is the remote-operation path of dragon_mp minus Python and pyext: node 1's
+// agent.Client (with node 1's Agent answering its control requests) calls node 2's Agent, whose
+// executor answers (pingpong: the payload back; bulk-sw: an empty reply, the shape of a
+// synchronous put; bulk: posts, then one sync, the shape of a stream of Queue puts).
 
-func agentExec(req *wire.Frame) (wire.Frame, func()) {
+type agentExec struct{}
+
+func (agentExec) Alloc(*wire.Frame, int) ([]byte, any) { return nil, nil }
+func (agentExec) Free(any)                             {}
+func (agentExec) Exec(req *agent.Request, _ bool) (agent.Result, bool) {
 	if req.Op == opPingpong {
-		return wire.Frame{Payload: req.Payload}, nil
+		return agent.Result{Reply: wire.Frame{Payload: req.Payload}}, true
 	}
-	return wire.Frame{}, nil
+	return agent.Result{}, true
 }
 
 func serveAgent(listen, idFile string) string {
-	a := agent.New(2, agentExec)
-	m, err := transport.Start(transport.Config{Identity: loadID(idFile), Listen: listen,
-		Deliver: a.Deliver, PeerLost: a.PeerLost})
+	a, err := agent.New(agent.Config{Node: 2, Identity: loadID(idFile), Exec: agentExec{}})
 	if err != nil {
 		die("%v", err)
 	}
-	a.SetMesh(m)
-	return m.Addr().String()
+	addr, err := a.ListenData(listen)
+	if err != nil {
+		die("%v", err)
+	}
+	return addr
 }
 
 type agentConn struct {
 	a *agent.Agent
-	m *transport.Mesh
 	c *agent.Client
 }
 
 func dialAgent(addr, idFile string) conn {
-	a := agent.New(1, agentExec)
-	m, err := transport.Start(transport.Config{Identity: loadID(idFile), Listen: ":0",
-		Peers: map[uint16]string{2: addr}, Deliver: a.Deliver, PeerLost: a.PeerLost})
+	a, err := agent.New(agent.Config{Node: 1, Identity: loadID(idFile), Exec: agentExec{}})
 	if err != nil {
 		die("%v", err)
 	}
-	a.SetMesh(m)
 	name := agent.SocketName(fmt.Sprintf("netbase-%d", os.Getpid()))
-	if err := a.Serve(name); err != nil {
+	if err := a.ServeLocal(name); err != nil {
 		die("%v", err)
 	}
-	c, err := agent.Dial(name)
-	if err != nil {
-		die("%v", err)
-	}
-	return &agentConn{a: a, m: m, c: c}
+	a.SetPeers(map[uint16]string{2: addr})
+	return &agentConn{a: a, c: agent.NewClient(agent.ClientConfig{Control: name})}
 }
 
 func (c *agentConn) batch(op, size, count int) error {
-	if op == opBulk {
-		return fmt.Errorf("agent: only pingpong and bulk-sw")
-	}
-	msg := make([]byte, size)
+	msg := [][]byte{make([]byte, size)}
 	for range count {
-		r, err := c.c.Call(wire.Frame{Op: uint16(op), Addr: 2 << 48, Payload: msg})
+		var err error
+		if op == opBulk {
+			err = c.c.Post(wire.Frame{Op: uint16(op), Addr: 2 << 48}, msg)
+		} else {
+			_, err = c.c.Call(wire.Frame{Op: uint16(op), Addr: 2 << 48}, msg, nil)
+		}
 		if err != nil {
 			return err
 		}
-		if r.Code != 0 {
-			return fmt.Errorf("agent reply code %d: %s", r.Code, r.Payload)
-		}
+	}
+	if op == opBulk {
+		return c.c.Sync(2)
 	}
 	return nil
 }
 
 func (c *agentConn) close() {
 	c.c.Close()
-	c.m.Close()
 	c.a.Close()
 }

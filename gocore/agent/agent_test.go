@@ -1,10 +1,13 @@
 package agent
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,356 +15,448 @@ import (
 	"github.com/dragon-mp/dragon_mp/gocore/wire"
 )
 
-// fakeMesh connects agents in memory: Send queues a copy of the message for
-// the target agent's Deliver, called by one goroutine per target, so
-// messages arrive in order (as the real mesh keeps each lane in order).
-type fakeMesh struct {
-	self   uint16
-	mu     sync.Mutex
-	agents map[uint16]*Agent
-	block  map[uint16]chan struct{} // sends to these nodes hang until closed
-	queues map[uint16]chan []byte
+// deadline bounds every wait: it turns a hang into a failure; it is not a
+// performance threshold.
+const deadline = 30 * time.Second
+
+// Operations of the test executor.
+const (
+	opEcho   uint16 = 1 // -> Args [op, node], the payload back
+	opFail   uint16 = 2 // -> error code 7
+	opAppend uint16 = 3 // payload appended to this node's log (postable)
+	opCount  uint16 = 4 // (node) -> length of that node's log
+	opTake   uint16 = 5 // -> payload "taken"; undone if the reply does not reach the process
+	opBlock  uint16 = 6 // waits for release (or its timeout) -> 1 released / 0
+	opBig    uint16 = 7 // (n) -> n bytes of a pattern, from executor memory freed by Done
+)
+
+// logs holds every node's opAppend log: the executors of one test run
+// share it, so node X's executor can count node Y's log (fences).
+type logs struct {
+	mu sync.Mutex
+	m  map[uint16][][]byte
 }
 
-func (m *fakeMesh) Send(node uint16, lane uint64, msg []byte) error {
+func (l *logs) add(node uint16, b []byte) {
+	l.mu.Lock()
+	l.m[node] = append(l.m[node], b)
+	l.mu.Unlock()
+}
+
+func (l *logs) get(node uint16) [][]byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m[node]
+}
+
+type testExec struct {
+	node    uint16
+	logs    *logs
+	release chan struct{}
+	undone  atomic.Int64
+	done    atomic.Int64
+	blocks  atomic.Int64 // payloads read into Alloc memory
+	freed   atomic.Int64 // Done of opBig
+}
+
+type block struct{ buf []byte }
+
+func (e *testExec) Alloc(req *wire.Frame, n int) ([]byte, any) {
+	if req.Op == opAppend && n > 1024 {
+		b := &block{buf: make([]byte, n)}
+		return b.buf, b
+	}
+	return nil, nil
+}
+
+func (e *testExec) Free(any) {}
+
+func (e *testExec) Exec(req *Request, wait bool) (Result, bool) {
+	switch req.Op {
+	case opEcho:
+		return Result{Reply: wire.Frame{Args: []int64{int64(req.Op), int64(e.node)}, Payload: req.Payload}}, true
+	case opFail:
+		return Result{Reply: wire.Frame{Code: 7, Payload: []byte("bad op")}}, true
+	case opAppend:
+		if req.Block != nil {
+			e.blocks.Add(1)
+		}
+		e.logs.add(e.node, append([]byte(nil), req.Payload...))
+		return Result{}, true
+	case opCount:
+		return Result{Reply: wire.Frame{Args: []int64{int64(len(e.logs.get(uint16(req.Args[0]))))}}}, true
+	case opTake:
+		return Result{Reply: wire.Frame{Payload: []byte("taken")},
+			Undo: func() { e.undone.Add(1) }, Done: func() { e.done.Add(1) }}, true
+	case opBlock:
+		if !wait {
+			return Result{}, false
+		}
+		select {
+		case <-e.release:
+			return Result{Reply: wire.Frame{Args: []int64{1}}, Undo: func() { e.undone.Add(1) },
+				Done: func() { e.done.Add(1) }}, true
+		case <-time.After(time.Duration(req.Timeout)):
+			return Result{Reply: wire.Frame{Args: []int64{0}}}, true
+		}
+	case opBig:
+		return Result{Reply: wire.Frame{Payload: pattern(int(req.Args[0]))}, Done: func() { e.freed.Add(1) }}, true
+	}
+	return Result{Reply: wire.Frame{Code: 1, Payload: []byte("unknown op")}}, true
+}
+
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*13 + i>>12)
+	}
+	return b
+}
+
+// fakeMesh records what the agent watches; losses are injected by calling
+// Agent.PeerLost, as the real mesh would.
+type fakeMesh struct {
+	mu      sync.Mutex
+	watched map[uint16]int
+}
+
+func (m *fakeMesh) Watch(node uint16) error {
 	m.mu.Lock()
-	a := m.agents[node]
-	blk := m.block[node]
-	q := m.queues[node]
-	if a != nil && q == nil {
-		q = make(chan []byte, 1<<16)
-		m.queues[node] = q
-		go func() {
-			for msg := range q {
-				a.Deliver(m.self, 0, msg)
-			}
-		}()
-	}
+	m.watched[node]++
 	m.mu.Unlock()
-	if a == nil {
-		return fmt.Errorf("%w: %d", transport.ErrNoAddress, node)
-	}
-	if blk != nil {
-		return nil // the message is lost with its node
-	}
-	q <- append([]byte(nil), msg...)
 	return nil
 }
 
-// posted records the payloads of op-50 posts per node, in execution order.
-var posted sync.Map // node -> *[]string (guarded by postedMu)
-var postedMu sync.Mutex
-
-// echoExec answers with the request's op, node and payload.
-func echoExec(node uint16) Executor {
-	plain := plainExec(node)
-	return func(req *wire.Frame) (wire.Frame, func()) {
-		if req.Op == 60 { // "take": undone when the reply does not reach the process
-			return wire.Frame{Payload: req.Payload}, func() {
-				undone.Store(string(req.Payload), true)
-			}
-		}
-		return plain(req), nil
-	}
+// node is one agent of a test run, with the shared-memory lost marks its
+// processes would see.
+type node struct {
+	id   uint16
+	a    *Agent
+	exec *testExec
+	mesh *fakeMesh
+	ctl  string
+	lost [1 << 10]atomic.Bool
 }
 
-// undone records the payloads of op-60 requests whose undo ran.
-var undone sync.Map
-
-func plainExec(node uint16) func(req *wire.Frame) wire.Frame {
-	return func(req *wire.Frame) wire.Frame {
-		switch req.Op {
-		case 99:
-			return wire.Frame{Code: 7, Payload: []byte("bad op")}
-		case 50:
-			postedMu.Lock()
-			v, _ := posted.LoadOrStore(node, new([]string))
-			l := v.(*[]string)
-			*l = append(*l, string(req.Payload))
-			postedMu.Unlock()
-			return wire.Frame{}
-		case 51:
-			postedMu.Lock()
-			defer postedMu.Unlock()
-			if v, ok := posted.Load(node); ok {
-				return wire.Frame{Args: []int64{int64(len(*v.(*[]string)))}}
-			}
-			return wire.Frame{Args: []int64{0}}
-		}
-		return wire.Frame{Args: []int64{int64(req.Op), int64(node)}, Payload: req.Payload}
-	}
-}
-
-// cluster starts n agents wired by fake meshes; the test's name makes the
-// socket names unique.
-func cluster(t *testing.T, n int) ([]*Agent, []*fakeMesh) {
+func (n *node) client(t *testing.T) *Client {
 	t.Helper()
-	agents := map[uint16]*Agent{}
-	var list []*Agent
-	var meshes []*fakeMesh
-	for i := 0; i < n; i++ {
-		a := New(uint16(i), echoExec(uint16(i)))
-		if err := a.Serve(sock(t, i)); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { a.Close() })
-		agents[uint16(i)] = a
-		list = append(list, a)
-	}
-	for i, a := range list {
-		m := &fakeMesh{self: uint16(i), agents: agents, block: map[uint16]chan struct{}{},
-			queues: map[uint16]chan []byte{}}
-		a.SetMesh(m)
-		meshes = append(meshes, m)
-	}
-	return list, meshes
-}
-
-func sock(t *testing.T, node int) string {
-	return SocketName(fmt.Sprintf("test-%d-%s-n%d", os.Getpid(), t.Name(), node))
-}
-
-func dial(t *testing.T, node int) *Client {
-	t.Helper()
-	c, err := Dial(sock(t, node))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := NewClient(ClientConfig{Control: n.ctl, Lost: func(x uint16) bool { return n.lost[x].Load() },
+		Name: func(x uint16) string { return fmt.Sprintf("h%d", x) }, Step: 20 * time.Millisecond})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
 
-func TestCallRoutesByAddress(t *testing.T) {
-	cluster(t, 3)
-	c := dial(t, 0)
-	tests := []struct {
-		name     string
-		addr     uint64
-		op       uint16
-		wantCode int32
-		wantNode int64
-	}{
-		{"another node", 2<<48 | 4096, 5, 0, 2},
-		{"this node", 0<<48 | 64, 6, 0, 0},
-		{"node 1", 1<<48 | 128, 7, 0, 1},
-		{"executor error", 1<<48 | 128, 99, 7, 0},
-		{"no such node", 9 << 48, 5, CodeNoSuchNode, 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			rep, err := c.Call(wire.Frame{Op: tt.op, Addr: tt.addr, Payload: []byte(tt.name)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if rep.Code != tt.wantCode {
-				t.Fatalf("code %d (%s), want %d", rep.Code, rep.Payload, tt.wantCode)
-			}
-			if tt.wantCode != 0 {
-				return
-			}
-			if len(rep.Args) != 2 || rep.Args[0] != int64(tt.op) || rep.Args[1] != tt.wantNode {
-				t.Fatalf("args %v, want [%d %d]", rep.Args, tt.op, tt.wantNode)
-			}
-			if string(rep.Payload) != tt.name || rep.Kind != wire.KindReply || rep.Addr != tt.addr {
-				t.Fatalf("reply %+v", rep)
-			}
-		})
-	}
-}
-
-func TestConcurrentCallsGetTheirOwnReplies(t *testing.T) {
-	cluster(t, 2)
-	c := dial(t, 0)
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 200; i++ {
-				want := fmt.Sprintf("g%d-%d", g, i)
-				rep, err := c.Call(wire.Frame{Op: 1, Addr: 1 << 48, Payload: []byte(want)})
-				if err != nil || string(rep.Payload) != want {
-					errs <- fmt.Errorf("call %s: %v, got %q", want, err, rep.Payload)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-}
-
-func TestPeerLostFailsWaitingAndLaterRequests(t *testing.T) {
-	agents, meshes := cluster(t, 2)
-	blk := make(chan struct{})
-	defer close(blk)
-	meshes[0].mu.Lock()
-	meshes[0].block[1] = blk // requests to node 1 vanish
-	meshes[0].mu.Unlock()
-	c := dial(t, 0)
-	done := make(chan wire.Frame, 1)
-	go func() {
-		rep, _ := c.Call(wire.Frame{Op: 1, Addr: 1 << 48})
-		done <- rep
-	}()
-	time.Sleep(50 * time.Millisecond) // the request is on its way
-	agents[0].PeerLost(1, errors.New("idle timeout"))
-	select {
-	case rep := <-done:
-		if rep.Code != CodePeerLost {
-			t.Fatalf("code %d, want CodePeerLost", rep.Code)
+// lose has every agent of the run but the lost one see node x lost.
+func lose(nodes []*node, x uint16) {
+	for _, n := range nodes {
+		if n.id != x {
+			n.a.PeerLost(x, fmt.Errorf("%w: node %d: test cut it off", transport.ErrPeerLost, x))
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a request waiting on a lost node was not failed")
-	}
-	rep, err := c.Call(wire.Frame{Op: 1, Addr: 1<<48 | 64})
-	if err != nil || rep.Code != CodePeerLost {
-		t.Fatalf("after the loss: %v, code %d", err, rep.Code)
-	}
-	if lost := agents[0].Lost(); len(lost) != 1 || lost[1] == nil {
-		t.Fatalf("Lost() = %v", lost)
-	}
-	// Node 0 itself still answers.
-	if rep, err := c.Call(wire.Frame{Op: 1, Addr: 64}); err != nil || rep.Code != 0 {
-		t.Fatalf("local call after a loss: %v %d", err, rep.Code)
 	}
 }
 
-func TestClientFailsWhenTheAgentCloses(t *testing.T) {
-	agents, _ := cluster(t, 1)
-	c := dial(t, 0)
-	if _, err := c.Call(wire.Frame{Op: 1, Addr: 64}); err != nil {
-		t.Fatal(err)
-	}
-	agents[0].Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err := c.Call(wire.Frame{Op: 1, Addr: 64})
-		if errors.Is(err, ErrAgentGone) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("call after Close: %v, want ErrAgentGone", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+var runSeq atomic.Int64
 
-func TestNonRequestFramesEndTheConnection(t *testing.T) {
-	cluster(t, 1)
-	c := dial(t, 0)
-	// A reply sent as if it were a request is a confused client: dropped.
-	conn, err := c.get()
+// run starts n agents (nodes 0..n-1) of one run on 127.0.0.1.
+func run(t *testing.T, n int) []*node {
+	t.Helper()
+	ca, err := transport.NewCA(fmt.Sprintf("agenttest%d", runSeq.Add(1)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := wire.Frame{Kind: wire.KindReply, Op: 1, Addr: 64}
-	if _, err := conn.Write(f.AppendTo(nil)); err != nil {
+	lg := &logs{m: map[uint16][][]byte{}}
+	var nodes []*node
+	peers := map[uint16]string{}
+	for i := range n {
+		id, err := ca.Issue(uint16(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd := &node{id: uint16(i), exec: &testExec{node: uint16(i), logs: lg, release: make(chan struct{})},
+			mesh: &fakeMesh{watched: map[uint16]int{}},
+			ctl:  fmt.Sprintf("@dragon_mp-test-%d-%d-%s-%d", os.Getpid(), runSeq.Load(), t.Name(), i)}
+		nd.a, err = New(Config{Node: uint16(i), Identity: id, Exec: nd.exec,
+			MarkLost: func(x uint16) { nd.lost[x].Store(true) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd.a.SetMesh(nd.mesh)
+		if err := nd.a.ServeLocal(nd.ctl); err != nil {
+			t.Fatal(err)
+		}
+		addr, err := nd.a.ListenData("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers[uint16(i)] = addr
+		t.Cleanup(func() { nd.a.Close() })
+		nodes = append(nodes, nd)
+	}
+	for _, nd := range nodes {
+		nd.a.SetPeers(peers)
+	}
+	return nodes
+}
+
+func addr(node uint16, off uint64) uint64 { return uint64(node)<<48 | off }
+
+func TestCallAndErrors(t *testing.T) {
+	nodes := run(t, 2)
+	c := nodes[0].client(t)
+	rep, err := c.Call(wire.Frame{Op: opEcho, Addr: addr(1, 64)}, [][]byte{[]byte("he"), []byte("llo")}, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	c.put(conn)
-	if _, err := c.Call(wire.Frame{Op: 1, Addr: 64}); !errors.Is(err, ErrAgentGone) {
-		t.Fatalf("got %v, want ErrAgentGone", err)
+	if string(rep.Payload) != "hello" || len(rep.Args) != 2 || rep.Args[1] != 1 {
+		t.Fatalf("echo reply %+v", rep)
+	}
+	_, err = c.Call(wire.Frame{Op: opFail, Addr: addr(1, 64)}, nil, nil)
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Code != 7 || re.Msg != "bad op" {
+		t.Fatalf("error reply: %v", err)
+	}
+	_, err = c.Call(wire.Frame{Op: opEcho, Addr: addr(9, 64)}, nil, nil)
+	if !errors.Is(err, ErrNoSuchNode) {
+		t.Fatalf("call to a node the run lacks: %v, want ErrNoSuchNode", err)
+	}
+	// The owner watches the caller's node (to undo what it took if it goes).
+	nodes[1].mesh.mu.Lock()
+	watched := nodes[1].mesh.watched[0]
+	nodes[1].mesh.mu.Unlock()
+	if watched == 0 {
+		t.Fatal("the owner does not watch the caller's node")
+	}
+	// A one-node run has no agent: a clear error, not a hang.
+	lone := NewClient(ClientConfig{Control: "@dragon_mp-test-no-such-agent"})
+	if _, err := lone.Call(wire.Frame{Op: opEcho, Addr: addr(1, 64)}, nil, nil); !errors.Is(err, ErrNoAgent) {
+		t.Fatalf("without an agent: %v, want ErrNoAgent", err)
 	}
 }
 
-func TestPostsRunInOrderWithoutReplies(t *testing.T) {
-	cluster(t, 2)
-	c := dial(t, 0)
-	posted.Clear() // -count=N reruns
-	const n = 500
-	for _, node := range []uint64{1, 0} { // another node, then this one
-		for i := 0; i < n; i++ {
-			if err := c.Post(wire.Frame{Op: 50, Addr: node << 48, Payload: []byte(fmt.Sprint(i))}); err != nil {
-				t.Fatal(err)
+// TestOrderAndFences: posts and calls of one process to one node run in
+// the order made; a call to another node runs after every earlier post
+// (the fence), and SyncAll makes all posts visible.
+func TestOrderAndFences(t *testing.T) {
+	nodes := run(t, 3)
+	c := nodes[0].client(t)
+	const n = 3000
+	for i := range n {
+		size := 8 + (i*37)%300
+		if i%500 == 0 {
+			size = 100 << 10 // large posts too (read into Alloc memory)
+		}
+		msg := make([]byte, size)
+		copy(msg, fmt.Sprint(i))
+		if err := c.Post(wire.Frame{Op: opAppend, Addr: addr(1, 64)}, [][]byte{msg}); err != nil {
+			t.Fatal(err)
+		}
+		if i == n/2 {
+			// Same node: the call sees every post before it.
+			rep, err := c.Call(wire.Frame{Op: opCount, Addr: addr(1, 64), Args: []int64{1}}, nil, nil)
+			if err != nil || rep.Args[0] != int64(i+1) {
+				t.Fatalf("count on node 1 after %d posts: %v %v", i+1, rep.Args, err)
 			}
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			rep, err := c.Call(wire.Frame{Op: 51, Addr: node << 48})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if rep.Args[0] == n {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %d ran %d of %d posts", node, rep.Args[0], n)
-			}
-			time.Sleep(time.Millisecond)
+	}
+	// Another node: the fence syncs node 1 first.
+	rep, err := c.Call(wire.Frame{Op: opCount, Addr: addr(2, 64), Args: []int64{1}}, nil, nil)
+	if err != nil || rep.Args[0] != n {
+		t.Fatalf("count from node 2 after %d posts to node 1: %v %v", n, rep.Args, err)
+	}
+	got := nodes[1].exec.logs.get(1)
+	for i, m := range got {
+		if want := fmt.Sprint(i); string(m[:len(want)]) != want {
+			t.Fatalf("post %d arrived as %q", i, m[:len(want)])
 		}
-		postedMu.Lock()
-		v, _ := posted.Load(uint16(node))
-		got := *v.(*[]string)
-		postedMu.Unlock()
-		for i, p := range got {
-			if p != fmt.Sprint(i) {
-				t.Fatalf("node %d: position %d holds post %s", node, i, p)
-			}
-		}
+	}
+	if nodes[1].exec.blocks.Load() != n/500 {
+		t.Fatalf("%d large payloads went into Alloc memory, want %d", nodes[1].exec.blocks.Load(), n/500)
+	}
+	// SyncAll: more posts, to two nodes, all in place when it returns.
+	for i := range 100 {
+		c.Post(wire.Frame{Op: opAppend, Addr: addr(1, 64)}, [][]byte{[]byte(fmt.Sprint(n + i))})
+		c.Post(wire.Frame{Op: opAppend, Addr: addr(2, 64)}, [][]byte{[]byte(fmt.Sprint(i))})
+	}
+	if err := c.SyncAll(); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := len(nodes[1].exec.logs.get(1)), len(nodes[2].exec.logs.get(2)); a != n+100 || b != 100 {
+		t.Fatalf("after SyncAll: %d and %d posts in place, want %d and 100", a, b, n+100)
 	}
 }
 
-func TestTakenRepliesAreAckedOrUndone(t *testing.T) {
-	agents, meshes := cluster(t, 2)
-	undone.Clear()
-	c := dial(t, 0)
-	// A reply that reaches its process is acked: no undo.
-	rep, err := c.Call(wire.Frame{Op: 60, Addr: 1 << 48, Payload: []byte("kept")})
-	if err != nil || string(rep.Payload) != "kept" || rep.Op != 60 {
-		t.Fatalf("call: %v %+v", err, rep)
+// TestFailedPostIsReported: a post that fails on the owner is raised by the
+// process's next operation on the same object, and by Sync.
+func TestFailedPostIsReported(t *testing.T) {
+	nodes := run(t, 2)
+	c := nodes[0].client(t)
+	if err := c.Post(wire.Frame{Op: opFail, Addr: addr(1, 64)}, nil); err != nil {
+		t.Fatal(err)
 	}
-	unacked := func() int {
-		agents[1].mu.Lock()
-		defer agents[1].mu.Unlock()
-		return len(agents[1].unacked)
+	if err := c.Sync(1); err == nil || err.Error() != "bad op" {
+		t.Fatalf("Sync after a failed post: %v", err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for unacked() != 0 { // the ack is on its way
-		if time.Now().After(deadline) {
-			t.Fatal("a reply that reached its process was never acked")
+	c.Post(wire.Frame{Op: opFail, Addr: addr(1, 128)}, nil)
+	var err error
+	limit := time.Now().Add(deadline)
+	for err == nil && time.Now().Before(limit) {
+		time.Sleep(2 * drainEvery)
+		err = c.Post(wire.Frame{Op: opAppend, Addr: addr(1, 128)}, nil) // a producer that only posts
+	}
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Code != 7 {
+		t.Fatalf("a later post on the same object: %v, want the failure", err)
+	}
+}
+
+// TestConcurrentCalls: many goroutines share one connection; every reply
+// reaches its caller whoever reads it.
+func TestConcurrentCalls(t *testing.T) {
+	nodes := run(t, 2)
+	c := nodes[0].client(t)
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Go(func() {
+			for i := range 300 {
+				msg := fmt.Appendf(nil, "g%d-%d", g, i)
+				rep, err := c.Call(wire.Frame{Op: opEcho, Addr: addr(1, 64)}, [][]byte{msg}, nil)
+				if err != nil || !bytes.Equal(rep.Payload, msg) {
+					t.Errorf("%s: %q %v", msg, rep.Payload, err)
+					return
+				}
+			}
+		})
+	}
+	// A blocked call must not hold the others up.
+	wg.Go(func() {
+		rep, err := c.Call(wire.Frame{Op: opBlock, Addr: addr(1, 64), Timeout: int64(200 * time.Millisecond)}, nil, nil)
+		if err != nil || rep.Args[0] != 0 {
+			t.Errorf("blocked call: %v %v", rep.Args, err)
 		}
-		time.Sleep(time.Millisecond)
+	})
+	wg.Wait()
+}
+
+// TestLargeReplies: a reply's payload goes into the caller's sink; the
+// owner's memory is released (Done) once it is written.
+func TestLargeReplies(t *testing.T) {
+	nodes := run(t, 2)
+	c := nodes[0].client(t)
+	for _, n := range []int{0, 1, 16 << 10, 1 << 20, 16 << 20} {
+		var sinkCalls int
+		buf := make([]byte, 0, n)
+		rep, err := c.Call(wire.Frame{Op: opBig, Addr: addr(1, 64), Args: []int64{int64(n)}}, nil,
+			func(m int) ([]byte, error) { sinkCalls++; return buf[:m], nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sha256.Sum256(rep.Payload) != sha256.Sum256(pattern(n)) {
+			t.Fatalf("%d bytes: payload differs", n)
+		}
+		if n > 0 && (sinkCalls != 1 || &rep.Payload[0] != &buf[:1][0]) {
+			t.Fatalf("%d bytes: the payload did not go into the sink", n)
+		}
 	}
-	// The requester's node is lost before the reply gets there: undone.
-	blk := make(chan struct{})
-	defer close(blk)
-	meshes[1].mu.Lock()
-	meshes[1].block[0] = blk // replies from node 1 to node 0 vanish
-	meshes[1].mu.Unlock()
-	done := make(chan error, 1)
+	if f := nodes[1].exec.freed.Load(); f != 5 {
+		t.Fatalf("owner memory released %d times, want 5", f)
+	}
+}
+
+// TestTakenOnceOrGivenBack: a reply that takes something is kept (Done)
+// once the process has it, and given back (Undo) when the process cannot
+// take it or its node is lost before it got it.
+func TestTakenOnceOrGivenBack(t *testing.T) {
+	nodes := run(t, 2)
+	c := nodes[0].client(t)
+	e := nodes[1].exec
+	if _, err := c.Call(wire.Frame{Op: opTake, Addr: addr(1, 64)}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "Done after the ack", func() bool { return e.done.Load() == 1 && e.undone.Load() == 0 })
+	// The process has no room for it: it goes back.
+	_, err := c.Call(wire.Frame{Op: opTake, Addr: addr(1, 64)}, nil,
+		func(int) ([]byte, error) { return nil, errors.New("no room") })
+	if err == nil || err.Error() != "no room" {
+		t.Fatalf("call with a failing sink: %v", err)
+	}
+	waitFor(t, "Undo after the refusal", func() bool { return e.undone.Load() == 1 })
+	// The caller's node is lost while the operation waits: the reply never
+	// reaches it, the owner gives the lock back.
+	res := make(chan error, 1)
 	go func() {
-		_, err := c.Call(wire.Frame{Op: 60, Addr: 1 << 48, Payload: []byte("lost")})
-		done <- err
+		_, err := c.Call(wire.Frame{Op: opBlock, Addr: addr(1, 64), Timeout: int64(deadline)}, nil, nil)
+		res <- err
 	}()
-	deadline = time.Now().Add(5 * time.Second)
-	for {
-		if unacked() == 1 {
-			break
+	waitFor(t, "the blocking call to be running", func() bool {
+		nodes[1].a.mu.Lock()
+		defer nodes[1].a.mu.Unlock()
+		return len(nodes[1].a.sessions) == 1
+	})
+	time.Sleep(50 * time.Millisecond)
+	lose(nodes, 0)
+	close(e.release) // it is granted now, too late
+	waitFor(t, "Undo after the loss", func() bool { return e.undone.Load() == 2 })
+	if e.done.Load() != 1 {
+		t.Fatalf("Done ran %d times, want 1", e.done.Load())
+	}
+	select {
+	case err := <-res:
+		t.Logf("the caller got %v", err)
+	case <-time.After(deadline):
+		t.Fatal("the caller is still waiting")
+	}
+}
+
+// TestLossEndsWaitsAndLaterCalls: calls waiting on a node fail with a
+// LostError naming it shortly after its loss is marked; later ones at once.
+func TestLossEndsWaitsAndLaterCalls(t *testing.T) {
+	nodes := run(t, 3)
+	c := nodes[0].client(t)
+	const waiters = 8
+	errs := make(chan error, waiters)
+	for range waiters {
+		go func() {
+			_, err := c.Call(wire.Frame{Op: opBlock, Addr: addr(2, 64), Timeout: int64(deadline)}, nil, nil)
+			errs <- err
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	t0 := time.Now()
+	lose(nodes, 2)
+	for range waiters {
+		select {
+		case err := <-errs:
+			var le *LostError
+			if !errors.As(err, &le) || le.Node != 2 || le.Name != "h2" {
+				t.Fatalf("waiter got %v, want a LostError for node 2", err)
+			}
+		case <-time.After(deadline):
+			t.Fatal("a waiter is still blocked on the lost node")
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the owner did not keep the undo of an unacked reply")
+	}
+	t.Logf("waiters released %v after the mark", time.Since(t0))
+	_, err := c.Call(wire.Frame{Op: opEcho, Addr: addr(2, 64)}, nil, nil)
+	var le *LostError
+	if !errors.As(err, &le) || le.Reason == "" {
+		t.Fatalf("a call after the loss: %v", err)
+	}
+	t.Logf("message: %v", err)
+	if err := c.Post(wire.Frame{Op: opAppend, Addr: addr(2, 64)}, nil); !errors.As(err, &le) {
+		t.Fatalf("a post after the loss: %v", err)
+	}
+	// The others are fine.
+	if _, err := c.Call(wire.Frame{Op: opEcho, Addr: addr(1, 64)}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	limit := time.Now().Add(deadline)
+	for !cond() {
+		if time.Now().After(limit) {
+			t.Fatalf("no %s after %v", what, deadline)
 		}
 		time.Sleep(time.Millisecond)
-	}
-	agents[1].PeerLost(0, errors.New("cut"))
-	agents[0].PeerLost(1, errors.New("cut"))
-	<-done
-	deadline = time.Now().Add(5 * time.Second)
-	for {
-		if _, ok := undone.Load("lost"); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("a reply lost with its node was not undone")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if _, ok := undone.Load("kept"); ok {
-		t.Fatal("an acked reply was undone")
 	}
 }

@@ -1,88 +1,99 @@
 package agent
 
 import (
+	"fmt"
 	"net"
-	"os"
-	"sync"
-	"syscall"
 
 	"github.com/dragon-mp/dragon_mp/gocore/wire"
 )
 
-// The agent's side toward this node's processes: one connection per
-// process (or per call in flight), requests and posts in, replies out.
+// The agent's control socket for this node's processes: an abstract Unix
+// socket, served to processes of the agent's own user only. A process asks
+// it, once, for the node's identity (to dial other nodes' agents), and for
+// where each other node's agent listens (which also has this agent watch
+// that node, so that its loss is noticed here); and, when it finds a node
+// marked lost, why.
+//
+// Requests and replies are wire frames (KindRequest / KindReply).
+const (
+	ctlIdentity uint16 = 1 // () -> payload: this node's identity (JSON)
+	ctlPeer     uint16 = 2 // (node) -> payload: its agent's data address
+	ctlWhyLost  uint16 = 3 // (node) -> payload: why it is lost ("" if it is not)
+)
 
-// socketBuffer is the kernel buffer of each end of a local connection: a
-// large message then crosses in a few writes instead of many small ones,
-// each a context switch between the process and the agent.
-const socketBuffer = 4 << 20
-
-func socketBuffers(c *net.UnixConn) {
-	c.SetReadBuffer(socketBuffer)
-	c.SetWriteBuffer(socketBuffer)
-}
-
-func sameUser(c *net.UnixConn) bool {
-	raw, err := c.SyscallConn()
+// ServeLocal serves this node's processes on the abstract socket name
+// (SocketName) until Close.
+func (a *Agent) ServeLocal(name string) error {
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
 	if err != nil {
-		return false
+		return fmt.Errorf("agent: listen %s: %w", name, err)
 	}
-	var cred *syscall.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-	}); err != nil || cerr != nil {
-		return false
-	}
-	return int(cred.Uid) == os.Geteuid()
-}
-
-// localConn is one local process's connection; writes are serialised.
-type localConn struct {
-	id   uint64
-	conn *net.UnixConn
-	wmu  sync.Mutex
-	buf  []byte
-}
-
-// write sends a frame to the process; false if it could not (it is gone).
-func (lc *localConn) write(f *wire.Frame) bool {
-	lc.wmu.Lock()
-	lc.buf = f.AppendTo(lc.buf[:0])
-	_, err := lc.conn.Write(lc.buf) // a dead process: its reader ends the connection
-	if cap(lc.buf) > 1<<20 {
-		lc.buf = nil
-	}
-	lc.wmu.Unlock()
-	return err == nil
-}
-
-func (a *Agent) serveConn(lc *localConn) {
-	defer func() {
-		a.mu.Lock()
-		delete(a.conns, lc.id)
-		for k := range a.pending {
-			if k.origin == lc.id {
-				delete(a.pending, k)
-			}
-		}
+	a.mu.Lock()
+	if a.closed || a.ctl != nil {
 		a.mu.Unlock()
-		lc.conn.Close()
+		ln.Close()
+		return fmt.Errorf("agent: closed, or already serving")
+	}
+	a.ctl = ln
+	a.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.AcceptUnix()
+			if err != nil {
+				return
+			}
+			if !sameUser(c) {
+				c.Close()
+				continue
+			}
+			go a.serveLocal(c)
+		}
 	}()
+	return nil
+}
+
+func (a *Agent) serveLocal(c *net.UnixConn) {
+	defer c.Close()
+	var buf, out []byte
 	for {
-		var buf []byte // f.Payload aliases it and lives on: a fresh one per frame
-		f, err := wire.ReadFrame(lc.conn, &buf)
-		if err != nil {
+		f, err := wire.ReadFrame(c, &buf)
+		if err != nil || f.Kind != wire.KindRequest {
 			return
 		}
-		switch f.Kind {
-		case wire.KindRequest:
-			f.Origin = lc.id
-			a.forward(&f)
-		case wire.KindPost:
-			a.post(&f)
-		default:
-			return // a confused client: drop it
+		rep := a.control(&f)
+		rep.Kind, rep.Op, rep.ReqID = wire.KindReply, f.Op, f.ReqID
+		out = rep.AppendTo(out[:0])
+		if _, err := c.Write(out); err != nil {
+			return
 		}
 	}
+}
+
+func (a *Agent) control(f *wire.Frame) wire.Frame {
+	node := uint16(0)
+	if len(f.Args) > 0 {
+		node = uint16(f.Args[0])
+	}
+	switch f.Op {
+	case ctlIdentity:
+		return wire.Frame{Args: []int64{int64(a.cfg.Node)}, Payload: a.idJSON}
+	case ctlPeer:
+		if err := a.lostErr(node); err != nil {
+			return wire.Frame{Code: CodePeerLost, Payload: []byte(err.Error())}
+		}
+		a.mu.Lock()
+		addr, ok := a.peers[node]
+		a.mu.Unlock()
+		if !ok {
+			return wire.Frame{Code: CodeNoSuchNode, Payload: fmt.Appendf(nil, "no node %d in this run", node)}
+		}
+		a.watch(node)
+		return wire.Frame{Payload: []byte(addr)}
+	case ctlWhyLost:
+		if err := a.lostErr(node); err != nil {
+			return wire.Frame{Payload: []byte(err.Error())}
+		}
+		return wire.Frame{}
+	}
+	return wire.Frame{Code: 1, Payload: []byte("unknown control request")}
 }

@@ -22,7 +22,8 @@ const EnvRun = "DRAGON_MP_RUN"
 const (
 	wordHeadPid = iota
 	wordHeadStart
-	wordNode // the node index of the run's pool (0 on one node)
+	wordNode      // the node index of the run's pool (0 on one node)
+	wordLostMarks // pool offset of the lost-node marks (0: none; see nodes.go)
 )
 
 var (

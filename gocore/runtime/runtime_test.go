@@ -114,3 +114,40 @@ func TestAttachSeesHead(t *testing.T) {
 		t.Fatalf("Create accepted a bad id: %v", err)
 	}
 }
+
+// TestNodeMarks: marks are clear until set, set for good, seen by another
+// process's view of the run (a second Attach), and absent until made.
+func TestNodeMarks(t *testing.T) {
+	r := newTestRun(t)
+	if r.NodeLost(3) {
+		t.Fatal("a mark is set in a run without marks")
+	}
+	if err := r.MarkNodeLost(3); err != ErrNoMarks {
+		t.Fatalf("MarkNodeLost without marks: %v, want ErrNoMarks", err)
+	}
+	if err := r.MakeNodeMarks(); err != nil {
+		t.Fatal(err)
+	}
+	other, err := Attach(r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for _, n := range []uint16{0, 3, 63, 64, 1000, MaxNodes - 1} {
+		if other.NodeLost(n) {
+			t.Fatalf("node %d marked before MarkNodeLost", n)
+		}
+		if err := r.MarkNodeLost(n); err != nil {
+			t.Fatal(err)
+		}
+		if !other.NodeLost(n) || !r.NodeLost(n) {
+			t.Fatalf("node %d not marked after MarkNodeLost", n)
+		}
+	}
+	if other.NodeLost(4) || other.NodeLost(65) {
+		t.Fatal("a neighbouring mark was set")
+	}
+	if err := r.MakeNodeMarks(); err != nil || !other.NodeLost(3) {
+		t.Fatal("a second MakeNodeMarks cleared the marks")
+	}
+}

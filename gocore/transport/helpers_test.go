@@ -11,37 +11,15 @@ import (
 // only turns a hang into a failure, it is not a performance threshold.
 const deadline = 30 * time.Second
 
-// recorder collects what a mesh delivers and which peers it lost.
+// recorder collects which peers a mesh lost.
 type recorder struct {
-	mu     sync.Mutex
-	msgs   map[key][][]byte
-	count  int
-	lost   map[uint16]error
-	lostC  chan uint16
-	wake   chan struct{} // closed and replaced on every delivery
-	onRecv func(from uint16, lane uint64, msg []byte)
-}
-
-type key struct {
-	from uint16
-	lane uint64
+	mu    sync.Mutex
+	lost  map[uint16]error
+	lostC chan uint16
 }
 
 func newRecorder() *recorder {
-	return &recorder{msgs: map[key][][]byte{}, lost: map[uint16]error{}, lostC: make(chan uint16, 64), wake: make(chan struct{})}
-}
-
-func (r *recorder) deliver(from uint16, lane uint64, msg []byte) {
-	if r.onRecv != nil {
-		r.onRecv(from, lane, msg)
-		return
-	}
-	r.mu.Lock()
-	r.msgs[key{from, lane}] = append(r.msgs[key{from, lane}], msg)
-	r.count++
-	close(r.wake)
-	r.wake = make(chan struct{})
-	r.mu.Unlock()
+	return &recorder{lost: map[uint16]error{}, lostC: make(chan uint16, 64)}
 }
 
 func (r *recorder) peerLost(node uint16, err error) {
@@ -53,31 +31,6 @@ func (r *recorder) peerLost(node uint16, err error) {
 		panic(fmt.Sprintf("PeerLost called twice for node %d", node))
 	}
 	r.lostC <- node
-}
-
-// waitCount waits until at least n messages arrived.
-func (r *recorder) waitCount(t *testing.T, n int) {
-	t.Helper()
-	timeout := time.After(deadline)
-	for {
-		r.mu.Lock()
-		c, w := r.count, r.wake
-		r.mu.Unlock()
-		if c >= n {
-			return
-		}
-		select {
-		case <-w:
-		case <-timeout:
-			t.Fatalf("got %d messages, want %d, after %v", c, n, deadline)
-		}
-	}
-}
-
-func (r *recorder) get(from uint16, lane uint64) [][]byte {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.msgs[key{from, lane}]
 }
 
 func (r *recorder) lostErr(node uint16) (error, bool) {
@@ -138,7 +91,7 @@ func (c *cluster) add(t *testing.T, node uint16) *Mesh {
 	}
 	r := newRecorder()
 	// A shorter DialTimeout only speeds up the "no hello" outsider case.
-	m, err := Start(Config{Identity: id, Listen: "127.0.0.1:0", DialTimeout: 5 * time.Second, Deliver: r.deliver, PeerLost: r.peerLost})
+	m, err := Start(Config{Identity: id, Listen: "127.0.0.1:0", DialTimeout: 5 * time.Second, PeerLost: r.peerLost})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,32 +100,23 @@ func (c *cluster) add(t *testing.T, node uint16) *Mesh {
 	return m
 }
 
-// roundTrip checks that a and b can exchange a message both ways.
-func (c *cluster) roundTrip(t *testing.T, a, b uint16, lane uint64) {
+// connect has a watch b and waits until both see the link.
+func (c *cluster) connect(t *testing.T, a, b uint16) {
 	t.Helper()
-	for _, d := range [][2]uint16{{a, b}, {b, a}} {
-		before := len(c.recs[d[1]].get(d[0], lane))
-		msg := fmt.Appendf(nil, "rt %d->%d #%d", d[0], d[1], before)
-		if err := c.meshes[d[0]].Send(d[1], lane, msg); err != nil {
-			t.Fatalf("send %d->%d: %v", d[0], d[1], err)
+	if err := c.meshes[a].Watch(b); err != nil {
+		t.Fatalf("watch %d->%d: %v", a, b, err)
+	}
+	c.waitConnected(t, a, b)
+}
+
+func (c *cluster) waitConnected(t *testing.T, a, b uint16) {
+	t.Helper()
+	limit := time.Now().Add(deadline)
+	for !(c.meshes[a].Connected(b) && c.meshes[b].Connected(a)) {
+		if time.Now().After(limit) {
+			t.Fatalf("%d and %d not connected after %v", a, b, deadline)
 		}
-		timeout := time.After(deadline)
-		for len(c.recs[d[1]].get(d[0], lane)) <= before {
-			c.recs[d[1]].mu.Lock()
-			w := c.recs[d[1]].wake
-			c.recs[d[1]].mu.Unlock()
-			if len(c.recs[d[1]].get(d[0], lane)) > before {
-				break
-			}
-			select {
-			case <-w:
-			case <-timeout:
-				t.Fatalf("round trip %d->%d: nothing after %v", d[0], d[1], deadline)
-			}
-		}
-		if got := c.recs[d[1]].get(d[0], lane)[before]; string(got) != string(msg) {
-			t.Fatalf("round trip %d->%d: got %q want %q", d[0], d[1], got, msg)
-		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -14,8 +14,10 @@ import (
 )
 
 // link is one QUIC connection to a peer, from the moment its hello is
-// done. Only the peer's cur link carries traffic; a link that lost a
-// tie-break is closed without ever being used.
+// done. Only the peer's cur link counts; a link that lost a tie-break is
+// closed without ever being used. Its only stream is the control stream:
+// the connection itself, with its keep-alives, is what tells the peer is
+// alive.
 type link struct {
 	m    *Mesh
 	p    *peer
@@ -24,32 +26,12 @@ type link struct {
 
 	ctlMu sync.Mutex // serialises control-stream writes (hello reply, goodbye, ack)
 
-	slots [NumStreams]slot
-
-	mu     sync.Mutex    // guards the fields below
-	opened int           // data streams we opened (all FIN'd before our goodbye)
-	eofs   int           // peer's data streams we read to their FIN
-	eofC   chan struct{} // closed (and replaced) on every eof
-	dead   error         // why the link can no longer send
-
 	ackOnce sync.Once
 	ackC    chan struct{} // closed when the peer acks our goodbye
 }
 
 func newLink(m *Mesh, p *peer, conn *quic.Conn, st *quic.Stream) *link {
-	l := &link{m: m, p: p, conn: conn, ctl: st, eofC: make(chan struct{}), ackC: make(chan struct{})}
-	for i := range l.slots {
-		l.slots[i].init()
-	}
-	return l
-}
-
-// slotOf spreads lanes over the stream pool (Fibonacci hashing: dense
-// lane numbers still land on different streams).
-func slotOf(lane uint64) int { return int((lane * 0x9E3779B97F4A7C15) >> 61) }
-
-func (l *link) send(lane uint64, msg []byte) error {
-	return l.slots[slotOf(lane)].put(l, lane, msg)
+	return &link{m: m, p: p, conn: conn, ctl: st, ackC: make(chan struct{})}
 }
 
 func (l *link) writeCtl(msg ctl.Msg) error {
@@ -62,25 +44,10 @@ func (l *link) writeCtl(msg ctl.Msg) error {
 func (l *link) start() {
 	l.m.spawn(l.monitor)
 	l.m.spawn(l.readCtl)
-	l.m.spawn(l.acceptStreams)
-}
-
-// kill makes every Send on the link fail with err (the first err wins) and
-// stops its writers. It does not close the connection.
-func (l *link) kill(err error) {
-	l.mu.Lock()
-	if l.dead == nil {
-		l.dead = err
-	}
-	l.mu.Unlock()
-	for i := range l.slots {
-		l.slots[i].kill(err)
-	}
 }
 
 func (l *link) abort(code quic.ApplicationErrorCode, why string) {
 	l.conn.CloseWithError(code, why)
-	l.kill(lostErr(l.p.id, errors.New(why)))
 }
 
 // monitor turns the end of the connection into the loss of the peer, if
@@ -92,10 +59,8 @@ func (l *link) monitor() {
 	if errors.As(cause, &ae) && ae.Remote && ae.ErrorCode == codeGoodbye {
 		cause = ErrPeerClosed
 	}
-	err := lostErr(l.p.id, cause)
-	l.kill(err)
 	if l.p.isCur(l) {
-		l.p.fail(err, false)
+		l.p.fail(lostErr(l.p.id, cause), false)
 	}
 }
 
@@ -111,7 +76,7 @@ func (l *link) readCtl() {
 		}
 		switch msg.Type {
 		case ctl.TGoodbye:
-			l.peerGoodbye(int(msg.Streams))
+			l.peerGoodbye()
 		case ctl.TAck:
 			l.ackOnce.Do(func() { close(l.ackC) })
 		default:
@@ -121,22 +86,8 @@ func (l *link) readCtl() {
 	}
 }
 
-// peerGoodbye acks the peer's goodbye once all n of its data streams have
-// been read to the end, so everything it sent has been delivered.
-func (l *link) peerGoodbye(n int) {
-	for {
-		l.mu.Lock()
-		done, ch := l.eofs >= n, l.eofC
-		l.mu.Unlock()
-		if done {
-			break
-		}
-		select {
-		case <-ch:
-		case <-l.conn.Context().Done():
-			return
-		}
-	}
+// peerGoodbye acks the peer's goodbye; the peer is gone, in order.
+func (l *link) peerGoodbye() {
 	if l.writeCtl(ctl.Msg{Type: ctl.TAck}) != nil {
 		return
 	}
@@ -149,47 +100,13 @@ func (l *link) peerGoodbye(n int) {
 	}
 }
 
-func (l *link) acceptStreams() {
-	for {
-		s, err := l.conn.AcceptUniStream(l.conn.Context())
-		if err != nil {
-			return
-		}
-		if !l.m.spawn(func() { l.readStream(s) }) {
-			return
-		}
-	}
-}
-
-func (l *link) streamEOF() {
-	l.mu.Lock()
-	l.eofs++
-	close(l.eofC)
-	l.eofC = make(chan struct{})
-	l.mu.Unlock()
-}
-
-// goodbye finishes every stream (all queued data written, then FIN), tells
-// the peer how many streams to expect, waits for its ack and closes.
+// goodbye tells the peer we are closing, waits for its ack (so it counts
+// this as an orderly close, not a loss) and closes.
 func (l *link) goodbye() {
-	for i := range l.slots {
-		l.slots[i].finishReq()
-	}
-	for i := range l.slots {
-		if d := l.slots[i].doneC(); d != nil {
-			select {
-			case <-d:
-			case <-l.conn.Context().Done():
-			}
-		}
-	}
-	l.mu.Lock()
-	n := l.opened
-	l.mu.Unlock()
 	if l.conn.Context().Err() != nil {
 		return
 	}
-	if l.writeCtl(ctl.Msg{Type: ctl.TGoodbye, Streams: uint32(n)}) == nil {
+	if l.writeCtl(ctl.Msg{Type: ctl.TGoodbye}) == nil {
 		t := time.NewTimer(goodbyeTimeout)
 		select {
 		case <-l.ackC:

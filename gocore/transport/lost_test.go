@@ -6,8 +6,8 @@ import (
 )
 
 // TestPeerKilled: a node dies without goodbye; the survivors must report it
-// through PeerLost (once), fail Sends to it with ErrPeerLost, and keep
-// talking to each other.
+// through PeerLost (once), refuse to Watch it again, and keep their link
+// to each other.
 func TestPeerKilled(t *testing.T) {
 	tests := []struct {
 		name string
@@ -28,9 +28,9 @@ func TestPeerKilled(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCluster(t, 3)
-			c.roundTrip(t, 1, 3, 0)
-			c.roundTrip(t, 2, 3, 0)
-			c.roundTrip(t, 1, 2, 0)
+			c.connect(t, 1, 3)
+			c.connect(t, 2, 3)
+			c.connect(t, 1, 2)
 			tc.kill(c.meshes[3])
 			for _, survivor := range []uint16{1, 2} {
 				err := c.recs[survivor].waitLost(t, 3)
@@ -38,14 +38,16 @@ func TestPeerKilled(t *testing.T) {
 					t.Fatalf("node %d: PeerLost(3) error %v, want ErrPeerLost but not ErrPeerClosed", survivor, err)
 				}
 				t.Logf("node %d: %v", survivor, err)
-				if err := c.meshes[survivor].Send(3, 0, []byte("x")); !errors.Is(err, ErrPeerLost) {
-					t.Fatalf("node %d: Send to dead node: %v, want ErrPeerLost", survivor, err)
+				if err := c.meshes[survivor].Watch(3); !errors.Is(err, ErrPeerLost) {
+					t.Fatalf("node %d: Watch of the dead node: %v, want ErrPeerLost", survivor, err)
 				}
 				if c.meshes[survivor].Connected(3) {
 					t.Fatalf("node %d still connected to the dead node", survivor)
 				}
 			}
-			c.roundTrip(t, 1, 2, 1)
+			if !c.meshes[1].Connected(2) {
+				t.Fatal("nodes 1 and 2 lost their link")
+			}
 			if _, lost := c.recs[1].lostErr(2); lost {
 				t.Fatal("node 1 lost node 2 too")
 			}
@@ -53,21 +55,17 @@ func TestPeerKilled(t *testing.T) {
 	}
 }
 
-// TestSendBlockedOnDeadPeer: a Send waiting for queue space on a silently
-// dead peer must return ErrPeerLost once the loss is detected, not hang.
-func TestSendBlockedOnDeadPeer(t *testing.T) {
+// TestUnreachablePeerIsLost: a node that never answers (nothing listens at
+// its address) is reported lost once the dial times out.
+func TestUnreachablePeerIsLost(t *testing.T) {
 	c := newCluster(t, 2)
-	c.roundTrip(t, 1, 2, 0)
-	c.meshes[2].tr.Close()
-	big := make([]byte, 1<<20)
-	var err error
-	// Flow control stops the writer after some MiB; then queueLimit blocks
-	// Send, until the idle timeout kills the link.
-	for i := 0; i < 1000 && err == nil; i++ {
-		err = c.meshes[1].Send(2, 0, big)
+	dead := c.meshes[2].Addr().String()
+	c.meshes[2].Close()
+	c.meshes[1].SetPeers(map[uint16]string{2: dead})
+	if err := c.meshes[1].Watch(2); err != nil {
+		t.Fatal(err)
 	}
-	if !errors.Is(err, ErrPeerLost) {
-		t.Fatalf("Send to a dead peer: %v, want ErrPeerLost", err)
+	if err := c.recs[1].waitLost(t, 2); !errors.Is(err, ErrPeerLost) {
+		t.Fatalf("PeerLost error %v, want ErrPeerLost", err)
 	}
-	c.recs[1].waitLost(t, 2)
 }

@@ -10,32 +10,15 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
-
-	"github.com/dragon-mp/dragon_mp/gocore/wire"
 )
-
-// NumStreams is the size of the stream pool per direction of a connection.
-// Lanes are hashed onto it; one lane always uses the same stream, which is
-// what keeps a lane FIFO. More streams add no throughput (a connection is
-// about one core of work), only less head-of-line blocking between lanes.
-const NumStreams = 8
-
-// MaxMessage is the largest message Send accepts: any length-prefixed
-// wire frame fits.
-const MaxMessage = wire.PrefixSize + wire.MaxFrame
-
-// queueLimit bounds the bytes queued on one stream before Send blocks
-// (back-pressure instead of unbounded memory). A larger message is still
-// accepted when the queue is empty.
-const queueLimit = 4 << 20
 
 const (
 	defaultIdleTimeout = 3 * time.Second
 	defaultKeepAlive   = 500 * time.Millisecond
 	defaultDialTimeout = 10 * time.Second
 	// goodbyeTimeout bounds how long Close waits for a live peer to
-	// acknowledge everything we sent.
-	goodbyeTimeout = 30 * time.Second
+	// acknowledge its goodbye.
+	goodbyeTimeout = 5 * time.Second
 )
 
 // Application error codes in CONNECTION_CLOSE.
@@ -44,7 +27,7 @@ const (
 	codeRejected  quic.ApplicationErrorCode = 1 // hello did not check out
 	codeDuplicate quic.ApplicationErrorCode = 2 // lost the tie-break
 	codeLost      quic.ApplicationErrorCode = 3 // we declared the peer lost
-	codeProtocol  quic.ApplicationErrorCode = 4 // peer broke the framing
+	codeProtocol  quic.ApplicationErrorCode = 4 // peer broke the control protocol
 	codeClosing   quic.ApplicationErrorCode = 5 // mesh closing, no goodbye possible
 )
 
@@ -53,12 +36,10 @@ var (
 	ErrPeerLost = errors.New("transport: peer lost")
 	// ErrPeerClosed means the peer said goodbye; it wraps ErrPeerLost.
 	ErrPeerClosed = fmt.Errorf("%w (peer closed)", ErrPeerLost)
-	// ErrClosed is returned by Send after Close started.
+	// ErrClosed is returned by Watch after Close started.
 	ErrClosed = errors.New("transport: mesh closed")
-	// ErrNoAddress: Send to a node with no connection and no known address.
+	// ErrNoAddress: Watch of a node with no connection and no known address.
 	ErrNoAddress = errors.New("transport: no address for node")
-	// ErrTooLarge: a message over MaxMessage.
-	ErrTooLarge = errors.New("transport: message too large")
 )
 
 func lostErr(node uint16, cause error) error {
@@ -76,10 +57,6 @@ type Config struct {
 	IdleTimeout time.Duration     // default 3 s: a silent peer is declared lost after this
 	KeepAlive   time.Duration     // default 500 ms
 	DialTimeout time.Duration     // default 10 s: a dial (handshake + hello) that takes longer fails
-	// Deliver is called for every message, in order per (peer, lane); msg
-	// is owned by the callee; it must not block for long (it runs on the
-	// stream's reader, and a stalled reader stalls its stream).
-	Deliver func(from uint16, lane uint64, msg []byte)
 	// PeerLost is called once when a peer is lost (timeout, closed, failed
 	// hello). It must not call Close. Not called once Close has started.
 	PeerLost func(node uint16, err error)
@@ -113,11 +90,8 @@ type Mesh struct {
 }
 
 // Start opens the UDP socket, starts listening and returns the mesh.
-// Connections are made lazily by Send, or by peers dialing in.
+// Connections are made by Watch, or by peers dialing in.
 func Start(cfg Config) (*Mesh, error) {
-	if cfg.Deliver == nil {
-		return nil, errors.New("transport: Config.Deliver is required")
-	}
 	id, err := cfg.Identity.load()
 	if err != nil {
 		return nil, err
@@ -153,10 +127,10 @@ func Start(cfg Config) (*Mesh, error) {
 			HandshakeIdleTimeout: cfg.DialTimeout,
 			MaxIdleTimeout:       cfg.IdleTimeout,
 			KeepAlivePeriod:      cfg.KeepAlive,
-			// Only the control stream is bidirectional; data streams are
-			// unidirectional, a fixed pool per direction.
+			// The control stream is the only stream (data travels on
+			// DataConns).
 			MaxIncomingStreams:    1,
-			MaxIncomingUniStreams: NumStreams,
+			MaxIncomingUniStreams: -1,
 			// Without this a 1280-byte path MTU costs ~200 ms per
 			// handshake (notes); PMTU discovery still grows packets.
 			InitialPacketSize: 1200,
@@ -196,27 +170,32 @@ func (m *Mesh) SetPeers(peers map[uint16]string) {
 	m.mu.Unlock()
 }
 
-// Send queues msg for node on lane: reliable, FIFO per (node, lane). It
-// dials the node if there is no connection yet, and blocks while the
-// lane's stream has more than a few MiB queued. msg is copied; the caller
-// may reuse it at once. Errors wrap ErrPeerLost, ErrClosed, ErrNoAddress or
-// ErrTooLarge. Safe for concurrent use.
-func (m *Mesh) Send(node uint16, lane uint64, msg []byte) error {
-	if len(msg) > MaxMessage {
-		return fmt.Errorf("%w: %d bytes", ErrTooLarge, len(msg))
-	}
+// Watch makes sure there is a connection to node, so that its loss is
+// noticed: it returns at once, dialing in the background if needed (the
+// outcome shows in Connected, or in PeerLost). Errors wrap ErrPeerLost (the
+// node is lost already), ErrClosed or ErrNoAddress.
+func (m *Mesh) Watch(node uint16) error {
 	if node == m.self {
-		return fmt.Errorf("transport: send to self (node %d)", node)
+		return nil
 	}
 	p, err := m.peer(node)
 	if err != nil {
 		return err
 	}
-	l, err := p.link()
-	if err != nil {
-		return err
+	return p.watch()
+}
+
+// Lost reports why node is lost, or nil.
+func (m *Mesh) Lost(node uint16) error {
+	m.mu.Lock()
+	p := m.peers[node]
+	m.mu.Unlock()
+	if p == nil {
+		return nil
 	}
-	return l.send(lane, msg)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lost
 }
 
 // Connected reports whether a trusted connection to node is up.
@@ -241,7 +220,7 @@ func (m *Mesh) peer(node uint16) (*peer, error) {
 	}
 	p := m.peers[node]
 	if p == nil {
-		p = &peer{m: m, id: node, changed: make(chan struct{})}
+		p = &peer{m: m, id: node}
 		m.peers[node] = p
 	}
 	return p, nil
@@ -306,10 +285,9 @@ func (m *Mesh) peerLost(node uint16, err error) {
 	}
 }
 
-// Close says goodbye to every connected peer - each acknowledges only after
-// it has read everything we sent - then closes all connections and the
-// socket, and waits for every goroutine (so no Deliver runs after Close
-// returns). Messages sent to a peer that is itself closing may be dropped.
+// Close says goodbye to every connected peer (so they see an orderly close,
+// not a loss), then closes all connections and the socket, and waits for
+// every goroutine (no PeerLost runs after Close returns).
 func (m *Mesh) Close() error {
 	m.mu.Lock()
 	if m.closing {

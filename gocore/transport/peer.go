@@ -24,61 +24,40 @@ type peer struct {
 	id uint16
 
 	mu        sync.Mutex
-	cur       *link         // the trusted link, if any
-	dialing   *dialAttempt  // our dial in flight, if any
-	waitTimer *time.Timer   // set while we wait for the peer to dial back
-	lost      error         // non-nil once lost; wraps ErrPeerLost
-	changed   chan struct{} // closed (and replaced) whenever cur or lost change
+	cur       *link        // the trusted link, if any
+	dialing   *dialAttempt // our dial in flight, if any
+	waitTimer *time.Timer  // set while we wait for the peer to dial back
+	lost      error        // non-nil once lost; wraps ErrPeerLost
 }
 
 type dialAttempt struct {
 	cancel context.CancelFunc
 }
 
-// notify wakes everyone waiting for a change. Caller holds p.mu.
-func (p *peer) notify() {
-	close(p.changed)
-	p.changed = make(chan struct{})
-}
-
-// link returns the trusted link, dialing and waiting for one if needed.
-func (p *peer) link() (*link, error) {
-	for {
-		addr, haveAddr := p.m.addrOf(p.id) // Mesh.mu before peer.mu, never inside
-		p.mu.Lock()
-		if p.lost != nil {
-			err := p.lost
-			p.mu.Unlock()
-			return nil, err
-		}
-		if p.cur != nil {
-			l := p.cur
-			p.mu.Unlock()
-			return l, nil
-		}
-		if p.dialing == nil && p.waitTimer == nil {
-			if !haveAddr {
-				p.mu.Unlock()
-				return nil, fmt.Errorf("%w %d", ErrNoAddress, p.id)
-			}
-			ctx, cancel := context.WithTimeout(p.m.ctx, p.m.cfg.DialTimeout)
-			d := &dialAttempt{cancel: cancel}
-			p.dialing = d
-			if !p.m.spawn(func() { p.dial(ctx, d, addr) }) {
-				cancel()
-				p.dialing = nil
-				p.mu.Unlock()
-				return nil, ErrClosed
-			}
-		}
-		ch := p.changed
-		p.mu.Unlock()
-		select {
-		case <-ch:
-		case <-p.m.closingC:
-			return nil, ErrClosed
-		}
+// watch starts a dial unless there is a link, a dial in flight, or a wait
+// for the peer to dial back; an error if the peer is lost already.
+func (p *peer) watch() error {
+	addr, haveAddr := p.m.addrOf(p.id) // Mesh.mu before peer.mu, never inside
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lost != nil {
+		return p.lost
 	}
+	if p.cur != nil || p.dialing != nil || p.waitTimer != nil {
+		return nil
+	}
+	if !haveAddr {
+		return fmt.Errorf("%w %d", ErrNoAddress, p.id)
+	}
+	ctx, cancel := context.WithTimeout(p.m.ctx, p.m.cfg.DialTimeout)
+	d := &dialAttempt{cancel: cancel}
+	p.dialing = d
+	if !p.m.spawn(func() { p.dial(ctx, d, addr) }) {
+		cancel()
+		p.dialing = nil
+		return ErrClosed
+	}
+	return nil
 }
 
 // dial connects to the peer, says hello and installs the link if the peer
@@ -121,7 +100,6 @@ func (p *peer) install(l *link, d *dialAttempt) bool {
 		return false
 	}
 	p.cur = l
-	p.notify()
 	return true
 }
 
@@ -177,7 +155,6 @@ func (p *peer) accept(l *link) ctl.Status {
 		p.waitTimer = nil
 	}
 	p.cur = l
-	p.notify()
 	return ctl.StatusOK
 }
 
@@ -199,13 +176,9 @@ func (p *peer) fail(err error, closeConn bool) {
 		p.waitTimer.Stop()
 		p.waitTimer = nil
 	}
-	p.notify()
 	p.mu.Unlock()
-	if l != nil {
-		if closeConn {
-			l.abort(codeLost, "peer lost")
-		}
-		l.kill(err)
+	if l != nil && closeConn {
+		l.abort(codeLost, "peer lost")
 	}
 	p.m.peerLost(p.id, err)
 }

@@ -88,18 +88,3 @@ func TestParseIdentityRejects(t *testing.T) {
 		})
 	}
 }
-
-func TestSlotOfSpreads(t *testing.T) {
-	// Dense lane numbers must not all land on one stream.
-	seen := map[int]bool{}
-	for lane := range uint64(64) {
-		s := slotOf(lane)
-		if s < 0 || s >= NumStreams {
-			t.Fatalf("slotOf(%d) = %d", lane, s)
-		}
-		seen[s] = true
-	}
-	if len(seen) != NumStreams {
-		t.Fatalf("64 lanes used %d of %d streams", len(seen), NumStreams)
-	}
-}

@@ -1,5 +1,6 @@
-// Package wire is the codec for op frames: one remote operation (a request),
-// its reply, or a cancellation, as exchanged between node agents.
+// Package wire is the codec for op frames: one remote operation (a request
+// or a post), its reply, an ack, a sync, as exchanged between a process and
+// another node's agent.
 //
 // # Contract
 //
@@ -10,6 +11,9 @@
 //     panics and never allocates more than the Args slice (at most MaxArgs
 //     values), whatever the input; anything that is not exactly one valid
 //     frame is ErrMalformed. The decoded Payload aliases the input.
+//   - ReadHeader reads a frame up to its payload, which the caller then reads
+//     from the stream into memory of its choice; AppendHeader is its
+//     counterpart for writing.
 //   - ReadFrame reads one length-prefixed frame from a stream, reusing the
 //     caller's buffer. Lengths above MaxFrame are rejected before any
 //     allocation, and the buffer grows only as bytes actually arrive, so a
@@ -24,7 +28,7 @@
 // followed by the body:
 //
 //	+0   version  uint8   1 (Version); anything else is ErrMalformed
-//	+1   kind     uint8   KindRequest, KindReply, KindCancel, KindPost or KindAck
+//	+1   kind     uint8   KindRequest, KindReply, KindSync, KindPost, KindAck or KindPostFailed
 //	+2   op       uint16
 //	+4   code     int32
 //	+8   reqID    uint64

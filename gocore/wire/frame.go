@@ -10,12 +10,16 @@ import (
 type Kind uint8
 
 const (
-	KindRequest Kind = 1
-	KindReply   Kind = 2
-	KindCancel  Kind = 3
-	KindPost    Kind = 4 // a request that wants no reply (runs in order per lane)
-	KindAck     Kind = 5 // the requester's side took a reply (Code 0) or could not (Code 1)
+	KindRequest    Kind = 1 // wants a KindReply with its ReqID
+	KindReply      Kind = 2
+	KindSync       Kind = 3 // wants a KindReply once every earlier post of the connection has run
+	KindPost       Kind = 4 // a request that wants no reply (runs in order per connection)
+	KindAck        Kind = 5 // the requester took a reply (Code 0) or could not (Code 1)
+	KindPostFailed Kind = 6 // a post (ReqID, Addr, Op) failed: Code and message as in a reply
 )
+
+// lastKind is the highest valid Kind.
+const lastKind = KindPostFailed
 
 func (k Kind) String() string {
 	switch k {
@@ -23,12 +27,14 @@ func (k Kind) String() string {
 		return "request"
 	case KindReply:
 		return "reply"
-	case KindCancel:
-		return "cancel"
+	case KindSync:
+		return "sync"
 	case KindPost:
 		return "post"
 	case KindAck:
 		return "ack"
+	case KindPostFailed:
+		return "post failed"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -70,7 +76,7 @@ type Frame struct {
 // Validate reports whether f can be encoded.
 func (f *Frame) Validate() error {
 	switch {
-	case f.Kind < KindRequest || f.Kind > KindAck:
+	case f.Kind < KindRequest || f.Kind > lastKind:
 		return fmt.Errorf("%w: bad kind %d", ErrMalformed, f.Kind)
 	case len(f.Args) > MaxArgs:
 		return fmt.Errorf("%w: %d args > %d", ErrMalformed, len(f.Args), MaxArgs)
@@ -88,12 +94,26 @@ func (f *Frame) BodySize() int { return HeaderSize + 8*len(f.Args) + len(f.Paylo
 // invalid one is a bug in the caller, and encoding it anyway would corrupt
 // the stream for every later frame.
 func (f *Frame) AppendTo(b []byte) []byte {
-	if err := f.Validate(); err != nil {
+	b = f.AppendHeader(grow(b, PrefixSize+f.BodySize()), len(f.Payload))
+	return append(b, f.Payload...)
+}
+
+// AppendHeader appends f's length prefix, header and Args for a payload of
+// n bytes that the caller writes right after them (f.Payload is not
+// used): a large payload then goes out from where it lies, uncopied. It
+// panics as AppendTo does, also for n over MaxPayload.
+func (f *Frame) AppendHeader(b []byte, n int) []byte {
+	g := *f
+	g.Payload = nil
+	if err := g.Validate(); err != nil {
 		panic(err)
 	}
-	n := f.BodySize()
-	b = grow(b, PrefixSize+n)
-	b = binary.LittleEndian.AppendUint32(b, uint32(n))
+	if n < 0 || n > MaxPayload {
+		panic(fmt.Errorf("%w: payload %d > %d", ErrMalformed, n, MaxPayload))
+	}
+	body := HeaderSize + 8*len(f.Args) + n
+	b = grow(b, PrefixSize+HeaderSize+8*len(f.Args))
+	b = binary.LittleEndian.AppendUint32(b, uint32(body))
 	b = append(b, Version, byte(f.Kind))
 	b = binary.LittleEndian.AppendUint16(b, f.Op)
 	b = binary.LittleEndian.AppendUint32(b, uint32(f.Code))
@@ -102,11 +122,11 @@ func (f *Frame) AppendTo(b []byte) []byte {
 	b = binary.LittleEndian.AppendUint64(b, f.Addr)
 	b = binary.LittleEndian.AppendUint64(b, uint64(f.Timeout))
 	b = append(b, byte(len(f.Args)), 0, 0, 0)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(f.Payload)))
+	b = binary.LittleEndian.AppendUint32(b, uint32(n))
 	for _, a := range f.Args {
 		b = binary.LittleEndian.AppendUint64(b, uint64(a))
 	}
-	return append(b, f.Payload...)
+	return b
 }
 
 // grow makes room for n more bytes with at most one allocation.
@@ -132,32 +152,62 @@ func Decode(b []byte) (Frame, error) {
 // nothing. Payload aliases b. On error f is zeroed (Args empty, storage
 // kept).
 func (f *Frame) DecodeFrom(b []byte) error {
-	args := f.Args[:0]
-	*f = Frame{Args: args}
 	if len(b) < HeaderSize {
+		*f = Frame{Args: f.Args[:0]}
 		return fmt.Errorf("%w: %d bytes < header %d", ErrMalformed, len(b), HeaderSize)
 	}
+	plen, err := f.decodeHeader(b, len(b))
+	if err != nil {
+		return err
+	}
+	if plen > 0 {
+		off := len(b) - plen
+		// Full slice expression: an append by the caller must not
+		// overwrite whatever follows in b.
+		f.Payload = b[off:len(b):len(b)]
+	}
+	return nil
+}
+
+// ArgsSize is the size of the Args a header (its first HeaderSize bytes)
+// announces; malformed headers report 0 and are caught by decodeHeader.
+func ArgsSize(hdr []byte) int {
+	if len(hdr) < HeaderSize || hdr[40] > MaxArgs {
+		return 0
+	}
+	return 8 * int(hdr[40])
+}
+
+// decodeHeader decodes the header and Args at the start of b (at least
+// HeaderSize + ArgsSize bytes) of a body of bodyLen bytes into f, with no
+// Payload, and returns the payload length. On error f is zeroed.
+func (f *Frame) decodeHeader(b []byte, bodyLen int) (int, error) {
+	args := f.Args[:0]
+	*f = Frame{Args: args}
 	if b[0] != Version {
-		return fmt.Errorf("%w: version %d", ErrMalformed, b[0])
+		return 0, fmt.Errorf("%w: version %d", ErrMalformed, b[0])
 	}
 	kind := Kind(b[1])
-	if kind < KindRequest || kind > KindAck {
-		return fmt.Errorf("%w: bad kind %d", ErrMalformed, b[1])
+	if kind < KindRequest || kind > lastKind {
+		return 0, fmt.Errorf("%w: bad kind %d", ErrMalformed, b[1])
 	}
 	nargs := int(b[40])
 	if nargs > MaxArgs {
-		return fmt.Errorf("%w: %d args > %d", ErrMalformed, nargs, MaxArgs)
+		return 0, fmt.Errorf("%w: %d args > %d", ErrMalformed, nargs, MaxArgs)
 	}
 	if b[41]|b[42]|b[43] != 0 {
-		return fmt.Errorf("%w: reserved bytes set", ErrMalformed)
+		return 0, fmt.Errorf("%w: reserved bytes set", ErrMalformed)
 	}
 	plen := uint64(binary.LittleEndian.Uint32(b[44:]))
 	if plen > MaxPayload {
-		return fmt.Errorf("%w: payload %d > %d", ErrMalformed, plen, MaxPayload)
+		return 0, fmt.Errorf("%w: payload %d > %d", ErrMalformed, plen, MaxPayload)
 	}
 	// Compare in uint64: all terms are small, so no overflow on any arch.
-	if want := uint64(HeaderSize) + 8*uint64(nargs) + plen; uint64(len(b)) != want {
-		return fmt.Errorf("%w: body %d bytes, header says %d", ErrMalformed, len(b), want)
+	if want := uint64(HeaderSize) + 8*uint64(nargs) + plen; uint64(bodyLen) != want {
+		return 0, fmt.Errorf("%w: body %d bytes, header says %d", ErrMalformed, bodyLen, want)
+	}
+	if len(b) < HeaderSize+8*nargs {
+		return 0, fmt.Errorf("%w: %d bytes < header and args %d", ErrMalformed, len(b), HeaderSize+8*nargs)
 	}
 	f.Kind = kind
 	f.Op = binary.LittleEndian.Uint16(b[2:])
@@ -175,11 +225,5 @@ func (f *Frame) DecodeFrom(b []byte) error {
 		}
 		f.Args = args
 	}
-	if plen > 0 {
-		off := HeaderSize + 8*nargs
-		// Full slice expression: an append by the caller must not
-		// overwrite whatever follows in b.
-		f.Payload = b[off : off+int(plen) : off+int(plen)]
-	}
-	return nil
+	return int(plen), nil
 }

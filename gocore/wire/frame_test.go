@@ -15,7 +15,8 @@ func sampleFrames() []Frame {
 		{Kind: KindReply, Op: 7, Code: -3, ReqID: 1, Origin: 2, Addr: 3, Timeout: -1},
 		{Kind: KindPost, Op: 3, Addr: 1 << 48, Payload: []byte("post")},
 		{Kind: KindAck, Code: 1, ReqID: 9, Origin: 4, Addr: 2 << 48},
-		{Kind: KindCancel, ReqID: math.MaxUint64, Origin: math.MaxUint64, Addr: math.MaxUint64, Timeout: math.MinInt64},
+		{Kind: KindSync, ReqID: math.MaxUint64, Origin: math.MaxUint64, Addr: math.MaxUint64, Timeout: math.MinInt64},
+		{Kind: KindPostFailed, Op: 1, Code: 32, ReqID: 77, Addr: 5<<48 | 64, Payload: []byte("E32: channel closed")},
 		{Kind: KindRequest, Op: math.MaxUint16, Code: math.MinInt32, Args: []int64{-1}},
 		{Kind: KindRequest, Args: []int64{1, 2, 3, 4, 5, 6, 7, math.MinInt64}, Payload: []byte("x")},
 		{Kind: KindReply, Code: math.MaxInt32, Timeout: 0, Payload: bytes.Repeat([]byte{0xab}, 70000)},
@@ -79,6 +80,52 @@ func TestReadFrameStream(t *testing.T) {
 	}
 }
 
+// TestReadHeaderStream reads a stream header by header, each payload by
+// the caller into its own buffer, as a server reading a large payload into
+// a pool block does; AppendHeader followed by the payload writes the same
+// bytes as AppendTo.
+func TestReadHeaderStream(t *testing.T) {
+	var stream []byte
+	frames := sampleFrames()
+	for i, f := range frames {
+		if i%2 == 0 {
+			stream = f.AppendTo(stream)
+		} else {
+			stream = append(f.AppendHeader(stream, len(f.Payload)), f.Payload...)
+		}
+	}
+	r := bytes.NewReader(stream)
+	var buf []byte
+	for i, f := range frames {
+		var g Frame
+		n, err := ReadHeader(r, &buf, &g)
+		if err != nil {
+			t.Fatalf("%d: %v", i, err)
+		}
+		if n != len(f.Payload) || g.Payload != nil {
+			t.Fatalf("%d: payload length %d (payload %v), want %d", i, n, g.Payload, len(f.Payload))
+		}
+		g.Payload = make([]byte, n)
+		if _, err := io.ReadFull(r, g.Payload); err != nil {
+			t.Fatalf("%d: payload: %v", i, err)
+		}
+		if !same(f, g) {
+			t.Fatalf("%d: got %+v want %+v", i, g, f)
+		}
+	}
+	var g Frame
+	if _, err := ReadHeader(r, &buf, &g); err != io.EOF {
+		t.Fatalf("after last frame: %v, want io.EOF", err)
+	}
+	for _, cut := range []int{2, PrefixSize + 10, PrefixSize + HeaderSize + 3} {
+		f := Frame{Kind: KindRequest, Args: []int64{1, 2}, Payload: []byte("abc")}
+		enc := f.AppendTo(nil)[:cut]
+		if _, err := ReadHeader(bytes.NewReader(enc), &buf, &g); err != io.ErrUnexpectedEOF {
+			t.Fatalf("stream cut at %d: %v, want io.ErrUnexpectedEOF", cut, err)
+		}
+	}
+}
+
 func TestDecodeErrors(t *testing.T) {
 	good := (&Frame{Kind: KindRequest, Args: []int64{1, 2}, Payload: []byte("abc")}).AppendTo(nil)[PrefixSize:]
 	mut := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
@@ -90,7 +137,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"short header", good[:HeaderSize-1]},
 		{"bad version", mut(func(b []byte) []byte { b[0] = 2; return b })},
 		{"kind 0", mut(func(b []byte) []byte { b[1] = 0; return b })},
-		{"kind 6", mut(func(b []byte) []byte { b[1] = 6; return b })},
+		{"kind 7", mut(func(b []byte) []byte { b[1] = 7; return b })},
 		{"too many args", mut(func(b []byte) []byte { b[40] = MaxArgs + 1; return b })},
 		{"reserved set", mut(func(b []byte) []byte { b[42] = 1; return b })},
 		{"payload over max", mut(func(b []byte) []byte { b[47] = 0x80; return b })},
@@ -199,6 +246,13 @@ func FuzzDecode(f *testing.F) {
 		g, err := ReadFrame(bytes.NewReader(enc), &buf)
 		if err != nil || !same(fr, g) {
 			t.Fatalf("ReadFrame disagrees with Decode: %v", err)
+		}
+		var h Frame
+		r := bytes.NewReader(enc)
+		n, err := ReadHeader(r, &buf, &h)
+		h.Payload = enc[len(enc)-r.Len():]
+		if err != nil || n != r.Len() || !same(fr, h) {
+			t.Fatalf("ReadHeader disagrees with Decode: %v", err)
 		}
 	})
 }

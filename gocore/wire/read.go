@@ -23,6 +23,50 @@ func ReadFrame(r io.Reader, buf *[]byte) (Frame, error) {
 	return f, err
 }
 
+// ReadHeader reads one frame's length prefix, header and Args from r into
+// f (Payload nil) and returns the length of its payload, which the caller
+// must read from r next (into wherever it belongs: a large payload need not
+// pass through a buffer). *buf is reused as ReadFrame does. A bad prefix or
+// header wraps ErrMalformed; the stream is then unusable.
+func ReadHeader(r io.Reader, buf *[]byte, f *Frame) (int, error) {
+	if cap(*buf) < PrefixSize+HeaderSize+8*MaxArgs {
+		*buf = make([]byte, 0, 512)
+	}
+	b := (*buf)[:PrefixSize+HeaderSize]
+	if _, err := io.ReadFull(r, b[:PrefixSize]); err != nil {
+		return 0, err // io.EOF between frames, ErrUnexpectedEOF inside the prefix
+	}
+	n := binary.LittleEndian.Uint32(b)
+	if n > MaxFrame {
+		return 0, fmt.Errorf("%w: length %d > MaxFrame", ErrMalformed, n)
+	}
+	if n < HeaderSize {
+		return 0, fmt.Errorf("%w: length %d < header %d", ErrMalformed, n, HeaderSize)
+	}
+	if _, err := io.ReadFull(r, b[PrefixSize:]); err != nil {
+		return 0, unexpected(err)
+	}
+	hdr := b[PrefixSize:]
+	if na := ArgsSize(hdr); na > 0 {
+		if int(n) < HeaderSize+na {
+			return 0, fmt.Errorf("%w: length %d < header and args", ErrMalformed, n)
+		}
+		b = (*buf)[:PrefixSize+HeaderSize+na]
+		if _, err := io.ReadFull(r, b[PrefixSize+HeaderSize:]); err != nil {
+			return 0, unexpected(err)
+		}
+		hdr = b[PrefixSize:]
+	}
+	return f.decodeHeader(hdr, int(n))
+}
+
+func unexpected(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
 // ReadFrameInto is ReadFrame decoding into f (see DecodeFrom), so a loop
 // reading into one Frame allocates nothing in steady state.
 func ReadFrameInto(r io.Reader, buf *[]byte, f *Frame) error {

@@ -1,6 +1,7 @@
-// Package ctl is the codec of the control stream between two node agents:
-// the hello exchange that makes a QUIC connection trusted, and the
-// goodbye/ack exchange that makes closing lossless.
+// Package ctl is the codec of the control messages between two node agents
+// (and of the hello of a data connection): the hello exchange that makes a
+// connection trusted, and the goodbye/ack exchange that makes a close
+// orderly rather than a loss.
 //
 // Every message is a uint16 little-endian body length followed by the body;
 // bodies are at most MaxBody bytes and their first byte is the Type. Decode
@@ -9,7 +10,7 @@
 //
 //	Hello   type=1 version:u8 from:u16 to:u16 runLen:u8 run[runLen]
 //	Reply   type=2 status:u8 from:u16
-//	Goodbye type=3 streams:u32   (data streams the sender opened and has finished)
+//	Goodbye type=3
 //	Ack     type=4
 package ctl
 
@@ -74,7 +75,6 @@ type Msg struct {
 	To      uint16 // Hello
 	RunID   string // Hello
 	Status  Status // Reply
-	Streams uint32 // Goodbye
 }
 
 // Append appends m, length-prefixed, to b.
@@ -94,9 +94,7 @@ func (m *Msg) Append(b []byte) ([]byte, error) {
 	case TReply:
 		body = append(body, byte(m.Status))
 		body = binary.LittleEndian.AppendUint16(body, m.From)
-	case TGoodbye:
-		body = binary.LittleEndian.AppendUint32(body, m.Streams)
-	case TAck:
+	case TGoodbye, TAck:
 	default:
 		return b, fmt.Errorf("%w: type %d", ErrMalformed, m.Type)
 	}
@@ -138,12 +136,7 @@ func Decode(b []byte) (Msg, error) {
 				return bad("unknown status")
 			}
 		}
-	case TGoodbye:
-		want = 4
-		if len(p) == want {
-			m.Streams = binary.LittleEndian.Uint32(p)
-		}
-	case TAck:
+	case TGoodbye, TAck:
 		want = 0
 	default:
 		return bad("unknown type")

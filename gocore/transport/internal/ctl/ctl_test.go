@@ -17,7 +17,7 @@ func samples() []Msg {
 		{Type: TReply, Status: StatusDuplicate, From: 8},
 		{Type: TReply, Status: StatusRejected},
 		{Type: TReply, Status: StatusLost, From: 1},
-		{Type: TGoodbye, Streams: 8},
+		{Type: TGoodbye},
 		{Type: TAck},
 	}
 }
@@ -56,7 +56,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"reply short", []byte{byte(TReply), 1}},
 		{"reply bad status", []byte{byte(TReply), 0, 1, 0}},
 		{"reply status 5", []byte{byte(TReply), 5, 1, 0}},
-		{"goodbye short", []byte{byte(TGoodbye), 1, 0, 0}},
+		{"goodbye long", []byte{byte(TGoodbye), 1, 0, 0}},
 		{"ack trailing", []byte{byte(TAck), 0}},
 		{"too long", append([]byte{byte(TAck)}, make([]byte, MaxBody)...)},
 	}
@@ -77,7 +77,7 @@ func TestReadErrors(t *testing.T) {
 	}{
 		{"zero length", []byte{0, 0}, ErrMalformed},
 		{"over max", []byte{0xff, 0xff}, ErrMalformed},
-		{"truncated", []byte{5, 0, byte(TGoodbye)}, io.ErrUnexpectedEOF},
+		{"truncated", []byte{5, 0, byte(THello)}, io.ErrUnexpectedEOF},
 		{"half prefix", []byte{5}, io.ErrUnexpectedEOF},
 	}
 	for _, tc := range tests {
