@@ -5,13 +5,14 @@ local start) into a channel of its own node, which every node can address,
 and asks the target node's agent to start a fresh interpreter there
 (`child_main`); the child reads its process from the channel and runs it
 with spawn semantics. Its standard streams are its node agent's, which the
-launcher forwards. The target agent is the child's real parent: it reaps it,
-and a watcher thread here waits for the exit code remotely and then closes
-the write end of a pipe whose read end is the `sentinel`, so
-`connection.wait` works on it as on a local process.
+launcher forwards. The target agent is the child's real parent: it reaps it
+and sends the exit code to a channel of this node that the start request
+names, so nothing here waits on the other node. A watcher thread takes the
+code from that channel (or, if the child's node is lost, calls the child
+killed) and then closes the write end of a pipe whose read end is the
+`sentinel`, so `connection.wait` works on it as on a local process.
 """
 
-import ctypes
 import io
 import pickle
 import os
@@ -26,7 +27,7 @@ from . import _core, _runtime, reduction, spawn
 
 __all__ = ['Popen', 'child_main']
 
-WAIT_SLICE_NS = 1_000_000_000
+WAIT_SLICE = 0.1       # s: how often the watcher looks whether the child's node is lost
 
 
 class Popen:
@@ -54,7 +55,11 @@ class Popen:
         argv = _runtime.python_command(
             f'from dragon_mp.popen_remote import child_main; child_main({addr}, {channel._inline})',
             '--multiprocessing-fork')
-        spec = {'argv': argv, 'env': _runtime.child_environment(), 'dir': os.getcwd()}
+        # The target agent sends the exit code here; kept alive until the
+        # watcher has it (an address freed earlier could be reused).
+        self._exit_chan = _Channel(0)
+        spec = {'argv': argv, 'env': _runtime.child_environment(), 'dir': os.getcwd(),
+                'notify': self._exit_chan._addr}
         import json
         gc = _core.gocore()
         self._handle = _core.call(gc.RemoteProcStart, node, json.dumps(spec))
@@ -69,20 +74,22 @@ class Popen:
         raise ValueError('file descriptors cannot be passed to a process on another node')
 
     def _watch(self):
-        fn = _core.clib().dmp_remote_proc_wait
-        fn.restype = ctypes.c_int64
-        fn.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
-                       ctypes.POINTER(ctypes.c_int64)]
-        code = ctypes.c_int64()
+        import queue
+        gc = _core.gocore()
         while True:
-            rc = fn(self.node, self._handle, WAIT_SLICE_NS, ctypes.byref(code))
-            if rc == 1:
-                self.returncode = code.value
+            try:
+                self.returncode = int(self._exit_chan.recv(timeout=WAIT_SLICE))
                 break
-            if rc < 0:
+            except queue.Empty:
+                pass
+            except Exception:
+                self.returncode = -signal.SIGKILL     # the run is ending
+                break
+            if gc.NodeLost(self.node):
                 # The node is lost (or the run ended): its processes went with it.
                 self.returncode = -signal.SIGKILL
                 break
+        self._exit_chan = None
         os.close(self._sentinel_w)      # the sentinel is ready before wait() returns
         self._exited.set()
 

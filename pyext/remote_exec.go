@@ -8,6 +8,7 @@ import "C"
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/dragon-mp/dragon_mp/gocore/agent"
@@ -54,7 +55,6 @@ const (
 	opRawWrite                          // (off), payload -> ()
 	opProcStart                         // spec JSON payload -> handle   (Addr: node<<48)
 	opProcPid                           // (h) -> pid
-	opProcWait                          // (h) -> exit code
 	opProcSignal                        // (h, sig) -> ()
 	opProcRelease                       // (h) -> ()
 	opChanCap                           // () -> capacity (0: unbounded)
@@ -159,7 +159,7 @@ func (e executor) Exec(req *agent.Request, wait bool) (agent.Result, bool) {
 			return agent.Result{Reply: rep, Undo: func() { dmp_rlock_release(addr, owner) }}, true
 		}
 		return agent.Result{Reply: rep}, !try || rep.Code != 0
-	case opEventWait, opCondWait, opChanReady, opProcWait:
+	case opEventWait, opCondWait, opChanReady:
 		if try {
 			return agent.Result{}, false
 		}
@@ -308,11 +308,9 @@ func executeOp(f *wire.Frame) (rep wire.Frame) {
 	case opRawRead, opRawWrite:
 		return execRaw(f)
 	case opProcStart:
-		return replyInt(ProcStart(spawnSpec(f.Payload)))
+		return remoteProcStart(f)
 	case opProcPid:
 		return replyInt(ProcPid(arg(f, 0)))
-	case opProcWait:
-		return replyInt(ProcWait(arg(f, 0), f.Timeout))
 	case opProcSignal:
 		return replyInt(0, ProcSignal(arg(f, 0), arg(f, 1)))
 	case opProcRelease:
@@ -352,6 +350,32 @@ func execRaw(f *wire.Frame) wire.Frame {
 		return replyInt(0, nil)
 	}
 	return wire.Frame{Payload: append([]byte(nil), b...)}
+}
+
+// remoteProcStart starts a process for another node and, when the spec
+// names a channel of the requester's node ("notify"), sends the process's
+// exit code there once it has been reaped: the requester learns of the exit
+// without asking (popen_remote waits on that channel, a local one for it).
+func remoteProcStart(f *wire.Frame) wire.Frame {
+	var s struct {
+		Notify int64 `json:"notify"`
+	}
+	json.Unmarshal(f.Payload, &s)
+	h, err := ProcStart(spawnSpec(f.Payload))
+	if err != nil || s.Notify == 0 {
+		return replyInt(h, err)
+	}
+	p, err := procAt(h)
+	if err != nil {
+		return replyInt(h, err)
+	}
+	go func() {
+		st, _ := p.Wait(-1)
+		// A requester that is gone (or whose node is lost) has stopped
+		// listening: nothing to do about a failure here.
+		remotePost(opChanSend, s.Notify, [][]byte{strconv.AppendInt(nil, int64(st.Code), 10)})
+	}()
+	return replyInt(h, nil)
 }
 
 // spawnSpec adapts a spec sent by another node: this node's run environment,

@@ -1,14 +1,11 @@
 package pyext
 
-/*
-#include <stdint.h>
-*/
-import "C"
+import "github.com/dragon-mp/dragon_mp/gocore/runtime"
 
-import "time"
-
-// Processes on other nodes: started, waited for and signalled by the agent
-// of their node (remote_exec.go), addressed by (node, handle of that agent).
+// Processes on other nodes: started and signalled by the agent of their node
+// (remote_exec.go), addressed by (node, handle of that agent). Their exit
+// code is sent to a channel of the starting node (the spec's "notify"), so
+// nobody waits for it remotely.
 
 func nodeTarget(node int64) (int64, error) {
 	if node < 0 || node >= 1<<15 {
@@ -59,29 +56,12 @@ func RemoteProcRelease(node, h int64) error {
 	return remoteErr(opProcRelease, target, h)
 }
 
-// dmp_remote_proc_wait waits up to timeoutNs for a process on node: its exit
-// code is stored in *code and 1 returned; 0 when still running; <0 error
-// (codeNodeLost when the node is gone). Through ctypes, without the GIL.
-//
-//export dmp_remote_proc_wait
-func dmp_remote_proc_wait(node, h C.int64_t, timeoutNs C.int64_t, code *C.int64_t) (rc int64) {
-	defer cRecover(&rc)
-	target, err := nodeTarget(int64(node))
-	if err != nil {
-		return cCode(err)
+// NodeLost reports whether this node's agent found node lost (one look at
+// shared memory; false in a run of one node).
+func NodeLost(node int64) bool {
+	r, err := current()
+	if err != nil || node < 0 || node >= runtime.MaxNodes {
+		return false
 	}
-	var v int64
-	err = sliced(duration(timeoutNs), func(t time.Duration) (bool, error) {
-		f, err := remoteCall(opProcWait, target, t, nil, int64(h))
-		v = result0(f)
-		return isCode(err, codeTimeout), err
-	})
-	if err != nil {
-		if isCode(err, codeTimeout) {
-			return 0
-		}
-		return cCode(err)
-	}
-	*code = C.int64_t(v)
-	return 1
+	return r.NodeLost(uint16(node))
 }

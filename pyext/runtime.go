@@ -3,8 +3,10 @@ package pyext
 import (
 	"encoding/json"
 	"errors"
+	goruntime "runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dragon-mp/dragon_mp/gocore/runtime"
 )
@@ -126,3 +128,25 @@ func flag(b bool) int64 {
 	}
 	return 0
 }
+
+// schedTick lets the Go scheduler see the calling thread at least every
+// tickEvery. Why: a Python thread calling into Go runs on a locked M that
+// keeps its P between calls (the cgo call back to Python counts as a
+// system call), and that P's scheduling tick never moves. After 10 ms
+// sysmon takes such a P by force at every pass; from then on it passes
+// every 20 us instead of backing off to 10 ms, and each pass wakes an M
+// that finds nothing to do: tens of thousands of thread wake-ups a second
+// in a process that calls into Go often (measured: a remote Pipe
+// ping-pong, 20 us nanosleeps of sysmon and a futex wake each). A yield
+// through the scheduler every few milliseconds moves the tick, and sysmon
+// backs off again. Entry points that may wait, or run often, call it.
+func schedTick() {
+	now := time.Now().UnixNano()
+	if l := lastTick.Load(); now-l > int64(tickEvery) && lastTick.CompareAndSwap(l, now) {
+		goruntime.Gosched()
+	}
+}
+
+const tickEvery = 5 * time.Millisecond
+
+var lastTick atomic.Int64

@@ -28,7 +28,11 @@ const (
 	opTake   uint16 = 5 // -> payload "taken"; undone if the reply does not reach the process
 	opBlock  uint16 = 6 // waits for release (or its timeout) -> 1 released / 0
 	opBig    uint16 = 7 // (n) -> n bytes of a pattern, from executor memory freed by Done
+	opSink   uint16 = 8 // payload dropped (benchmarks)
+	opSource uint16 = 9 // (n) -> n bytes of a buffer made once (benchmarks)
 )
+
+var source = make([]byte, 16<<20)
 
 // logs holds every node's opAppend log: the executors of one test run
 // share it, so node X's executor can count node Y's log (fences).
@@ -101,6 +105,10 @@ func (e *testExec) Exec(req *Request, wait bool) (Result, bool) {
 		}
 	case opBig:
 		return Result{Reply: wire.Frame{Payload: pattern(int(req.Args[0]))}, Done: func() { e.freed.Add(1) }}, true
+	case opSink:
+		return Result{}, true
+	case opSource:
+		return Result{Reply: wire.Frame{Payload: source[:req.Args[0]]}}, true
 	}
 	return Result{Reply: wire.Frame{Code: 1, Payload: []byte("unknown op")}}, true
 }
