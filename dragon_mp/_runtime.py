@@ -114,6 +114,8 @@ def _attach(runid):
     _run = _Run(runid, head=False)
     if multi_node():
         atexit.register(sync_remote)
+        from . import _node_sockets
+        _node_sockets.install()
 
 
 def _create(runid=None, node=0):
@@ -132,6 +134,8 @@ def _create(runid=None, node=0):
     atexit.register(shutdown, True)
     if multi_node():
         atexit.register(sync_remote)      # runs first: atexit is last in, first out
+        from . import _node_sockets
+        _node_sockets.install()
 
 
 def _start_reaper(run):

@@ -131,8 +131,10 @@ def main(argv=None):
 
 
 # After a node is lost, operations waiting on it fail at once; the program
-# gets this long to end by itself before it is terminated.
-LOST_NODE_GRACE = 10.0
+# gets this long to end by itself before it is terminated (SIGTERM, then
+# SIGKILL 3 s later). With ~3 s to notice the loss, the launcher is gone
+# ~11 s after a node is cut at the latest.
+LOST_NODE_GRACE = 5.0
 
 
 def wait_program(gc, handle, cluster):

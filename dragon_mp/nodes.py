@@ -376,8 +376,17 @@ class Cluster:
             s.signal(signum)
 
     def stop(self):
+        """End every node's part: close the sessions' stdin (each node then ends
+        its processes and removes its memory) and wait for them, all at once. A
+        lost node's session is not waited for: nothing it runs can answer, and
+        its ssh (or srun) would only notice after its own timeouts."""
+        lost = set(self.lost())
         for s in self.sessions:
             s.stop()
-        for s in self.sessions:
-            s.finish(15)
+        waiters = [threading.Thread(target=s.finish, args=(0 if set(s.nodes) <= lost else 15,),
+                                    daemon=True) for s in self.sessions]
+        for t in waiters:
+            t.start()
+        for t in waiters:
+            t.join()
         _core.call(_core.gocore().AgentStop)

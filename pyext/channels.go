@@ -182,8 +182,6 @@ func dmp_pool_base() C.uint64_t {
 //
 //export dmp_last_error
 func dmp_last_error(buf unsafe.Pointer, capacity C.uint64_t) int64 {
-	lastErrMu.Lock()
-	defer lastErrMu.Unlock()
-	n := copy(unsafe.Slice((*byte)(buf), int(capacity)), lastErr)
+	n := copy(unsafe.Slice((*byte)(buf), int(capacity)), takeLastErr())
 	return int64(n)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/dragon-mp/dragon_mp/gocore/pool"
 	"github.com/dragon-mp/dragon_mp/gocore/runtime"
 	"github.com/dragon-mp/dragon_mp/gocore/shmsync"
+	"golang.org/x/sys/unix"
 )
 
 // Error codes shared with dragon_mp/_core.py.
@@ -83,17 +84,25 @@ func recovered(err *error) {
 	}
 }
 
-var (
-	lastErrMu sync.Mutex
-	lastErr   string
-)
+// lastErrs holds the message of the last error an //export entry point
+// returned, per OS thread: the caller asks for it right after, on the same
+// thread (a cgo call runs on its caller's thread), and another thread's
+// error in between must not replace it (it did: a ConnectionError read as
+// "channel: empty", another thread's timed-out get).
+var lastErrs sync.Map // thread id -> string
 
 // cCode records err for dmp_last_error and returns its negative code.
 func cCode(err error) int64 {
-	lastErrMu.Lock()
-	lastErr = err.Error()
-	lastErrMu.Unlock()
+	lastErrs.Store(unix.Gettid(), err.Error())
 	return -int64(codeOf(err))
+}
+
+// takeLastErr returns (and forgets) the calling thread's last error message.
+func takeLastErr() string {
+	if v, ok := lastErrs.LoadAndDelete(unix.Gettid()); ok {
+		return v.(string)
+	}
+	return ""
 }
 
 // cRecover turns a panic in an //export function into codeInternal.

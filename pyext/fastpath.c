@@ -212,23 +212,48 @@ static i64 now_ns(void)
     return (i64)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* This process's node in a multi-node run (0 on one node); read at init. */
+static u64 local_node;
+
+/* Whether addr names another node's object (address bits 63..48 are its
+ * node). A call on one is a network round trip (or, when that node was
+ * just cut off, the seconds it takes to notice), so it never holds the
+ * GIL: other threads must go on, and Ctrl-C must be served. */
+static inline int is_remote(u64 addr)
+{
+    return (addr >> 48) != local_node;
+}
+
+/* rc = call, with the GIL released when addr is another node's. */
+#define GO_CALL(addr, rc, call)                 \
+    do {                                        \
+        if (is_remote(addr)) {                  \
+            Py_BEGIN_ALLOW_THREADS              \
+            rc = (call);                        \
+            Py_END_ALLOW_THREADS                \
+        } else {                                \
+            rc = (call);                        \
+        }                                       \
+    } while (0)
+
 /* One attempt of a call with the given timeout (ns; 0 = do not wait). */
 typedef i64 (*attempt_fn)(void *ctx, i64 timeout_ns);
 
 /*
- * Call attempt until it returns something other than `timed_out`, waiting at
- * most total_ns in all (<0 forever, 0 one poll). The first attempt polls;
- * it keeps the GIL when `gil_poll` (a cheap call), the later ones wait in
- * slices of at most WAIT_SLICE_NS with the GIL released and run the signal
- * handlers between slices. Returns the last rc; sets *raised (and returns 0)
- * when a signal handler raised.
+ * Call attempt on the object at addr until it returns something other than
+ * `timed_out`, waiting at most total_ns in all (<0 forever, 0 one poll).
+ * The first attempt polls; it keeps the GIL when `gil_poll` (a cheap call)
+ * and addr is this node's, the later ones wait in slices of at most
+ * WAIT_SLICE_NS with the GIL released and run the signal handlers between
+ * slices. Returns the last rc; sets *raised (and returns 0) when a signal
+ * handler raised.
  */
-static i64 sliced(attempt_fn attempt, void *ctx, i64 total_ns, i64 timed_out, int gil_poll,
-                  int *raised)
+static i64 sliced(attempt_fn attempt, void *ctx, u64 addr, i64 total_ns, i64 timed_out,
+                  int gil_poll, int *raised)
 {
     i64 rc;
     *raised = 0;
-    if (gil_poll) {
+    if (gil_poll && !is_remote(addr)) {
         rc = attempt(ctx, 0);
     } else {
         Py_BEGIN_ALLOW_THREADS
@@ -360,6 +385,10 @@ static PyObject *fp_init(PyObject *mod, PyObject *arg)
     for (size_t i = 0; i < NOPTIONAL; i++)
         *OPTIONAL_SYMBOLS[i].slot = dlsym(h, OPTIONAL_SYMBOLS[i].name);
     lib_handle = h;
+    {
+        const char *node = getenv("DRAGON_MP_NODE");
+        local_node = node ? (u64)strtoul(node, NULL, 10) & 0xffffu : 0;
+    }
     init_pid = getpid();
     chan_direct_setup();
     state = ST_READY;
@@ -740,7 +769,7 @@ static i64 send_block_parts(u64 addr, const void *const *bufs, const u64 *lens, 
     }
     Py_END_ALLOW_THREADS
     block_ctx c = {addr, off, total};
-    rc = sliced(send_block_attempt, &c, timeout, -CODE_FULL, 1, raised);
+    rc = sliced(send_block_attempt, &c, c.addr, timeout, -CODE_FULL, 1, raised);
     if (*raised || rc != 0)
         go_release_msg(addr, off, total);      /* not queued: still ours */
     return rc;
@@ -783,7 +812,7 @@ static PyObject *fp_send(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         rc = send_block_parts(c.addr, &c.buf, &c.n, 1, timeout, &raised);
     /* A large payload is copied into the pool before Go looks at the channel: no GIL. */
     if (rc == RC_NOBLOCK)
-        rc = sliced(send_attempt, &c, timeout, -CODE_FULL, c.n < NOGIL_COPY, &raised);
+        rc = sliced(send_attempt, &c, c.addr, timeout, -CODE_FULL, c.n < NOGIL_COPY, &raised);
     if (have_view)
         PyBuffer_Release(&view);
     if (raised)
@@ -902,7 +931,7 @@ static PyObject *fp_recv(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         rc = 0;
     } else {
         int raised;
-        rc = sliced(recv_attempt, &c, timeout, -CODE_TIMEOUT, 1, &raised);
+        rc = sliced(recv_attempt, &c, c.addr, timeout, -CODE_TIMEOUT, 1, &raised);
         if (raised)
             return NULL;
     }
@@ -941,10 +970,10 @@ static PyObject *fp_sem_acquire(PyObject *mod, PyObject *const *args, Py_ssize_t
         return NULL;
     i64 rc;
     if (timeout == 0) {
-        rc = go_sem_acquire(c.addr, 0);
+        GO_CALL(c.addr, rc, go_sem_acquire(c.addr, 0));
     } else {
         int raised;
-        rc = sliced(sem_acquire_attempt, &c, timeout, 0, 1, &raised);
+        rc = sliced(sem_acquire_attempt, &c, c.addr, timeout, 0, 1, &raised);
         if (raised)
             return NULL;
     }
@@ -959,7 +988,9 @@ static PyObject *fp_sem_release(PyObject *mod, PyObject *arg)
     u64 addr;
     if (as_u64(arg, &addr) < 0)
         return NULL;
-    return PyLong_FromLongLong(go_sem_release(addr));
+    i64 rc;
+    GO_CALL(addr, rc, go_sem_release(addr));
+    return PyLong_FromLongLong(rc);
 }
 
 /* ---- misc */
@@ -1195,7 +1226,7 @@ static PyObject *send_pickle(u64 addr, chan_direct *d, const void *buf, u64 n, i
         Py_RETURN_NONE;
     send_ctx c = {addr, buf, n};
     int raised;
-    i64 rc = sliced(send_attempt, &c, timeout, -CODE_FULL, n < NOGIL_COPY, &raised);
+    i64 rc = sliced(send_attempt, &c, c.addr, timeout, -CODE_FULL, n < NOGIL_COPY, &raised);
     if (raised)
         return NULL;
     if (rc < 0)
@@ -1257,7 +1288,7 @@ static PyObject *put_large_bytes(u64 addr, PyObject *obj, i64 timeout)
     Py_INCREF(obj);              /* its buffer is read with the GIL released */
     i64 rc = send_block_parts(addr, c.bufs, c.lens, 3, timeout, &raised);
     if (rc == RC_NOBLOCK)
-        rc = sliced(sendv_attempt, &c, timeout, -CODE_FULL, 0, &raised);
+        rc = sliced(sendv_attempt, &c, c.addr, timeout, -CODE_FULL, 0, &raised);
     Py_DECREF(obj);
     if (raised)
         return NULL;
@@ -1313,7 +1344,7 @@ static PyObject *put_obj(u64 addr, chan_direct *d, PyObject *obj, i64 timeout)
     else if (c.n >= BLOCK_COPY)
         rc = send_block_parts(addr, &c.buf, &c.n, 1, timeout, &raised);
     if (rc == RC_NOBLOCK)
-        rc = sliced(send_attempt, &c, timeout, -CODE_FULL, c.n < NOGIL_COPY, &raised);
+        rc = sliced(send_attempt, &c, c.addr, timeout, -CODE_FULL, c.n < NOGIL_COPY, &raised);
     if (have_view)
         PyBuffer_Release(&view);
     Py_DECREF(data);
@@ -1366,7 +1397,7 @@ static PyObject *get_obj(u64 addr, chan_direct *d, i64 timeout, u64 cap)
         rc = 0;
     } else {
         int raised;
-        rc = sliced(recv_attempt, &c, timeout, -CODE_TIMEOUT, 1, &raised);
+        rc = sliced(recv_attempt, &c, c.addr, timeout, -CODE_TIMEOUT, 1, &raised);
         if (raised)
             return NULL;
     }
@@ -1613,11 +1644,11 @@ static PyObject *sem_acquire_method(PyObject *self, PyObject *const *args, size_
     else if (w != NULL && timeout == 0)
         rc = 0;
     else if (timeout == 0)
-        rc = go_sem_acquire(s->addr, 0);
+        GO_CALL(s->addr, rc, go_sem_acquire(s->addr, 0));
     else {
         addr_ctx c = {s->addr};
         int raised;
-        rc = sliced(sem_acquire_attempt, &c, timeout, 0, 1, &raised);
+        rc = sliced(sem_acquire_attempt, &c, c.addr, timeout, 0, 1, &raised);
         if (raised)
             return NULL;
     }
@@ -1649,7 +1680,8 @@ static PyObject *sem_release_method(PyObject *self, PyObject *unused)
         if (LOAD(&w[2]) != 0)
             futex_wake(&w[0], 1);
     } else {
-        i64 rc = go_sem_release(s->addr);
+        i64 rc;
+        GO_CALL(s->addr, rc, go_sem_release(s->addr));
         if (rc < 0)
             return raise_rc(rc);
     }
@@ -1932,7 +1964,7 @@ static PyObject *rlock_acquire(PyObject *self, PyObject *const *args, size_t nar
         return missing("dmp_rlock_acquire");
     rlock_ctx c = {o->addr, me};
     int raised;
-    i64 rc = sliced(rlock_acquire_attempt, &c, timeout, 0, 1, &raised);
+    i64 rc = sliced(rlock_acquire_attempt, &c, c.addr, timeout, 0, 1, &raised);
     if (raised)
         return NULL;
     if (rc == 1)
@@ -1966,7 +1998,8 @@ static PyObject *rlock_release(PyObject *self, PyObject *unused)
     }
     if (go_rlock_release == NULL)
         return missing("dmp_rlock_release");
-    i64 rc = go_rlock_release(o->addr, me);
+    i64 rc;
+    GO_CALL(o->addr, rc, go_rlock_release(o->addr, me));
     if (rc < 0)
         return raise_rc(rc);
     Py_RETURN_NONE;
@@ -2021,7 +2054,8 @@ static PyObject *event_go(i64 (*fn)(u64), const char *name, u64 addr)
 {
     if (fn == NULL)
         return missing(name);
-    i64 rc = fn(addr);
+    i64 rc;
+    GO_CALL(addr, rc, fn(addr));
     if (rc < 0)
         return raise_rc(rc);
     return PyLong_FromLongLong(rc);
@@ -2126,7 +2160,7 @@ static PyObject *event_wait(PyObject *self, PyObject *const *args, size_t nargsf
         return missing("dmp_event_wait");
     addr_ctx c = {o->addr};
     int raised;
-    i64 rc = sliced(event_wait_attempt, &c, timeout, 0, 1, &raised);
+    i64 rc = sliced(event_wait_attempt, &c, c.addr, timeout, 0, 1, &raised);
     if (raised)
         return NULL;
     if (rc == 1)
@@ -2439,10 +2473,11 @@ static PyObject *gofunc_vectorcall(PyObject *self, PyObject *const *args, size_t
     i64 rc;
     if (f->tidx >= 0 && (i64)c.a[f->tidx] != 0) {
         int raised;
-        rc = sliced(gofunc_attempt, &c, (i64)c.a[f->tidx], f->timed_out, !f->nogil, &raised);
+        u64 addr = f->nargs > 0 && f->kinds[0] == 'u' ? c.a[0] : local_node << 48;
+        rc = sliced(gofunc_attempt, &c, addr, (i64)c.a[f->tidx], f->timed_out, !f->nogil, &raised);
         if (raised)
             return NULL;
-    } else if (f->nogil) {
+    } else if (f->nogil || (f->nargs > 0 && f->kinds[0] == 'u' && is_remote(c.a[0]))) {
         Py_BEGIN_ALLOW_THREADS
         rc = call_n(f->fn, f->nargs, c.a);
         Py_END_ALLOW_THREADS

@@ -8,6 +8,7 @@ import "C"
 import (
 	"encoding/json"
 	"errors"
+	goruntime "runtime"
 	"strconv"
 	"time"
 
@@ -80,13 +81,15 @@ func replyInt(v int64, err error) wire.Frame {
 	return wire.Frame{Args: []int64{v}}
 }
 
-// replyRC makes the reply of an //export entry point's result.
-func replyRC(rc int64) wire.Frame {
+// replyRC makes the reply of an //export entry point's result: call runs
+// it on a thread of its own for the while, so that its error message (kept
+// per thread, see cCode) is the one read back.
+func replyRC(call func() int64) wire.Frame {
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+	rc := call()
 	if rc < 0 {
-		lastErrMu.Lock()
-		msg := lastErr
-		lastErrMu.Unlock()
-		return wire.Frame{Code: int32(-rc), Payload: []byte(msg)}
+		return wire.Frame{Code: int32(-rc), Payload: []byte(takeLastErr())}
 	}
 	return wire.Frame{Args: []int64{rc}}
 }
@@ -258,9 +261,9 @@ func executeOp(f *wire.Frame) (rep wire.Frame) {
 		}
 		return replyInt(flag(ready[0]), nil)
 	case opSemAcquire:
-		return replyRC(dmp_sem_acquire(ca, t))
+		return replyRC(func() int64 { return dmp_sem_acquire(ca, t) })
 	case opSemRelease:
-		return replyRC(dmp_sem_release(ca))
+		return replyRC(func() int64 { return dmp_sem_release(ca) })
 	case opSemValue:
 		return replyInt(SemValue(a))
 	case opSyncRetain:
@@ -268,9 +271,9 @@ func executeOp(f *wire.Frame) (rep wire.Frame) {
 	case opSyncRelease:
 		return replyInt(0, SyncRelease(a))
 	case opRLockAcquire:
-		return replyRC(dmp_rlock_acquire(ca, C.uint64_t(arg(f, 0)), t))
+		return replyRC(func() int64 { return dmp_rlock_acquire(ca, C.uint64_t(arg(f, 0)), t) })
 	case opRLockRelease:
-		return replyRC(dmp_rlock_release(ca, C.uint64_t(arg(f, 0))))
+		return replyRC(func() int64 { return dmp_rlock_release(ca, C.uint64_t(arg(f, 0))) })
 	case opRLockOwner:
 		return replyInt(RLockOwner(a))
 	case opRLockCount:
@@ -284,7 +287,7 @@ func executeOp(f *wire.Frame) (rep wire.Frame) {
 	case opEventIsSet:
 		return replyInt(EventIsSet(a))
 	case opEventWait:
-		return replyRC(dmp_event_wait(ca, t))
+		return replyRC(func() int64 { return dmp_event_wait(ca, t) })
 	case opCondEnqueue:
 		return replyInt(CondEnqueue(a))
 	case opCondFinish:
@@ -294,7 +297,7 @@ func executeOp(f *wire.Frame) (rep wire.Frame) {
 	case opCondWaiting:
 		return replyInt(CondWaiting(a))
 	case opCondWait:
-		return replyRC(dmp_cond_wait(ca, C.uint64_t(arg(f, 0)), t))
+		return replyRC(func() int64 { return dmp_cond_wait(ca, C.uint64_t(arg(f, 0)), t) })
 	case opBarrierGet:
 		return replyInt(BarrierGet(a, arg(f, 0)))
 	case opBarrierSet:

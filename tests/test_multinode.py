@@ -8,122 +8,19 @@ the run's ids, no shared-memory segment.
 """
 
 import os
-import re
 import signal
 import subprocess
 import sys
-import textwrap
-import time
 
 import pytest
 
-import cluster as cl
-from conftest import our_segments, wait_until
+from conftest import wait_until
+from multinode import (PRELUDE, ROOT, cluster_fixture, dragon_argv, no_leaks_fixture,  # noqa: F401
+                       run_dragon, run_processes, write_prog, _env)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N = 3
-
-
-@pytest.fixture(scope='module')
-def net():
-    cl.require_netns()
-    cl.require_sshd()
-    c = cl.NetnsCluster(N, prefix='dmn')
-    try:
-        c.start_sshd()
-        c.hostfile = os.path.join(c.tmpdir, 'hosts')
-        with open(c.hostfile, 'w') as f:
-            f.write('# the nodes of the test cluster\n' + '\n'.join(c.hosts) + '\n')
-        c.infra_pids = set(_children())
-        yield c
-    finally:
-        c.close()
-
-
-def _children():
-    from conftest import child_pids
-    return child_pids()
-
-
-def run_processes(marker):
-    """Pids of live processes whose environment or command line holds
-    `marker` (a run id): the run's processes and the nodes' dragon_mp.node."""
-    pids = []
-    needle = marker.encode()
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f'/proc/{entry}/stat', 'rb') as f:
-                if f.read().rsplit(b')', 1)[1].split()[0] == b'Z':
-                    continue            # a zombie is gone, only not reaped yet
-            for what in ('environ', 'cmdline'):
-                with open(f'/proc/{entry}/{what}', 'rb') as f:
-                    if needle in f.read():
-                        pids.append(int(entry))
-                        break
-        except (OSError, IndexError):
-            continue
-    return pids
-
-
-@pytest.fixture(autouse=True)
-def no_leaks(net):
-    """This module's leak check: nothing of the test's runs on any node (the
-    cluster's own sshd processes are pytest's children for the whole module)."""
-    before = our_segments()
-    net.runs = []
-    yield
-    def leftovers():
-        segs = sorted(s for s in our_segments() - before
-                      if any(r in s for r in net.runs))
-        procs = [p for r in net.runs for p in run_processes(r)]
-        kids = [p for p in _children() if p not in net.infra_pids]
-        return segs, procs, kids
-    # Only this test's runs: other runs on the machine are not ours to judge.
-    # A test that could not learn its run id gets every new segment judged.
-    if not net.runs:
-        net.runs.extend({seg.split('.')[1] for seg in our_segments() - before} or {'-none-'})
-    assert wait_until(lambda: leftovers() == ([], [], []), 20), f'left behind: {leftovers()}'
-
-
-def dragon_argv(net, prog, *args, label=False, extra=()):
-    argv = [sys.executable, '-m', 'dragon_mp.launcher', '--hostfile', net.hostfile,
-            '--launch', f'ssh -F {net.ssh_config} {{host}} {{command}}', *extra]
-    if label:
-        argv.append('--label')
-    return argv + [prog, *args]
-
-
-def write_prog(net, name, source):
-    path = os.path.join(net.tmpdir, name)
-    with open(path, 'w') as f:
-        f.write(textwrap.dedent(source))
-    return path
-
-
-def run_dragon(net, source, *args, label=False, timeout=180, name='prog.py'):
-    prog = write_prog(net, name, source)
-    r = net.run(0, dragon_argv(net, prog, *args, label=label), timeout=timeout, cwd=ROOT,
-                env=_env())
-    net.runs.extend(set(re.findall(r'RUN=(r[0-9a-f-]+)', r.stdout)))
-    return r
-
-
-def _env():
-    env = {k: v for k, v in os.environ.items() if not k.startswith(('DRAGON_MP_', 'SLURM_'))}
-    env['PYTHONUNBUFFERED'] = '1'
-    return env
-
-
-PRELUDE = '''
-    import os, socket, sys, time
-    import dragon_mp as mp
-    import dragon_mp.connection
-    from dragon_mp.placement import Policy
-    if __name__ == '__main__':
-        print('RUN=' + os.environ['DRAGON_MP_RUN'], flush=True)
-'''
+net = cluster_fixture(N, 'dmn')
+no_leaks = no_leaks_fixture()
 
 
 def test_pool_spreads_over_every_node(net):
