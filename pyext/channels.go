@@ -99,7 +99,7 @@ func duration(ns C.int64_t) time.Duration {
 //export dmp_send
 func dmp_send(addr C.uint64_t, buf unsafe.Pointer, n C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 	defer cRecover(&rc)
-	schedTick()
+	defer inside()()
 	if isRemote(int64(addr)) {
 		return remoteSend(int64(addr), [][]byte{cBytes(buf, n)}, duration(timeoutNs))
 	}
@@ -125,7 +125,7 @@ func dmp_send(addr C.uint64_t, buf unsafe.Pointer, n C.uint64_t, timeoutNs C.int
 func dmp_recv(addr C.uint64_t, buf unsafe.Pointer, capacity C.uint64_t, timeoutNs C.int64_t,
 	outLen, outOff *C.uint64_t) (rc int64) {
 	defer cRecover(&rc)
-	schedTick()
+	defer inside()()
 	if isRemote(int64(addr)) {
 		return remoteRecv(int64(addr), cBytes(buf, capacity), duration(timeoutNs), outLen, outOff)
 	}

@@ -290,7 +290,7 @@ func PipePeerGone(addr, end int64) (gone int64, err error) {
 func dmp_wait(addrs unsafe.Pointer, modes unsafe.Pointer, n C.uint64_t,
 	fds unsafe.Pointer, nfds C.uint64_t, timeoutNs C.int64_t, ready unsafe.Pointer) (rc int64) {
 	defer cRecover(&rc)
-	schedTick()
+	defer inside()()
 	// Channels of other nodes are watched by remoteWaiters (remote_data.go)
 	// through an eventfd added to the descriptors.
 	var chans []*channel.Channel

@@ -105,7 +105,7 @@ func remoteCall(op uint16, addr int64, timeout time.Duration, payload []byte, ar
 // not nil, the reply's payload written where sink says.
 func remoteCallParts(op uint16, addr int64, timeout time.Duration, parts [][]byte,
 	sink func(int) ([]byte, error), args ...int64) (wire.Frame, error) {
-	schedTick()
+	defer inside()()
 	c, err := agentClient()
 	if err != nil {
 		return wire.Frame{}, err
@@ -117,7 +117,7 @@ func remoteCallParts(op uint16, addr int64, timeout time.Duration, parts [][]byt
 // remotePost posts op on the node that addr names: no reply is awaited (see
 // gocore/agent); only for operations that cannot block.
 func remotePost(op uint16, addr int64, parts [][]byte) error {
-	schedTick()
+	defer inside()()
 	c, err := agentClient()
 	if err != nil {
 		return err

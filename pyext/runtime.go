@@ -82,6 +82,7 @@ func RuntimeShutdown(destroy bool) (err error) {
 		client = nil
 	}
 	clientMu.Unlock()
+	waitInside()
 	if destroy {
 		return pyErr(r.Destroy())
 	}
@@ -129,24 +130,49 @@ func flag(b bool) int64 {
 	return 0
 }
 
-// schedTick lets the Go scheduler see the calling thread at least every
+// inside marks an entry point that waits (or may run long) as running on
+// the runtime, until the func it returns is called: RuntimeShutdown waits
+// for such calls to return before it unmaps the pool (a daemon thread
+// blocked in a get when the program exits used to wake up into unmapped
+// memory: SIGSEGV, abort). Call it before current(), so that a call that
+// finds the runtime still there is always counted.
+//
+// It also lets the Go scheduler see the calling thread at least every
 // tickEvery. Why: a Python thread calling into Go runs on a locked M that
-// keeps its P between calls (the cgo call back to Python counts as a
-// system call), and that P's scheduling tick never moves. After 10 ms
-// sysmon takes such a P by force at every pass; from then on it passes
-// every 20 us instead of backing off to 10 ms, and each pass wakes an M
-// that finds nothing to do: tens of thousands of thread wake-ups a second
-// in a process that calls into Go often (measured: a remote Pipe
-// ping-pong, 20 us nanosleeps of sysmon and a futex wake each). A yield
-// through the scheduler every few milliseconds moves the tick, and sysmon
-// backs off again. Entry points that may wait, or run often, call it.
-func schedTick() {
+// keeps its P between calls (the cgo call back to Python counts as a system
+// call), and that P's scheduling tick never moves. After 10 ms sysmon takes
+// such a P by force at every pass; from then on it passes every 20 us
+// instead of backing off to 10 ms, and each pass wakes an M that finds
+// nothing to do: tens of thousands of thread wake-ups a second in a process
+// that calls into Go often (measured: a remote Pipe ping-pong, 20 us
+// nanosleeps of sysmon and a futex wake each). A yield through the
+// scheduler every few milliseconds moves the tick, and sysmon backs off.
+func inside() (leave func()) {
+	insideCalls.Add(1)
 	now := time.Now().UnixNano()
 	if l := lastTick.Load(); now-l > int64(tickEvery) && lastTick.CompareAndSwap(l, now) {
 		goruntime.Gosched()
 	}
+	return leaveInside
 }
+
+func leaveInside() { insideCalls.Add(-1) }
 
 const tickEvery = 5 * time.Millisecond
 
-var lastTick atomic.Int64
+var (
+	lastTick    atomic.Int64
+	insideCalls atomic.Int64
+)
+
+// shutdownWait bounds how long RuntimeShutdown waits for calls inside the
+// runtime: their waits are sliced (100 ms from C, remoteSlice from Go).
+const shutdownWait = 2 * time.Second
+
+// waitInside waits (boundedly) until no call is inside the runtime.
+func waitInside() {
+	deadline := time.Now().Add(shutdownWait)
+	for insideCalls.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -15,7 +15,7 @@ import "unsafe"
 func dmp_sendv(addr C.uint64_t, bufs *unsafe.Pointer, lens *C.uint64_t, nparts C.uint64_t,
 	timeoutNs C.int64_t) (rc int64) {
 	defer cRecover(&rc)
-	schedTick()
+	defer inside()()
 	if nparts > 64 {
 		return cCode(errInvalid)
 	}

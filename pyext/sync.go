@@ -71,7 +71,7 @@ func SyncRelease(addr int64) (err error) {
 //export dmp_sem_acquire
 func dmp_sem_acquire(addr C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 	defer cRecover(&rc)
-	schedTick()
+	defer inside()()
 	if isRemote(int64(addr)) {
 		return remoteWait(opSemAcquire, int64(addr), duration(timeoutNs))
 	}

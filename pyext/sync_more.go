@@ -89,7 +89,7 @@ func RLockReleaseAll(addr, owner int64) (count int64, err error) {
 //export dmp_rlock_acquire
 func dmp_rlock_acquire(addr, owner C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 	defer cRecover(&rc)
-	schedTick()
+	defer inside()()
 	if isRemote(int64(addr)) {
 		return remoteWait(opRLockAcquire, int64(addr), duration(timeoutNs), int64(owner))
 	}
@@ -199,7 +199,7 @@ func EventIsSet(addr int64) (int64, error) {
 //export dmp_event_wait
 func dmp_event_wait(addr C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 	defer cRecover(&rc)
-	schedTick()
+	defer inside()()
 	if isRemote(int64(addr)) {
 		return remoteWait(opEventWait, int64(addr), duration(timeoutNs))
 	}
@@ -279,7 +279,7 @@ func CondWaiting(addr int64) (int64, error) {
 //export dmp_cond_wait
 func dmp_cond_wait(addr, waiter C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 	defer cRecover(&rc)
-	schedTick()
+	defer inside()()
 	if isRemote(int64(addr)) {
 		return remoteWait(opCondWait, int64(addr), duration(timeoutNs), int64(waiter))
 	}

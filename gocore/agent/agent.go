@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/dragon-mp/dragon_mp/gocore/transport"
 	"github.com/dragon-mp/dragon_mp/gocore/wire"
@@ -98,7 +99,15 @@ type Agent struct {
 	ctl      *net.UnixListener
 	data     *transport.DataListener
 	closed   bool
+
+	goMu     sync.Mutex // a leaf: gates wg.Add against Close's wg.Wait
+	stopping bool
+	wg       sync.WaitGroup // session readers and the requests they keep
 }
+
+// closeWait bounds how long Close waits for the requests in progress to
+// end: their waits are sliced by the requesters (at most about a second).
+const closeWait = 3 * time.Second
 
 // New makes the agent of cfg.Node. ServeLocal and ListenData start it.
 func New(cfg Config) (*Agent, error) {
@@ -132,7 +141,11 @@ func (a *Agent) ListenData(addr string) (string, error) {
 	}
 	a.data = ln
 	a.mu.Unlock()
-	go ln.Serve(a.serveSession)
+	go ln.Serve(func(c *transport.DataConn) {
+		if !a.counted(func() { a.serveSession(c) }) {
+			c.Close()
+		}
+	})
 	return ln.Addr().String(), nil
 }
 
@@ -207,9 +220,43 @@ func (a *Agent) lostErr(node uint16) error {
 	return a.lost[node]
 }
 
+// counted runs f, counted for Close to wait for, unless Close has started.
+func (a *Agent) counted(f func()) bool {
+	a.goMu.Lock()
+	if a.stopping {
+		a.goMu.Unlock()
+		return false
+	}
+	a.wg.Add(1)
+	a.goMu.Unlock()
+	defer a.wg.Done()
+	f()
+	return true
+}
+
+// spawn is counted on a goroutine of its own.
+func (a *Agent) spawn(f func()) bool {
+	a.goMu.Lock()
+	defer a.goMu.Unlock()
+	if a.stopping {
+		return false
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		f()
+	}()
+	return true
+}
+
 // Close stops serving: no more local requests, no more data connections;
 // open ones are closed (what they took and had not acknowledged goes back).
+// It returns once the requests in progress have ended (at most closeWait):
+// the node's pool may be unmapped after it.
 func (a *Agent) Close() error {
+	a.goMu.Lock()
+	a.stopping = true
+	a.goMu.Unlock()
 	a.mu.Lock()
 	a.closed = true
 	ctl, data := a.ctl, a.data
@@ -226,6 +273,17 @@ func (a *Agent) Close() error {
 	}
 	for _, s := range open {
 		s.c.Close()
+	}
+	done := make(chan struct{})
+	go func() {
+		a.wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(closeWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
 	}
 	return nil
 }

@@ -106,9 +106,14 @@ func (s *session) serve() {
 				s.reply(req, r)
 				continue
 			}
-			go s.serve() // the next reader; this goroutine waits
+			// The next reader (none if the agent is closing: the
+			// connection is being closed anyway); this goroutine waits.
+			next := s.a.spawn(s.serve)
 			r, _ := exec.Exec(req, true)
 			s.reply(req, r)
+			if !next {
+				s.finish()
+			}
 			return
 		case wire.KindSync:
 			// Every earlier post has run: they run on this goroutine.
