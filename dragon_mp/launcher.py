@@ -47,6 +47,9 @@ def parse(argv):
                         help='inside a Slurm allocation, run on this host only')
     parser.add_argument('--label', action='store_true',
                         help='prefix every line of output with the host it comes from')
+    parser.add_argument('--fanout', type=int, default=nodes.DEFAULT_FANOUT, metavar='N',
+                        help='launch sessions a host starts at most: the launcher starts N nodes, '
+                             'each starts its share of the rest (default: %(default)s)')
     parser.add_argument('--port', type=int, default=0,
                         help='UDP port of the node agents (default: any free port)')
     parser.add_argument('args', nargs=argparse.REMAINDER, help='arguments for the program')
@@ -82,6 +85,8 @@ def exit_status(code):
 
 def main(argv=None):
     ns = parse(sys.argv[1:] if argv is None else argv)
+    if ns.fanout < 1:
+        raise SystemExit('dragon: --fanout must be at least 1')
     argv = program_argv(ns)
     hosts, slurm = cluster_hosts(ns)      # before Go is loaded: it may run commands
     for key in (_runtime.ENV_RUN, _runtime.ENV_NODE, _runtime.ENV_NODES, _runtime.ENV_NCPUS):
@@ -91,7 +96,8 @@ def main(argv=None):
     gc = _core.gocore()
     cluster = None
     if hosts:
-        cluster = nodes.Cluster(hosts, launch=ns.launch, slurm=slurm, label=ns.label, port=ns.port)
+        cluster = nodes.Cluster(hosts, launch=ns.launch, slurm=slurm, label=ns.label, port=ns.port,
+                                fanout=ns.fanout)
         try:
             cluster.start()
         except BaseException:
@@ -139,6 +145,7 @@ LOST_NODE_GRACE = 5.0
 
 def wait_program(gc, handle, cluster):
     lost_at = None
+    reported = set()
     signalled = set()
     while True:
         try:
@@ -149,11 +156,14 @@ def wait_program(gc, handle, cluster):
             if code is not None:
                 return code
             continue
-        if lost_at is None:
-            lost = cluster.lost()
-            if lost:
+        # Every lost node is reported (those of a launch subtree follow
+        # their relay); the grace counts from the first.
+        lost = {n: why for n, why in cluster.lost().items() if n not in reported}
+        if lost:
+            report_lost(cluster, lost, ending=code is None and lost_at is None)
+            reported.update(lost)
+            if lost_at is None:
                 lost_at = time.monotonic()
-                report_lost(cluster, lost, ending=code is None)
         if code is not None:
             return code
         if lost_at is None:

@@ -19,6 +19,11 @@ template) and talks to it over the session's standard streams:
    memory) when stdin closes or says "stop", on SIGTERM/SIGHUP, or when it
    loses the head node. "signal N" on stdin sends signal N to its processes
    (the launcher passes a terminal's Ctrl-C on this way).
+
+A node whose configuration names other hosts ("launch": its share of the
+launch tree, see dragon_mp.nodes) starts them first, relays every line of
+stdin to them and their output up, reports a session of theirs that ends
+(ENDED), and ends its part only after theirs.
 """
 
 import argparse
@@ -36,8 +41,8 @@ HEAD_CHECK = 0.25   # seconds between looks for a lost head
 
 
 def say(word, **fields):
-    sys.stdout.write(f'{MARK} {word} {json.dumps(fields)}\n')
-    sys.stdout.flush()
+    from .nodes import write_line
+    write_line(sys.stdout.buffer, f'{MARK} {word} {json.dumps(fields)}\n'.encode())
 
 
 def local_ip(head_ip):
@@ -81,6 +86,9 @@ def main(argv=None):
     node = node_index(ns.node, config)
     runid = f"{config['run']}n{node}"
     identity = config['identities'][str(node)]
+    # The nodes below this one in the launch tree start first: their bring-up
+    # overlaps ours.
+    relay = Relay(node, config)
 
     for key, value in config.get('env', {}).items():
         os.environ[key] = value
@@ -97,10 +105,18 @@ def main(argv=None):
         signal.signal(sig, lambda *_: stop.set())
     try:
         say('READY', node=node, addr=addr, cpus=cpu_count(), host=socket.gethostname())
-        peers = json.loads(sys.stdin.readline() or 'null')
+        line = sys.stdin.readline()
+        relay.send_line(line)
+        peers = json.loads(line or 'null')
         if peers is None:
             return 1
         _core.call(gc.AgentSetPeers, json.dumps(peers['peers']))
+        # The node that started this one carries its launch session: losing
+        # it (cut off, say) leaves this node without stdin or stdout, so it
+        # ends as it does when it loses the head.
+        parent = int((config.get('launch') or {}).get('parent', 0))
+        if parent:
+            _core.call(gc.AgentWatch, parent)
         for key, value in peers.get('env', {}).items():
             os.environ[key] = value
         say('PEERED', node=node)
@@ -113,17 +129,23 @@ def main(argv=None):
                 if word[:1] == ['signal'] and len(word) == 2 and word[1].isdigit():
                     # The launcher's terminal sent Ctrl-C: it reaches this node's
                     # processes too, as it reaches a one-node program's children.
+                    relay.send_line(line)
                     gc.SignalRun(runid, int(word[1]))
             stop.set()
         threading.Thread(target=read_stdin, daemon=True).start()
         while not stop.wait(HEAD_CHECK):
             lost = json.loads(_core.call(gc.AgentLost))
-            if '0' in lost:
-                print(f'dragon_mp node {node}: lost the head node: {lost["0"]}; ending',
-                      file=sys.stderr, flush=True)
-                break
+            for n, what in (('0', 'the head node'), (str(parent), 'the node that started it')):
+                if n in lost:
+                    print(f'dragon_mp node {node}: lost {what} (node {n}): {lost[n]}; ending',
+                          file=sys.stderr, flush=True)
+                    break
+            else:
+                continue
+            break
         return 0
     finally:
+        relay.stop()            # the nodes below end their parts meanwhile
         # Processes first (they may be blocked on other nodes), then the agent, then memory.
         # The segment's name goes at once (the mapping stays valid until shutdown): saying
         # goodbye to a dead head can take seconds, and a batch system ending the node (srun's
@@ -134,7 +156,55 @@ def main(argv=None):
         finally:
             reaper.unlink_segments(runid)
             _core.call(gc.AgentStop)
+            relay.finish()
             _runtime.shutdown()
+
+
+class Relay:
+    """This node's share of the launch tree: the sessions of the nodes it
+    starts, fed with its stdin's lines, watched for their end."""
+
+    # How long the nodes below get to end their parts after ours (the
+    # launcher gives a session 15 s).
+    FINISH = 10.0
+
+    def __init__(self, node, config):
+        from . import nodes
+        self.node = node
+        launch = config.get('launch') or {}
+        below = sorted(int(k) for k in launch.get('hosts', {}) if int(k) != node)
+        self.sessions = []
+        if below:
+            base = {k: v for k, v in config.items() if k not in ('identities', 'launch')}
+            self.sessions = nodes.start_subtree(launch, config['run'], base, config['identities'],
+                                                launch['hosts'], below, node, relay=True)
+            threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self):
+        """Report each session that ends (its nodes are gone for the run)."""
+        left = list(self.sessions)
+        while left:
+            for s in list(left):
+                if s.poll() is not None:
+                    left.remove(s)
+                    say('ENDED', relay=self.node, nodes=s.nodes, status=s.exited)
+            threading.Event().wait(HEAD_CHECK)
+
+    def send_line(self, line):
+        for s in self.sessions:
+            s._write(line.encode() if isinstance(line, str) else line)
+
+    def stop(self):
+        for s in self.sessions:
+            s.stop()
+
+    def finish(self):
+        waiters = [threading.Thread(target=s.finish, args=(self.FINISH,), daemon=True)
+                   for s in self.sessions]
+        for t in waiters:
+            t.start()
+        for t in waiters:
+            t.join()
 
 
 if __name__ == '__main__':

@@ -7,11 +7,19 @@ The launcher's host is node 0; when it is not in the list it is added first.
 How a node starts (`dragon_mp.node`): over ssh for a hostfile, with one srun
 for a whole Slurm allocation, or with any command given as a template
 (`--launch 'ssh -p 2222 {host} {command}'`: {host} is the host name,
-{command} the node's shell command line, one argument). Every session is
-started at once (ssh sessions in parallel, srun fans out itself), so
-bring-up does not serialise over hundreds of nodes. The sessions carry the
-node's configuration in (stdin: run id, identities, peers) and the output of
-its processes out; closing a session's stdin ends that node's part of the run.
+{command} the node's shell command line, one argument). The sessions carry
+the node's configuration in (stdin: run id, identities, peers) and the
+output of its processes out; closing a session's stdin ends that node's part
+of the run.
+
+The launch tree: the launcher starts at most `fanout` sessions (default 32)
+itself, all at once; each of those nodes starts the sessions of its share of
+the rest the same way, and so on (split_tree), so 1,000 nodes are two levels
+deep and no host runs more than `fanout` launch commands. A node that starts
+others relays: their configuration lines go down its sessions, their lines
+come up its own, each marked with the node it comes from (`@@dragon_mp FROM
+<node> <line>`); a session of its that ends is reported up (ENDED). srun
+fans out by itself: a Slurm run is one session.
 """
 
 import json
@@ -28,6 +36,8 @@ from . import _core, _runtime, node as node_mod
 
 DEFAULT_SSH = 'ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new {host} {command}'
 SRUN_NO_CPU_BIND = b'srun: cluster configuration lacks support for cpu binding'
+DEFAULT_FANOUT = 32
+FROM = (node_mod.MARK + ' FROM ').encode()
 BRINGUP_TIMEOUT = float(os.environ.get('DRAGON_MP_BRINGUP_TIMEOUT', 120))
 
 
@@ -110,26 +120,72 @@ def order_hosts(hosts):
     return [this[0] if this else socket.gethostname()] + others
 
 
-def node_command(node_arg):
+def node_command(node_arg, run=None):
     """The shell command line that runs dragon_mp.node on a node."""
     # The run id on the command line names the process in ps (and lets
     # cleanup find it) before it has read its configuration.
     argv = _runtime.python_command('from dragon_mp.node import main; sys.exit(main())',
-                                   '--node', str(node_arg), '--run', _runtime.runid())
+                                   '--node', str(node_arg), '--run', run or _runtime.runid())
     return f'cd {shlex.quote(os.getcwd())} && exec {shlex.join(argv)}'
 
 
-class Session:
-    """One launch session (ssh or a template for a node, or srun for many)."""
+def split_tree(nodes, fanout):
+    """[(child, subtree)]: `nodes` cut into at most `fanout` contiguous groups
+    of near-equal size; a group's first node (child) is started by the caller
+    and starts the rest of its group (subtree: the child first)."""
+    if not nodes:
+        return []
+    k = max(1, min(fanout, len(nodes)))
+    base, extra = divmod(len(nodes), k)
+    groups, i = [], 0
+    for g in range(k):
+        size = base + (g < extra)
+        groups.append(nodes[i:i + size])
+        i += size
+    return [(group[0], group) for group in groups]
 
-    def __init__(self, argv, nodes, hosts, label, srun=False):
-        self.nodes = nodes                  # node indexes this session runs
+
+def start_subtree(launch, run, base, identities, hosts, nodes, parent, label=False, relay=False):
+    """Start the sessions of the launch tree below node `parent`: one per group
+    of split_tree(nodes), each sent its group's identities and hosts. `launch`
+    holds the parsed template and the fanout; `hosts` maps node (str) -> host."""
+    sessions = []
+    fanout = launch['fanout']
+    for child, subtree in split_tree(nodes, fanout):
+        argv = [a.replace('{host}', hosts[str(child)]).replace('{command}', node_command(child, run))
+                for a in launch['template']]
+        s = Session(argv, subtree, {int(k): v for k, v in hosts.items()}, label, relay=relay)
+        s.send({**base, 'identities': {str(i): identities[str(i)] for i in subtree},
+                'launch': dict(launch, hosts={str(i): hosts[str(i)] for i in subtree},
+                               parent=parent)})
+        sessions.append(s)
+    return sessions
+
+
+_out_lock = threading.Lock()        # whole lines on this process's stdout/stderr
+
+
+def write_line(out, line):
+    with _out_lock:
+        out.write(line)
+        out.flush()
+
+
+class Session:
+    """One launch session: ssh (or a template) for a node and the subtree it
+    starts, or srun for many. In a relay (a node that starts others), the
+    session's lines go up this node's own stdout/stderr marked FROM their node."""
+
+    def __init__(self, argv, nodes, hosts, label, srun=False, relay=False):
+        self.nodes = nodes                  # node indexes this session runs (its subtree)
         self.hosts = hosts                  # node index -> host name
         self.label = label
         self.srun = srun                    # output lines carry srun's "<task>: " label
+        self.relay = relay
         self.tasks = {}                     # srun task -> node (from READY)
         self.ready = {}                     # node -> READY fields
         self.peered = set()
+        self.ended = {}                     # node -> why, for nodes of the subtree whose session ended
         self.cond = threading.Condition()
         self.exited = None
         import shutil
@@ -164,16 +220,25 @@ class Session:
     def _forward(self, fd, out):
         with open(fd, 'rb') as f:
             for line in f:
+                if self.relay:
+                    # Up as it came, marked with its node if it is not already.
+                    if not line.startswith(FROM):
+                        line = FROM + b'%d ' % self.nodes[0] + line
+                    write_line(out, line)
+                    continue
                 task, line = self._split_label(line)
+                origin = None
+                if line.startswith(FROM):
+                    head, _, line = line[len(FROM):].partition(b' ')
+                    origin = int(head) if head.isdigit() else None
                 if task is None and line.rstrip() == SRUN_NO_CPU_BIND:
                     continue                # --cpu-bind=none where binding is off anyway
                 if line.startswith(node_mod.MARK.encode()):
                     self._control(line, task)
                     continue
                 if self.label:
-                    line = f'[{self._source(task)}] '.encode() + line
-                out.write(line)
-                out.flush()
+                    line = f'[{self._source(task, origin)}] '.encode() + line
+                write_line(out, line)
 
     def _split_label(self, line):
         """(srun task, line without srun's "<task>: " label), or (None, line)."""
@@ -183,10 +248,13 @@ class Session:
                 return int(head), rest
         return None, line
 
-    def _source(self, task):
-        """The host a line came from: a session's one node, or an srun task's node."""
+    def _source(self, task, origin=None):
+        """The host a line came from: the node it is marked with, a session's
+        own node, or an srun task's node."""
+        if origin is not None:
+            return self.hosts.get(origin, '?')
         if not self.srun:
-            return self.hosts.get(self.nodes[0], '?') if len(self.nodes) == 1 else '?'
+            return self.hosts.get(self.nodes[0], '?')
         node = self.tasks.get(task)
         if node is not None:
             return self.hosts.get(node, '?')
@@ -202,6 +270,10 @@ class Session:
                     self.tasks[task] = fields['node']
             elif word == 'PEERED':
                 self.peered.add(fields['node'])
+            elif word == 'ENDED':           # a relay's session ended: its subtree is gone
+                for i in fields['nodes']:
+                    self.ended.setdefault(i, f"its launch session (from node {fields['relay']}) "
+                                             f"ended (status {fields['status']})")
             self.cond.notify_all()
 
     def send(self, obj):
@@ -260,8 +332,9 @@ class Session:
 class Cluster:
     """The nodes of a run: started, connected, watched, ended."""
 
-    def __init__(self, hosts, launch=None, slurm=False, label=False, port=0):
+    def __init__(self, hosts, launch=None, slurm=False, label=False, port=0, fanout=DEFAULT_FANOUT):
         self.hosts = hosts
+        self.fanout = fanout
         self.label = label
         self.port = port
         self.sessions = []
@@ -296,13 +369,12 @@ class Cluster:
                     'slurm_nodes': {h: i for i, h in enumerate(self.hosts) if i}})
             self.sessions.append(s)
         else:
-            template = shlex.split(self.launch or os.environ.get('DRAGON_MP_LAUNCH') or DEFAULT_SSH)
-            for i in range(1, n):
-                argv = [a.replace('{host}', self.hosts[i]).replace('{command}', node_command(i))
-                        for a in template]
-                s = Session(argv, [i], byindex, self.label)
-                s.send({**base, 'identities': {str(i): ids[i]}})
-                self.sessions.append(s)
+            launch = {'template': shlex.split(self.launch or os.environ.get('DRAGON_MP_LAUNCH')
+                                              or DEFAULT_SSH),
+                      'fanout': self.fanout}
+            self.sessions += start_subtree(launch, run, base, {str(i): ids[i] for i in range(n)},
+                                           {str(i): h for i, h in byindex.items()},
+                                           list(range(1, n)), 0, label=self.label)
         ready = self._wait_all('ready', n - 1)
         peers = {str(i): f['addr'] for i, f in ready.items()}
         peers['0'] = addr0
@@ -354,6 +426,12 @@ class Cluster:
                     command = 'srun' if s.srun else 'launch command'
                     raise SystemExit(f'dragon: could not start the run on {", ".join(missing)} '
                                      f'({command} exited with status {s.exited})')
+                with s.cond:
+                    ended = {i: why for i, why in s.ended.items() if i not in merged}
+                if ended:
+                    raise SystemExit(f'dragon: could not start the run on '
+                                     f'{", ".join(self.hosts[i] for i in sorted(ended))} '
+                                     f'({next(iter(ended.values()))})')
             if time.monotonic() > deadline:
                 missing = [h for i, h in enumerate(self.hosts) if i and i not in merged]
                 raise SystemExit(f'dragon: nodes not {what} after {BRINGUP_TIMEOUT:.0f} s: '
@@ -368,6 +446,9 @@ class Cluster:
             if s.poll() is not None:
                 for i in s.nodes:
                     lost.setdefault(i, f'its launch session ended (status {s.exited})')
+            with s.cond:
+                for i, why in s.ended.items():
+                    lost.setdefault(i, why)
         return lost
 
     def signal(self, signum):

@@ -150,6 +150,28 @@ func AgentSetPeers(peersJSON string) (err error) {
 	return nil
 }
 
+// AgentWatch has the agent watch node too (AgentSetPeers first): a node
+// watches the node that started it in the launch tree, whose loss ends it.
+func AgentWatch(node int64) (err error) {
+	defer recovered(&err)
+	agentMu.Lock()
+	a, m := nodeAgent, nodeMesh
+	agentMu.Unlock()
+	if m == nil {
+		return pyErr(errors.New("the agent is not running"))
+	}
+	if node < 0 || node > 0xffff || uint16(node) == m.Node() {
+		return pyErr(fmt.Errorf("%w: node %d", errInvalid, node))
+	}
+	if err := m.Watch(uint16(node)); err != nil {
+		if !errors.Is(err, transport.ErrPeerLost) {
+			return pyErr(err)
+		}
+		a.PeerLost(uint16(node), err)
+	}
+	return nil
+}
+
 // AgentLost is the JSON map {"<node>": "why"} of the nodes lost so far.
 func AgentLost() (s string, err error) {
 	defer recovered(&err)

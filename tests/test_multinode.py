@@ -337,25 +337,33 @@ def test_pool_with_workers_on_a_cut_node_fails_instead_of_hanging(net):
     # every short task): tasks meet at a Barrier of as many parties as the
     # pool has workers, so each worker holds one at a time.
     prog = write_prog(net, 'poolcut.py', PRELUDE + '''
-    def init(barriers):
-        global BARRIERS
-        BARRIERS = barriers
+    def init(barriers, asleep):
+        global BARRIERS, ASLEEP
+        BARRIERS, ASLEEP = barriers, asleep
 
     def meet(phase):
         BARRIERS[phase].wait(120)
         if phase == 1:
-            time.sleep(3)           # node 1's workers are cut off in here
+            # Past the Barrier (its lock released): say so, then node 1's
+            # workers sleep until they are cut off, the others briefly.
+            ASLEEP.put(socket.gethostname())
+            time.sleep(120 if socket.gethostname() == 'n1' else 1)
         return socket.gethostname()
 
     if __name__ == '__main__':
         # Phase 0: every worker of 6 (2 per node); 1: all 6 busy when node 1
         # is cut (the 7th party is this process); 2: the workers left and
         # the replacements.
+        # A node-1 worker cut off while it holds the Barrier's lock would
+        # leave that lock held (see docs/design.md, "Locks held on a lost
+        # node"): the cut waits until all six are past the Barrier.
         barriers = [mp.Barrier(6), mp.Barrier(7), mp.Barrier(6)]
-        with mp.Pool(6, initializer=init, initargs=(barriers,)) as pool:
+        asleep = mp.Queue()
+        with mp.Pool(6, initializer=init, initargs=(barriers, asleep)) as pool:
             print(sorted(set(pool.map(meet, [0] * 6, chunksize=1))), flush=True)
             result = pool.map_async(meet, [1] * 6, chunksize=1)
             barriers[1].wait(120)
+            print('asleep', sorted(asleep.get(timeout=120) for _ in range(6)), flush=True)
             print('cut now', flush=True)
             t0 = time.monotonic()
             try:
@@ -374,6 +382,7 @@ def test_pool_with_workers_on_a_cut_node_fails_instead_of_hanging(net):
         run = p.stdout.readline().strip().split('=', 1)[1]
         net.runs.append(run)
         assert p.stdout.readline().strip() == "['n0', 'n1', 'n2']"
+        assert p.stdout.readline().strip() == "asleep ['n0', 'n0', 'n1', 'n1', 'n2', 'n2']"
         assert p.stdout.readline().strip() == 'cut now'
         net.cut(1)
         out, err = p.communicate(timeout=120)

@@ -1,63 +1,70 @@
-// Package transport is the QUIC mesh between the node agents of a
-// multi-node run: one *Mesh per agent, one QUIC connection per node pair,
-// one UDP port per agent (a single quic.Transport both listens and dials).
+// Package transport connects the nodes of a multi-node run, with the run's
+// own certificate authority as the only trust: a QUIC mesh between the node
+// agents, which tells who is alive, and data connections (TLS 1.3 over
+// kernel TCP), which carry the data.
 //
-// # Contract
+// Why two: on the links this runs on, quic-go carries ~0.35-0.4 GB/s and a
+// 64 B round trip of ~100 µs, all of it in user space (packetisation,
+// AEAD per datagram, acks, pacing); TLS 1.3 over kernel TCP carries
+// 1.7-1.9 GB/s on one core (segmentation, acks and retransmission in the
+// kernel, one AEAD per 16 KiB record) and, read with a blocking recv on
+// the caller's thread, a round trip of ~50 µs. QUIC is kept for what it
+// does well here: one UDP socket per agent however many peers, connection
+// keep-alives that detect a silent node in IdleTimeout, and a handshake
+// that pins both ends. docs/many_nodes.md has the measurements.
 //
-//   - Send(node, lane, msg) is reliable and FIFO per (node, lane). It copies
-//     msg, dials lazily, and blocks only while dialing or while the lane's
-//     stream has a few MiB queued (back-pressure). It is safe for concurrent
-//     use; FIFO is between Sends that are ordered (e.g. one goroutine).
-//   - Deliver(from, lane, msg) is called for every message, in order per
-//     (peer, lane), from the goroutine reading that lane's stream; msg
-//     belongs to the callee. It must not block for long: a stalled Deliver
-//     stalls every lane sharing its stream (and, through QUIC flow control,
-//     eventually the connection).
+// # Mesh (mesh.go, peer.go, link.go)
+//
+//   - Watch(node) makes sure there is a trusted connection to node (dialing
+//     it if there is none): from then on, node's loss is reported. Nodes
+//     watch only what they need: node 0 every node, every other node
+//     node 0, so a run of N nodes has N-1 mesh connections, not N²/2.
 //   - A peer is lost when its connection dies (idle timeout with no
 //     keep-alive answered: ~IdleTimeout after it went silent), when it says
 //     goodbye (ErrPeerClosed), or when our dial or hello to it fails. Loss is
-//     final for the life of the Mesh: PeerLost is called once, and every later
-//     Send to that node returns an error wrapping ErrPeerLost. Messages not
-//     yet delivered when a peer is lost are gone; there is no resend.
-//   - Close says goodbye: for each peer it drains and FINs every stream, then
-//     sends GOODBYE(n streams); the peer acknowledges only after reading all n
-//     streams to their end, so everything sent before Close is delivered
-//     (QUIC's own CloseWithError does not wait for delivery). Then it closes
-//     the connections and socket and waits for all goroutines: no Deliver or
-//     PeerLost runs after Close returns. Data sent to a peer that is itself
-//     closing may be dropped.
+//     final for the life of the Mesh: PeerLost is called once, and Lost(node)
+//     says why from then on.
+//   - Close says goodbye to every peer and waits for its ack (so the peer
+//     counts an orderly end, not a loss), closes the connections and the
+//     socket and waits for every goroutine: no PeerLost runs after Close
+//     returns.
+//
+// # Data connections (data.go, fdconn.go)
+//
+//   - DialData connects a process to a node's agent (ListenData/Serve):
+//     TLS 1.3, the run's CA as the only root, client certificates required,
+//     ALPN DataALPN, the server's node pinned; then the same hello as the
+//     mesh's (run, from, to checked against the certificate) before any
+//     data. TCP_NODELAY, keep-alive probes and TCP_USER_TIMEOUT as a
+//     backstop (the mesh notices a lost node first).
+//   - The connection underneath is an fdConn: blocking recv/send on the
+//     calling thread (no netpoller hand-off), a Read that polls for an
+//     adaptive time before it blocks, every blocked call woken every Step
+//     to ask Check (whose error ends it: a node marked lost), and Close
+//     waking every blocked call at once.
+//   - What travels on it (framing, posts, acks, ordering) is package
+//     agent's business; package wire encodes it.
 //
 // # Trust
 //
 // Each run has its own Ed25519 CA (NewCA); a node's certificate (Issue)
 // names it as the DNS SAN NodeName(run, n) = "node-<n>.<run>.dragon_mp".
-// Both sides use TLS 1.3 with the run's CA as the only root, client
-// certificates required and verified, and ALPN "dragon_mp/1". A dialer pins
+// Both sides of either kind of connection use TLS 1.3 with the run's CA as
+// the only root, client certificates required and verified. A dialer pins
 // the node it meant to reach (ServerName and VerifyConnection); a listener
-// accepts any node of the run but itself. Because a client's Dial returns
-// before the server has checked the client certificate, neither side sends
-// data until the hello on the control stream is done: the dialer sends
-// HELLO(run, from, to), the listener checks it against the certificate and
-// answers OK, DUPLICATE (tie-break) or REJECTED. Data streams of a
-// connection are accepted only after that.
+// accepts any node of the run but itself. Because a client's handshake
+// ends before the server has checked the client certificate, neither side
+// sends data until the hello is done: the dialer sends HELLO(run, from,
+// to), the listener checks it against the certificate and answers OK,
+// DUPLICATE (mesh tie-break) or REJECTED.
 //
-// Tie-break: if two nodes dial each other at once, the lower node id's dial
-// wins; the higher node accepts it and drops its own.
-//
-// # Streams
-//
-// Per connection: one bidirectional control stream (opened by the dialer)
-// for hello, goodbye and ack (package internal/ctl); per direction a pool of
-// NumStreams unidirectional data streams, opened lazily. A lane is hashed to
-// one stream, which keeps the lane FIFO. Each stream has one writer
-// goroutine that takes everything queued and writes it in one go, so small
-// messages batch whenever the writer is busy, without a timer. Messages on a
-// data stream are length(uint32) lane(uint64) bytes, little-endian.
+// Mesh tie-break: if two nodes dial each other at once, the lower node
+// id's dial wins; the higher node accepts it and drops its own.
 //
 // # Locks
 //
-// Order: Mesh.mu, then peer.mu, then Mesh.goMu. slot.mu may be followed by
-// Mesh.goMu. link.mu and link.ctlMu are leaves. No lock is held while
-// calling Deliver or PeerLost, or while blocked on the network (except
-// link.ctlMu around one control-message write).
+// Order: Mesh.mu, then peer.mu, then Mesh.goMu. link.ctlMu is a leaf, and
+// so are fdConn.mu and DataListener's. No lock is held while calling
+// PeerLost or while blocked on the network (except link.ctlMu around one
+// control-message write).
 package transport
