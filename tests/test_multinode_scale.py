@@ -196,8 +196,9 @@ def test_launch_tree(net):
 
 
 def test_relay_cut_loses_its_subtree_only(net):
-    # n1 relays for n2..n4: cut off, it ends its part and with it the parts it
-    # started (their launch sessions run from n1); n5..n7 stay in the run.
+    # n1 relays for n2..n4: cut off, it is lost, and so are the nodes it
+    # started (each ends its part when it loses the node that started it);
+    # n5..n7 stay in the run.
     prog = write_prog(net, 'treecut.py', PRELUDE + '''
     def sleeper(q):
         q.put(socket.gethostname())
@@ -205,13 +206,15 @@ def test_relay_cut_loses_its_subtree_only(net):
 
     if __name__ == '__main__':
         q = mp.Queue()
-        ps = {i: mp.Process(target=sleeper, args=(q,), policy=Policy(node=i)) for i in (3, 6)}
+        ps = {i: mp.Process(target=sleeper, args=(q,), policy=Policy(node=i)) for i in (2, 3, 4, 6)}
         for p in ps.values():
             p.start()
         print('up', sorted(q.get(timeout=60) for _ in ps), flush=True)
         print('cut now', flush=True)
-        ps[3].join(60)
-        print('n3', ps[3].exitcode, 'n6 alive', ps[6].is_alive(), flush=True)
+        for i in (2, 3, 4):        # each ends when its node is lost
+            ps[i].join(60)
+        print('ended', sorted({ps[i].exitcode for i in (2, 3, 4)}), 'n6 alive', ps[6].is_alive(),
+              flush=True)
         ps[6].terminate()
         ps[6].join(30)
         print('n6', ps[6].exitcode, flush=True)
@@ -221,7 +224,7 @@ def test_relay_cut_loses_its_subtree_only(net):
     try:
         run = p.stdout.readline().strip().split('=', 1)[1]
         net.runs.append(run)
-        assert p.stdout.readline().strip() == "[n0] up ['n3', 'n6']"
+        assert p.stdout.readline().strip() == "[n0] up ['n2', 'n3', 'n4', 'n6']"
         assert p.stdout.readline().strip() == '[n0] cut now'
         net.cut(1)
         out, err = p.communicate(timeout=120)
@@ -231,8 +234,8 @@ def test_relay_cut_loses_its_subtree_only(net):
         assert f'node {i} (n{i}) lost' in err, (i, out, err)
     for i in (5, 6, 7):
         assert f'node {i} (n{i}) lost' not in err, (i, out, err)
-    # n3 ended with its node (SIGTERM in its node's teardown, or -9 if the
-    # node was gone before it could say so).
-    assert re.search(r'\[n0\] n3 -(15|9) n6 alive True', out), (out, err)
+    # They ended with their nodes (SIGTERM in the node's teardown, or -9 if
+    # the node was gone before it could say so).
+    assert re.search(r'\[n0\] ended \[(-15|-9|-15, -9)\] n6 alive True', out), (out, err)
     assert '[n0] n6 -15' in out, (out, err)
     assert wait_until(lambda: not run_processes(run), 30), run_processes(run)

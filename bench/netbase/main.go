@@ -4,8 +4,8 @@
 // (gocore/transport), and the whole remote-operation path of gocore/agent.
 //
 //	netbase gen   -dir D                                   run identities D/node1.json (client), D/node2.json (server)
-//	netbase serve -proto tcp|quic|tls|agent -listen IP:0 [-id D/node2.json]
-//	netbase run   -proto tcp|quic|tls|agent -connect ADDR -test pingpong|bulk|bulk-sw -size N
+//	netbase serve -proto tcp|gotls|quic|tls|agent -listen IP:0 [-id D/node2.json]
+//	netbase run   -proto tcp|gotls|quic|tls|agent -connect ADDR -test pingpong|bulk|bulk-sw -size N
 //	              [-samples K] [-sample-sec S] [-id D/node1.json]
 //
 // serve prints "ADDR <host:port>" and serves until killed (or stdin ends).
@@ -19,11 +19,13 @@
 //	bulk-sw   stop-and-wait: every message of size bytes is acked (1 byte)
 //	          before the next is sent (what a synchronous remote put does)
 //
-// TCP, raw QUIC and TLS carry a 16-byte command header (op, size, count)
-// before every batch on one connection (QUIC: one bidirectional stream).
-// Raw QUIC uses quic-go defaults and a throwaway self-signed certificate
-// (client skips verification); TLS uses transport.DialData/ListenData as a
-// process and an agent do (per-run CA, mTLS, hello, blocking reads). agent
+// TCP, Go TLS, raw QUIC and TLS carry a 16-byte command header (op, size,
+// count) before every batch on one connection (QUIC: one bidirectional
+// stream). Raw QUIC and gotls (crypto/tls over TCP, Go's network poller)
+// use library defaults and a throwaway self-signed certificate (client
+// skips verification); tls is dragon_mp's data connection,
+// transport.DialData/ListenData as a process and an agent use it (per-run
+// CA, mTLS, hello, then its own records, blocking reads). agent
 // is gocore/agent's Client calling node 2's Agent: pingpong is a call that
 // echoes its payload, bulk-sw a call with an empty reply (a synchronous
 // put), bulk a stream of posts ended by a sync (a Queue's put).
@@ -77,7 +79,7 @@ func main() {
 		die("usage: netbase gen|serve|run ...")
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
-	proto := fs.String("proto", "tcp", "tcp, quic, tls or agent")
+	proto := fs.String("proto", "tcp", "tcp, gotls, quic, tls or agent")
 	listen := fs.String("listen", "127.0.0.1:0", "serve: listen address")
 	connect := fs.String("connect", "", "run: server address")
 	test := fs.String("test", "pingpong", "pingpong, bulk or bulk-sw")
@@ -98,6 +100,8 @@ func main() {
 		switch *proto {
 		case "tcp":
 			c = dialTCP(*connect)
+		case "gotls":
+			c = dialGoTLS(*connect)
 		case "quic":
 			c = dialQUIC(*connect)
 		case "tls":
@@ -226,6 +230,19 @@ func dialTCP(addr string) conn {
 	return &streamConn{rw: c, closer: func() { c.Close() }}
 }
 
+// dialGoTLS: Go's standard TLS 1.3 (crypto/tls records, the network
+// poller) over TCP, a throwaway self-signed certificate as for raw QUIC:
+// the transport dragon_mp's data connections would be without their own
+// records and blocking reads.
+func dialGoTLS(addr string) conn {
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{alpn},
+		MinVersion: tls.VersionTLS13})
+	if err != nil {
+		die("%v", err)
+	}
+	return &streamConn{rw: c, closer: func() { c.Close() }}
+}
+
 func quicConf() *quic.Config {
 	return &quic.Config{MaxIdleTimeout: 30 * time.Second, KeepAlivePeriod: 5 * time.Second}
 }
@@ -316,6 +333,21 @@ func serve(proto, listen, idFile string) {
 	switch proto {
 	case "tcp":
 		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			die("%v", err)
+		}
+		addr = ln.Addr().String()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go serveStream(c)
+			}
+		}()
+	case "gotls":
+		ln, err := tls.Listen("tcp", listen, selfSigned())
 		if err != nil {
 			die("%v", err)
 		}

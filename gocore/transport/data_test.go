@@ -6,9 +6,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/dragon-mp/dragon_mp/gocore/transport/internal/ctl"
 )
@@ -115,6 +119,28 @@ func TestDataRoundTrip(t *testing.T) {
 		}
 		if !bytes.Equal(got, msg) {
 			t.Fatalf("%d bytes: echo differs", n)
+		}
+	}
+}
+
+// TestDataCongestion: both ends of a data connection use cubic when the
+// system allows it (see congestion), from their first packet.
+func TestDataCongestion(t *testing.T) {
+	allowed, err := os.ReadFile("/proc/sys/net/ipv4/tcp_allowed_congestion_control")
+	if err != nil || !strings.Contains(" "+strings.TrimSpace(string(allowed))+" ", " "+congestion+" ") {
+		t.Skipf("%s is not allowed here (%q)", congestion, allowed)
+	}
+	ca, _ := NewCA("datarun")
+	srv := startDataServer(t, ca, 2)
+	cli := dial(t, ca, 1, 2, srv.ln.Addr().String(), 0, nil)
+	s := srv.accept(t)
+	for name, c := range map[string]*DataConn{"client": cli, "server": s} {
+		got, err := unix.GetsockoptString(c.raw.fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != congestion {
+			t.Errorf("%s: congestion control %q, want %q", name, got, congestion)
 		}
 	}
 }

@@ -1,17 +1,18 @@
 // Package transport connects the nodes of a multi-node run, with the run's
 // own certificate authority as the only trust: a QUIC mesh between the node
-// agents, which tells who is alive, and data connections (TLS 1.3 over
-// kernel TCP), which carry the data.
+// agents, which tells who is alive, and data connections (a TLS 1.3
+// handshake over kernel TCP, then records keyed by it), which carry the
+// data.
 //
 // Why two: on the links this runs on, quic-go carries ~0.35-0.4 GB/s and a
 // 64 B round trip of ~100 µs, all of it in user space (packetisation,
-// AEAD per datagram, acks, pacing); TLS 1.3 over kernel TCP carries
-// 1.7-1.9 GB/s on one core (segmentation, acks and retransmission in the
-// kernel, one AEAD per 16 KiB record) and, read with a blocking recv on
-// the caller's thread, a round trip of ~50 µs. QUIC is kept for what it
-// does well here: one UDP socket per agent however many peers, connection
-// keep-alives that detect a silent node in IdleTimeout, and a handshake
-// that pins both ends. docs/many_nodes.md has the measurements.
+// AEAD per datagram, acks, pacing); kernel TCP with our records carries
+// 3.5-4 GB/s on the same two vCPUs (crypto/tls's own records: 1.7-2.2)
+// and, read with a blocking recv on the caller's thread, a round trip of a
+// few tens of µs. QUIC is kept for what it does well here: one UDP socket
+// per agent however many peers, connection keep-alives that detect a
+// silent node in IdleTimeout, and a handshake that pins both ends.
+// docs/many_nodes.md has the measurements.
 //
 // # Mesh (mesh.go, peer.go, link.go)
 //
@@ -29,14 +30,19 @@
 //     socket and waits for every goroutine: no PeerLost runs after Close
 //     returns.
 //
-// # Data connections (data.go, fdconn.go)
+// # Data connections (data.go, fdconn.go, records.go)
 //
 //   - DialData connects a process to a node's agent (ListenData/Serve):
 //     TLS 1.3, the run's CA as the only root, client certificates required,
 //     ALPN DataALPN, the server's node pinned; then the same hello as the
 //     mesh's (run, from, to checked against the certificate) before any
-//     data. TCP_NODELAY, keep-alive probes and TCP_USER_TIMEOUT as a
-//     backstop (the mesh notices a lost node first).
+//     data. TCP_NODELAY, cubic congestion control, keep-alive probes and
+//     TCP_USER_TIMEOUT as a backstop (the mesh notices a lost node first).
+//   - Then records: one AES-128-GCM key per direction from the handshake's
+//     exporter; records of up to 256 KiB sealed straight from the writer's
+//     memory and, when the reader has room, read straight into its memory
+//     and opened in place; a changed, dropped, repeated, reordered or
+//     reflected record fails the connection.
 //   - The connection underneath is an fdConn: blocking recv/send on the
 //     calling thread (no netpoller hand-off), a Read that polls for an
 //     adaptive time before it blocks, every blocked call woken every Step
