@@ -206,15 +206,18 @@ def test_relay_cut_loses_its_subtree_only(net):
 
     if __name__ == '__main__':
         q = mp.Queue()
-        ps = {i: mp.Process(target=sleeper, args=(q,), policy=Policy(node=i)) for i in (2, 3, 4, 6)}
+        ps = {i: mp.Process(target=sleeper, args=(q,), policy=Policy(node=i)) for i in (1, 2, 3, 4, 6)}
         for p in ps.values():
             p.start()
         print('up', sorted(q.get(timeout=60) for _ in ps), flush=True)
         print('cut now', flush=True)
-        for i in (2, 3, 4):        # each ends when its node is lost
+        # Each ends when its node is lost. n1's is joined too, so that the
+        # program does not end (taking the launcher with it) before node 0
+        # has noticed n1 itself: n2..n4 may notice first and say goodbye.
+        for i in (1, 2, 3, 4):
             ps[i].join(60)
-        print('ended', sorted({ps[i].exitcode for i in (2, 3, 4)}), 'n6 alive', ps[6].is_alive(),
-              flush=True)
+        print('ended', sorted({ps[i].exitcode for i in (2, 3, 4)}), 'n1', ps[1].exitcode,
+              'n6 alive', ps[6].is_alive(), flush=True)
         ps[6].terminate()
         ps[6].join(30)
         print('n6', ps[6].exitcode, flush=True)
@@ -224,7 +227,7 @@ def test_relay_cut_loses_its_subtree_only(net):
     try:
         run = p.stdout.readline().strip().split('=', 1)[1]
         net.runs.append(run)
-        assert p.stdout.readline().strip() == "[n0] up ['n2', 'n3', 'n4', 'n6']"
+        assert p.stdout.readline().strip() == "[n0] up ['n1', 'n2', 'n3', 'n4', 'n6']"
         assert p.stdout.readline().strip() == '[n0] cut now'
         net.cut(1)
         out, err = p.communicate(timeout=120)
@@ -236,6 +239,6 @@ def test_relay_cut_loses_its_subtree_only(net):
         assert f'node {i} (n{i}) lost' not in err, (i, out, err)
     # They ended with their nodes (SIGTERM in the node's teardown, or -9 if
     # the node was gone before it could say so).
-    assert re.search(r'\[n0\] ended \[(-15|-9|-15, -9)\] n6 alive True', out), (out, err)
+    assert re.search(r'\[n0\] ended \[(-15|-9|-15, -9)\] n1 -9 n6 alive True', out), (out, err)
     assert '[n0] n6 -15' in out, (out, err)
     assert wait_until(lambda: not run_processes(run), 30), run_processes(run)
