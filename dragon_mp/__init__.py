@@ -17,3 +17,6 @@ globals().update((name, getattr(context._default_context, name)) for name in __a
 
 SUBDEBUG = 5
 SUBWARNING = 25
+
+from ._stdlib import complete as _complete    # noqa: E402  (every other name of stdlib's package)
+_complete(globals(), '')

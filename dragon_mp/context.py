@@ -5,10 +5,12 @@ of what the Go core provides; the names it does not override yet come from
 stdlib and are built on pipes and POSIX semaphores, which work between
 dragon_mp processes too (file descriptors are passed to children).
 
-Start methods: every dragon_mp process is a fresh interpreter started by the
-Go process manager (spawn semantics). The method is called 'dragon'; stdlib's
-names are accepted and mean the same thing, because forking a process that
-has loaded the Go runtime is never safe.
+Start methods: every dragon_mp process is forked from the run's zygote (a
+process that never loads the Go runtime) or is a fresh interpreter: spawn
+semantics either way, because forking a process that has loaded the Go
+runtime is never safe. stdlib's method names (and DragonHPC's 'dragon') each
+have their context, as in stdlib, so code that chooses, checks or reports a
+method works unchanged; they differ in name only. The default is 'spawn'.
 """
 
 import os
@@ -19,12 +21,9 @@ from multiprocessing.context import (        # noqa: F401  re-exported
 
 from . import process
 
-__all__ = ['DragonContext', 'BaseContext', 'ProcessError', 'BufferTooShort',
-           'TimeoutError', 'AuthenticationError']
-
-START_METHOD = 'dragon'
-_chosen_method = [None]      # what set_start_method chose (the start is the same)
-_ACCEPTED_METHODS = (START_METHOD, 'spawn', 'fork', 'forkserver')
+__all__ = ['BaseContext', 'DefaultContext', 'DragonContext', 'SpawnContext', 'ForkContext',
+           'ForkServerContext', 'ProcessError', 'BufferTooShort', 'TimeoutError',
+           'AuthenticationError']
 
 
 class BaseContext(_stdlib_context.BaseContext):
@@ -124,44 +123,106 @@ class BaseContext(_stdlib_context.BaseContext):
     def get_context(self, method=None):
         if method is None:
             return self
-        if method not in _ACCEPTED_METHODS:
-            raise ValueError('cannot find context for %r' % method)
-        return _default_context
+        try:
+            return _concrete_contexts[method]
+        except KeyError:
+            raise ValueError('cannot find context for %r' % method) from None
 
     def get_start_method(self, allow_none=False):
-        """The method set with set_start_method (any of them means the same
-        start), else 'dragon'; None with allow_none before one was set, as
-        in stdlib."""
-        method = _chosen_method[0]
-        if method is None:
-            return None if allow_none else START_METHOD
-        return method
+        return self._name
 
     def set_start_method(self, method, force=False):
-        if _chosen_method[0] is not None and not force:
-            raise RuntimeError('context has already been set')
-        if method is None and force:
-            _chosen_method[0] = None
-            return
-        if method not in _ACCEPTED_METHODS:
-            raise ValueError('cannot find context for %r' % method)
-        _chosen_method[0] = method
+        raise ValueError('cannot set start method of concrete context')
 
     def get_all_start_methods(self):
-        return [START_METHOD, 'spawn', 'fork', 'forkserver']
+        """stdlib's methods for this platform: every one is accepted and
+        starts processes the dragon_mp way. 'dragon' (DragonHPC's name) is
+        accepted too, but not listed: code that checks the list against
+        stdlib's expects only stdlib's names."""
+        return list(START_METHODS)
 
+
+# One context per method name, as stdlib has: `get_context('fork')` is a
+# ForkContext whose get_start_method() says 'fork', whose Process is a
+# ForkProcess, and whose children report 'fork' too. All of them start
+# processes the same way (Process._Popen): only the name differs.
 
 class DragonContext(BaseContext):
-    _name = START_METHOD
+    _name = 'dragon'
+    Process = process.DragonProcess
+
+
+class SpawnContext(BaseContext):
+    _name = 'spawn'
+    Process = process.SpawnProcess
+
+
+class ForkContext(BaseContext):
+    _name = 'fork'
+    Process = process.ForkProcess
+
+
+class ForkServerContext(BaseContext):
+    _name = 'forkserver'
+    Process = process.ForkServerProcess
+
+
+class DefaultContext(BaseContext):
+    """What the module functions are bound to: stdlib's DefaultContext, over
+    dragon_mp's contexts. Until a method is set it stands for spawn (the
+    semantics of every dragon_mp start: the child imports the main module
+    again; nothing is inherited by forking)."""
     Process = process.Process
 
+    def __init__(self, context):
+        self._default_context = context
+        self._actual_context = None
 
-_default_context = DragonContext()
+    def get_context(self, method=None):
+        if method is None:
+            if self._actual_context is None:
+                self._actual_context = self._default_context
+            return self._actual_context
+        return super().get_context(method)
 
+    def set_start_method(self, method, force=False):
+        if self._actual_context is not None and not force:
+            raise RuntimeError('context has already been set')
+        if method is None and force:
+            self._actual_context = None
+            return
+        self._actual_context = self.get_context(method)
+
+    def get_start_method(self, allow_none=False):
+        if self._actual_context is None:
+            if allow_none:
+                return None
+            self._actual_context = self._default_context
+        return self._actual_context._name
+
+
+_concrete_contexts = {
+    'spawn': SpawnContext(),
+    'fork': ForkContext(),
+    'forkserver': ForkServerContext(),
+    'dragon': DragonContext(),
+}
+START_METHODS = ('spawn', 'fork', 'forkserver')
+_default_context = DefaultContext(_concrete_contexts['spawn'])
 
 # stdlib's module-level names (its __all__ is empty, but code imports them).
 from multiprocessing.context import (        # noqa: E402,F401  the very same functions
     assert_spawning, get_spawning_popen, set_spawning_popen)
 Process = process.Process
-ForkProcess = SpawnProcess = ForkServerProcess = process.Process
-DefaultContext = ForkContext = SpawnContext = ForkServerContext = DragonContext
+DragonProcess = process.DragonProcess
+SpawnProcess = process.SpawnProcess
+ForkProcess = process.ForkProcess
+ForkServerProcess = process.ForkServerProcess
+
+
+def _force_start_method(method):
+    _default_context._actual_context = _concrete_contexts[method]
+
+
+from ._stdlib import complete as _complete    # noqa: E402  (last: every stdlib name not defined above)
+_complete(globals(), 'context')

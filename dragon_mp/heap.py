@@ -102,3 +102,7 @@ class BufferWrapper(SharedObject):
 
     def __repr__(self):
         return f'<{type(self).__name__} size={self._size} address={self._addr:#x}>'
+
+
+from ._stdlib import complete as _complete    # noqa: E402  (last: every stdlib name not defined above)
+_complete(globals(), 'heap')

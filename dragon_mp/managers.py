@@ -22,15 +22,12 @@ classes, and vice versa after import (each class copies its registry, as
 stdlib's own subclasses do).
 """
 
-import types as _types
-
 from multiprocessing import managers as _stdlib
 
-# Every public name of stdlib's module (classes, proxies, helpers), the very
-# same objects; the three manager classes are replaced below.
-globals().update({name: value for name, value in vars(_stdlib).items()
-                  if not name.startswith('__')
-                  and not isinstance(value, _types.ModuleType)})
+# Every name of stdlib's module (classes, proxies, helpers), the very same
+# objects; the three manager classes are replaced below.
+from ._stdlib import complete as _complete    # noqa: E402
+_complete(globals(), 'managers')
 
 __all__ = list(_stdlib.__all__)
 
@@ -98,3 +95,4 @@ if _stdlib.HAS_SHMEM:
 
         # stdlib's __init__ takes (*args, **kwargs) and starts the resource
         # tracker; BaseManager.__init__ above supplies the default context.
+

@@ -112,6 +112,7 @@ __all__ = ['Pool', 'ThreadPool', 'AsyncResult', 'ApplyResult', 'MapResult',
 #
 
 import collections
+import contextlib
 import io
 import itertools
 import os
@@ -132,6 +133,7 @@ from multiprocessing.context import TimeoutError
 from multiprocessing.reduction import ForkingPickler
 # ThreadPool runs workers as threads of this process and never touches the
 # context's queues or processes, so stdlib's is the right one to offer.
+from multiprocessing import pool as _stdlib_pool
 from multiprocessing.pool import ThreadPool           # noqa: F401
 
 #
@@ -386,12 +388,15 @@ class _PoolCache(dict):
 class _Slots:
     """The workers' "current task" slots: a shared int64 array (three words
     per worker: state, job, i) and which worker holds which slot (parent
-    only; the worker handler is the one thread that changes it)."""
+    only). `lock` is held while workers are added or reaped: the worker
+    handler does both, and stdlib lets the program call _repopulate_pool()
+    from its own thread as well."""
 
     def __init__(self, array, n):
         self.array = array
         self.words = memoryview(array).cast('B').cast('q')
         self.owners = [None] * n
+        self.lock = threading.RLock()
 
     @classmethod
     def create(cls, ctx, n):
@@ -433,10 +438,13 @@ def _report_callback_error(what):
     print('Exception in dragon_mp.pool %s:' % what, file=sys.stderr)
     traceback.print_exc()
 
-class Pool(object):
+class Pool(_stdlib_pool.Pool):
     '''
     Class which supports an async version of applying functions to arguments.
     '''
+    # A subclass of stdlib's Pool only so that code checking the type (dask's
+    # isinstance(pool, multiprocessing.pool.Pool)) accepts it: every method
+    # stdlib's Pool has is defined here, none of its machinery runs.
     _wrap_exception = True
 
     @staticmethod
@@ -572,7 +580,10 @@ class Pool(object):
                 cleaned = True
                 del pool[i]
                 # The task it had claimed (its slot is final: it has exited).
-                claimed = slots.release(worker) if slots is not None else None
+                claimed = None
+                if slots is not None:
+                    with slots.lock:
+                        claimed = slots.release(worker)
                 # Through the result queue, not a side channel: it then
                 # arrives after every message the worker managed to put.
                 try:
@@ -598,6 +609,17 @@ class Pool(object):
         """Bring the number of pool processes up to the specified number,
         for use after reaping workers which have exited.
         """
+        if slots is not None:
+            with slots.lock:
+                return Pool._add_workers(ctx, Process, processes, pool, inqueue, outqueue,
+                                         initializer, initargs, maxtasksperchild,
+                                         wrap_exception, slots)
+        return Pool._add_workers(ctx, Process, processes, pool, inqueue, outqueue,
+                                 initializer, initargs, maxtasksperchild, wrap_exception, None)
+
+    @staticmethod
+    def _add_workers(ctx, Process, processes, pool, inqueue, outqueue, initializer,
+                     initargs, maxtasksperchild, wrap_exception, slots):
         for i in range(processes - len(pool)):
             extra = ()
             if slots is not None:
@@ -630,11 +652,12 @@ class Pool(object):
                        wrap_exception, slots=None):
         """Clean up any exited workers and start replacements for them.
         """
-        if Pool._join_exited_workers(pool, outqueue, slots):
-            Pool._repopulate_pool_static(ctx, Process, processes, pool,
-                                         inqueue, outqueue, initializer,
-                                         initargs, maxtasksperchild,
-                                         wrap_exception, slots)
+        with slots.lock if slots is not None else contextlib.nullcontext():
+            if Pool._join_exited_workers(pool, outqueue, slots):
+                Pool._repopulate_pool_static(ctx, Process, processes, pool,
+                                             inqueue, outqueue, initializer,
+                                             initargs, maxtasksperchild,
+                                             wrap_exception, slots)
 
     def _setup_queues(self):
         # Queue, not SimpleQueue: the handler threads need get(timeout=...).
@@ -1311,3 +1334,11 @@ class IMapUnorderedIterator(IMapIterator):
             if self._index == self._length:
                 del self._cache[self._job]
                 self._pool = None
+
+
+from .context import _default_context as _ctx    # noqa: E402
+from .connection import wait    # noqa: E402,F401
+get_context = _ctx.get_context
+
+from ._stdlib import complete as _complete    # noqa: E402  (last: every stdlib name not defined above)
+_complete(globals(), 'pool')

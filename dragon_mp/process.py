@@ -11,6 +11,7 @@ runtime) or, failing that, a fresh interpreter; both have spawn semantics
 `parent_process()` is the process that started it, as under stdlib.
 """
 
+from multiprocessing import context as _stdlib_context
 from multiprocessing.process import (            # noqa: F401  re-exported
     AuthenticationString, BaseProcess, active_children, current_process,
     parent_process)
@@ -19,12 +20,18 @@ __all__ = ['BaseProcess', 'Process', 'current_process', 'active_children',
            'parent_process']
 
 
-class Process(BaseProcess):
-    """A process with spawn semantics, forked by the run's zygote or exec'd by the Go core."""
+class Process(_stdlib_context.Process):
+    """A process with spawn semantics, forked by the run's zygote or exec'd by the Go core.
 
-    # None: stdlib's child bootstrap would otherwise look the method name up
-    # in its own table of contexts, which has no 'dragon'.
+    A subclass of stdlib's multiprocessing.Process, so that code checking the
+    type accepts it; only how the child is created (_Popen) differs.
+    """
+
+    # None: stdlib's child bootstrap would otherwise force the method in
+    # stdlib's table of contexts; the child takes dragon_mp's below.
     _start_method = None
+    # The method of the context that made it (None: the default context's).
+    _method = None
 
     def __init__(self, group=None, target=None, name=None, args=(), kwargs={},
                  *, daemon=None, policy=None):
@@ -34,7 +41,10 @@ class Process(BaseProcess):
 
     @staticmethod
     def _Popen(process_obj):
-        from . import placement
+        from . import context, placement
+        # The child reports the start method its parent chose, as stdlib's do.
+        process_obj._child_method = (process_obj._method
+                                     or context._default_context.get_start_method())
 
         def start_on(node):
             if node != placement.this_node():
@@ -43,3 +53,33 @@ class Process(BaseProcess):
             from .popen_dragon import Popen
             return Popen(process_obj)
         return placement.start(getattr(process_obj, 'policy', None), start_on)
+
+    def _bootstrap(self, parent_sentinel=None):
+        from . import context
+        method = self.__dict__.pop('_child_method', None)
+        if method is not None:
+            context._force_start_method(method)
+        return super()._bootstrap(parent_sentinel)
+
+
+# The Process of each concrete context (dragon_mp.context): the same start,
+# another name, as stdlib's ForkProcess and SpawnProcess.
+
+class DragonProcess(Process):
+    _method = 'dragon'
+
+
+class SpawnProcess(Process):
+    _method = 'spawn'
+
+
+class ForkProcess(Process):
+    _method = 'fork'
+
+
+class ForkServerProcess(Process):
+    _method = 'forkserver'
+
+
+from ._stdlib import complete as _complete    # noqa: E402  (last: every stdlib name not defined above)
+_complete(globals(), 'process')

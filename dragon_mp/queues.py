@@ -14,6 +14,7 @@ import os
 import threading
 import weakref
 
+from multiprocessing import queues as _stdlib_queues
 from queue import Empty, Full        # noqa: F401  (stdlib raises these)
 
 from . import _core, _runtime
@@ -157,8 +158,11 @@ def _fast_of(queue):
     return queue._fast
 
 
-class Queue:
-    """multiprocessing.Queue over a dragon_mp channel."""
+class Queue(_stdlib_queues.Queue):
+    """multiprocessing.Queue over a dragon_mp channel.
+
+    A subclass of stdlib's class so that code checking the type accepts it;
+    its feeder-thread machinery is never used."""
 
     def __init__(self, maxsize=0, *, ctx=None):
         self._maxsize = max(int(maxsize), 0)      # 0: unbounded, as in stdlib
@@ -250,7 +254,7 @@ class Queue:
         pass
 
 
-class JoinableQueue(Queue):
+class JoinableQueue(Queue, _stdlib_queues.JoinableQueue):
     """A Queue whose consumers report each task done, so producers can join().
 
     As in stdlib: a semaphore counts unfinished tasks and a condition tells
@@ -417,8 +421,9 @@ def _patch_stdlib_wait():
     connection.wait = wait
 
 
-class SimpleQueue:
-    """multiprocessing.SimpleQueue: an unbounded queue without timeouts."""
+class SimpleQueue(_stdlib_queues.SimpleQueue):
+    """multiprocessing.SimpleQueue: an unbounded queue without timeouts (a
+    subclass of stdlib's for type checks; none of its code runs)."""
 
     def __init__(self, *, ctx=None):
         self._channel = _Channel(0)
@@ -471,3 +476,7 @@ class SimpleQueue:
         if fp is not None:
             return fp.put(ch._addr, obj, -1)
         ch.send(ForkingPickler.dumps(obj))
+
+
+from ._stdlib import complete as _complete    # noqa: E402  (last: every stdlib name not defined above)
+_complete(globals(), 'queues')

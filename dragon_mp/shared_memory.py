@@ -10,13 +10,10 @@ passes its fd, as stdlib's spawn does), so a child that attaches to a segment
 and exits does not unlink it.
 """
 
-import types as _types
-
 from multiprocessing import shared_memory as _stdlib
 from multiprocessing.shared_memory import SharedMemory, ShareableList   # noqa: F401
 
-globals().update({name: value for name, value in vars(_stdlib).items()
-                  if not name.startswith('__')
-                  and not isinstance(value, _types.ModuleType)})
+from ._stdlib import complete as _complete    # noqa: E402
+_complete(globals(), 'shared_memory')
 
 __all__ = list(_stdlib.__all__)

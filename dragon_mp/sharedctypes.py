@@ -314,3 +314,10 @@ class SynchronizedArray(SynchronizedBase, _stdlib.SynchronizedArray):
 
 class SynchronizedString(SynchronizedArray, _stdlib.SynchronizedString):
     pass
+
+
+from .context import _default_context as _ctx    # noqa: E402
+get_context = _ctx.get_context
+
+from ._stdlib import complete as _complete    # noqa: E402  (last: every stdlib name not defined above)
+_complete(globals(), 'sharedctypes')

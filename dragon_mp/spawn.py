@@ -28,8 +28,8 @@ from multiprocessing.spawn import (          # noqa: F401  re-exported
     freeze_support, get_executable, get_preparation_data, import_main_path,
     is_forking, set_executable)
 
-__all__ = ['spawn_main', 'get_command_line', 'get_executable', 'set_executable',
-           'freeze_support', 'get_preparation_data', 'prepare']
+__all__ = ['_main', 'spawn_main', 'get_command_line', 'get_executable', 'set_executable',
+           'freeze_support', 'get_preparation_data', 'prepare', 'import_main_path']
 
 
 def get_command_line(data_fd, tracker_fd=None):
@@ -179,3 +179,12 @@ def _run_main_code(code, path, name='__mp_main__'):
         else:
             sys.modules[name] = saved_module
     return run_globals.copy()
+
+
+# stdlib's spawn re-exports its default context's start-method functions.
+from .context import _default_context as _ctx    # noqa: E402
+get_start_method = _ctx.get_start_method
+set_start_method = _ctx.set_start_method
+
+from ._stdlib import complete as _complete    # noqa: E402  (last: every stdlib name not defined above)
+_complete(globals(), 'spawn')

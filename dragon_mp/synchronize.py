@@ -617,3 +617,7 @@ class Barrier(threading.Barrier):
     @_count.setter
     def _count(self, value):
         self._shared.set(_BARRIER_COUNT, value)
+
+
+from ._stdlib import complete as _complete    # noqa: E402  (last: every stdlib name not defined above)
+_complete(globals(), 'synchronize')

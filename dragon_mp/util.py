@@ -11,3 +11,7 @@ from multiprocessing.util import (        # noqa: F401
 from multiprocessing import util as _stdlib
 
 __all__ = list(_stdlib.__all__)
+
+
+from ._stdlib import complete as _complete    # noqa: E402  (last: every stdlib name not defined above)
+_complete(globals(), 'util')

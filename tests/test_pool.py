@@ -454,6 +454,24 @@ def test_maxtasksperchild(ctx):
         assert len(pool._pool) == 2
 
 
+def test_repopulate_from_the_program_while_workers_are_replaced(ctx):
+    # CPython's test_pool_worker_lifetime calls pool._repopulate_pool() from
+    # its own thread; the worker handler replaces retiring workers at the same
+    # time. Both must add workers without breaking the pool (dragon_mp's
+    # worker handler once died of it: no free task slot).
+    with ctx.Pool(3, maxtasksperchild=2) as pool:
+        results = [pool.apply_async(_sq, (i,)) for i in range(60)]
+        deadline = time.monotonic() + _TIMEOUT
+        while not all(r.ready() for r in results) and time.monotonic() < deadline:
+            pool._repopulate_pool()
+            time.sleep(0.001)
+        assert [r.get(_TIMEOUT) for r in results] == [i * i for i in range(60)]
+        pool._repopulate_pool()
+        assert pool.map(_sq, range(10)) == [i * i for i in range(10)]
+        handler = pool._worker_handler
+        assert handler.is_alive()
+
+
 def test_close_join(ctx):
     pool = ctx.Pool(2)
     results = [pool.apply_async(_sleep, (0.2,)) for _ in range(4)]

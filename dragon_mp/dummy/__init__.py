@@ -6,18 +6,15 @@ ThreadPool, Manager() returns the module itself. Nothing in it depends on how
 processes are started, so these are stdlib's very objects.
 """
 
-import types as _types
-
 from multiprocessing import dummy as _stdlib
 from multiprocessing.dummy import *         # noqa: F401,F403
 
-# The public names outside __all__ too (DummyProcess, Namespace, Value,
-# Array, dict, list, shutdown, ...), but not stdlib's submodules: our
-# `connection` submodule is dragon_mp.dummy.connection.
-globals().update({name: value for name, value in vars(_stdlib).items()
-                  if not name.startswith('__')
-                  and not isinstance(value, _types.ModuleType)})
+# The names outside __all__ too (DummyProcess, Namespace, Value, Array,
+# dict, list, shutdown, ...); its `connection` is dragon_mp.dummy.connection.
+from .._stdlib import complete as _complete    # noqa: E402
+_complete(globals(), 'dummy')
 
 __all__ = list(_stdlib.__all__)
 
 from . import connection        # noqa: E402,F401  (as stdlib's package imports its own)
+
