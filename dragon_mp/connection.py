@@ -38,18 +38,20 @@ longer watched for dead holders.
 
 fileno()
 --------
-A dragon_mp Connection has no file descriptor: fileno() raises
-io.UnsupportedOperation (an OSError and a ValueError). `wait` here handles
-dragon_mp connections natively (it sleeps on the channels' futex words and
-poll(2)s the descriptors at the same time); stdlib's
-multiprocessing.connection.wait, selectors and asyncio cannot watch them.
+A channel has no file descriptor of its own. fileno() makes one on first use
+(_Readiness): a pipe that a thread of this process keeps readable while a
+message waits or the peer is gone, so select, selectors, asyncio and stdlib's
+multiprocessing.connection.wait watch dragon_mp connections too. Until
+someone calls fileno() nothing of this exists. `wait` here needs none of it:
+it sleeps on the channels' futex words and poll(2)s the descriptors at once.
 """
 
 import ctypes
 import errno
-import io
+import os
 import threading
 import time
+import weakref
 
 from multiprocessing import connection as _stdlib
 from multiprocessing import util
@@ -188,6 +190,7 @@ class Connection:
                                   else _PEER_CHECK_INTERVAL)
         self._peer_check_at = time.monotonic() + self._peer_check_every
         self._poll_args = None
+        self._ready = None                 # fileno()'s _Readiness, made on first use
         self._handle = state._addr
         _register_finalizer(self)
         # A child's bootstrap forgets the finalizers registered before it
@@ -248,15 +251,20 @@ class Connection:
         return self._writable
 
     def fileno(self):
-        """A dragon_mp connection has no file descriptor: use this module's wait()."""
+        """File descriptor or handle of the connection: readable while a
+        message is waiting or the other end is gone, as a pipe's would be
+        (select, selectors, asyncio, stdlib's connection.wait). Only a
+        signal: read the message with recv()."""
         self._check_closed()
-        raise io.UnsupportedOperation(
-            "a dragon_mp Connection has no file descriptor; wait for it with "
-            "dragon_mp.connection.wait (which also accepts sockets, process "
-            "sentinels and other objects with a fileno())")
+        if self._ready is None:
+            self._ready = _Readiness(self)
+        return self._ready.fd
 
     def close(self):
         """Close the connection"""
+        if self._ready is not None:
+            self._ready.close()
+            self._ready = None
         if self._handle is not None:
             # The channels stay referenced until the object dies: another
             # thread may still be waiting on them.
@@ -408,7 +416,10 @@ class Connection:
         if maxlength is not None and maxlength < 0:
             raise ValueError("negative maxlength")
         if maxlength is None and _core.fast() is not None:
-            return self._recv_fast()
+            data = self._recv_fast()
+            if self._ready is not None:
+                self._ready.consumed()
+            return data
         large, length, offset, buf = self._recv_raw()
         try:
             if maxlength is not None and length > maxlength:
@@ -419,6 +430,8 @@ class Connection:
                 data = ctypes.string_at(buf, length)
         finally:
             self._release(large, length, offset)
+        if self._ready is not None:
+            self._ready.consumed()
         if data is None:
             self._bad_message_length()
         return data
@@ -451,6 +464,8 @@ class Connection:
                     dst[:k] = s.cast('B')[:k]
             finally:
                 self._release(large, size, moff)
+                if self._ready is not None:
+                    self._ready.consumed()
             return size
 
     def recv(self):
@@ -458,15 +473,21 @@ class Connection:
         self._check_closed()
         self._check_readable()
         if _core.fast() is not None:
-            return ForkingPickler.loads(self._recv_fast())
-        large, length, offset, buf = self._recv_raw()
-        if not large:
-            return ForkingPickler.loads(ctypes.string_at(buf, length))
-        try:
-            # Unpickled in place from the pool block: no intermediate copy.
-            return ForkingPickler.loads(self._memory(large, length, offset, buf))
-        finally:
-            self._release(large, length, offset)
+            data = self._recv_fast()
+        else:
+            large, length, offset, buf = self._recv_raw()
+            if large:
+                try:
+                    if self._ready is not None:
+                        self._ready.consumed()
+                    # Unpickled in place from the pool block: no intermediate copy.
+                    return ForkingPickler.loads(self._memory(large, length, offset, buf))
+                finally:
+                    self._release(large, length, offset)
+            data = ctypes.string_at(buf, length)
+        if self._ready is not None:
+            self._ready.consumed()
+        return ForkingPickler.loads(data)
 
     def poll(self, timeout=0.0):
         """Whether there is any input available to be read"""
@@ -487,6 +508,88 @@ class Connection:
         # A write-only end is "ready" once its readers are gone, as a pipe's
         # write end polls in error.
         return self._wch._addr, _MODE_CLOSE
+
+
+class _Readiness:
+    """What Connection.fileno() returns: a pipe that is readable while the
+    connection has a message waiting or its peer is gone.
+
+    Made on the first fileno() call, never before, so a connection that nobody
+    selects on pays nothing. A thread of this process waits on the channel
+    with dmp_wait (which takes nothing from it) and writes one byte into the
+    pipe when the connection is ready; a recv on this end reads the byte back
+    once the connection is no longer ready, and the thread waits again. The
+    byte is only a signal: the message stays in the channel for recv().
+    """
+
+    def __init__(self, conn):
+        self.fd, self._w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._cond = threading.Condition()
+        self._signalled = False
+        self._closed = False
+        addr, mode = conn._wait_target()
+        self._addrs = (ctypes.c_uint64 * 1)(addr)
+        self._modes = (ctypes.c_uint8 * 1)(mode)
+        # The thread must not keep the connection alive; when it dies, this
+        # closes (the thread may be waiting for a recv that will never come).
+        self._conn = weakref.ref(conn, lambda _, self=self: self.close())
+        threading.Thread(target=self._watch, daemon=True,
+                         name='dragon_mp Connection.fileno').start()
+
+    def _ready_now(self, conn, force=False):
+        ready = (ctypes.c_uint8 * 1)()
+        rc = _lib().dmp_wait(self._addrs, self._modes, 1, None, 0, 0, ready)
+        return rc != 0 or conn._peer_gone(force)
+
+    def _watch(self):
+        lib = _lib()
+        fds = (ctypes.c_int32 * 1)(self._stop_r)
+        ready = (ctypes.c_uint8 * 2)()
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: not self._signalled or self._closed)
+                    if self._closed:
+                        return
+                rc = lib.dmp_wait(self._addrs, self._modes, 1, fds, 1, WAIT_SLICE_NS, ready)
+                conn = self._conn()
+                if conn is None:
+                    return
+                with self._cond:
+                    if self._closed:
+                        return
+                    # Looked at again under the lock: a recv in another thread
+                    # may have taken the message since.
+                    if rc < 0 or self._ready_now(conn, force=rc == 0):
+                        os.write(self._w, b'\0')
+                        self._signalled = True
+                del conn
+                if rc < 0:
+                    return              # the run has ended: stays readable, recv raises
+        finally:
+            with self._cond:
+                self._closed = True
+            for fd in (self.fd, self._w, self._stop_r, self._stop_w):
+                os.close(fd)
+
+    def consumed(self):
+        """After a recv on this end: clear the signal if nothing is left."""
+        with self._cond:
+            if self._signalled and not self._closed:
+                conn = self._conn()
+                if conn is not None and not self._ready_now(conn):
+                    os.read(self.fd, 1)
+                    self._signalled = False
+                    self._cond.notify()
+
+    def close(self):
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify()
+            os.write(self._stop_w, b'\0')       # wakes dmp_wait; the thread closes the pipes
 
 
 def _rebuild(state, end, rch, wch, readable, writable):
@@ -599,3 +702,7 @@ def wait(object_list, timeout=None):
         if ok:
             result.append(obj)
     return result
+
+
+from ._stdlib import complete as _complete    # noqa: E402  (last: every stdlib name not defined above)
+_complete(globals(), 'connection')

@@ -7,7 +7,6 @@ import this module by name.
 """
 
 import array
-import io
 import os
 import pickle
 import signal
@@ -633,14 +632,6 @@ def test_module_api(mp):
 
 
 # --- dragon_mp only ----------------------------------------------------------------------------
-
-def test_fileno_unsupported():
-    a, b = dmp_connection.Pipe()
-    with pytest.raises(io.UnsupportedOperation, match='dragon_mp.connection.wait'):
-        a.fileno()
-    with pytest.raises(OSError):
-        a.fileno()
-
 
 def test_connection_constructor_with_fd():
     r, w = os.pipe()
