@@ -29,15 +29,37 @@ removed with dragon-cleanup.
 """
 
 
+_VALUE_OPTIONS = ('--hostfile', '--launch', '--fanout', '--port')
+
+
+def split_argv(argv):
+    """(the launcher's options, the program, the program's arguments).
+
+    As on python's own command line, the program is the first of `prog.py`,
+    `-m MODULE` or `-c CMD`, and everything after it is the program's, even
+    what looks like an option of ours (`dragon -m mod --label` passes
+    --label to mod)."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == '--':
+            return argv[:i], argv[i + 1:i + 2], argv[i + 2:]
+        if arg in ('-m', '-c'):
+            return argv[:i], argv[i:i + 2], argv[i + 2:]
+        if arg[:2] in ('-m', '-c') and not arg.startswith('--'):
+            return argv[:i], [arg[:2], arg[2:]], argv[i + 1:]
+        if not arg.startswith('-') or arg == '-':
+            return argv[:i], [arg], argv[i + 1:]
+        i += 2 if arg in _VALUE_OPTIONS else 1
+    return argv, [], []
+
+
 def parse(argv):
     parser = argparse.ArgumentParser(
         prog='dragon', description='Run a Python multiprocessing program on dragon_mp.',
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        usage='dragon [options] (prog.py | -m MODULE | -c CMD) [args ...]',
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument('--version', action='version', version=f'dragon_mp {__version__}')
-    what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument('-m', dest='module', metavar='MODULE', help='run a library module as a script')
-    what.add_argument('-c', dest='command', metavar='CMD', help='run a program passed as a string')
-    what.add_argument('program', nargs='?', metavar='prog.py', help='the program to run')
     parser.add_argument('--hostfile', metavar='FILE',
                         help='run on these hosts (one per line); this host is node 0')
     parser.add_argument('--launch', metavar='TEMPLATE',
@@ -52,8 +74,21 @@ def parse(argv):
                              'each starts its share of the rest (default: %(default)s)')
     parser.add_argument('--port', type=int, default=0,
                         help='UDP port of the node agents (default: any free port)')
-    parser.add_argument('args', nargs=argparse.REMAINDER, help='arguments for the program')
-    return parser.parse_args(argv)
+    options, what, args = split_argv(list(argv))
+    ns = parser.parse_args(options)
+    ns.module = ns.command = ns.program = None
+    if not what:
+        parser.error('the program to run is missing: prog.py, -m MODULE or -c CMD')
+    if what[0] in ('-m', '-c') and (len(what) < 2 or not what[1]):
+        parser.error(f'argument {what[0]}: expected one argument')
+    if what[0] == '-m':
+        ns.module = what[1]
+    elif what[0] == '-c':
+        ns.command = what[1]
+    else:
+        ns.program = what[0]
+    ns.args = args
+    return ns
 
 
 def cluster_hosts(ns):

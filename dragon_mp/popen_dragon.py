@@ -146,7 +146,8 @@ class Popen:
         targets = targets + [data_fd]
         env = _environ_bytes()
         env[os.fsencode(_runtime.ENV_RUN)] = os.fsencode(runid)
-        ctx = zygote.context(os.getcwd(), env, 1 in targets and os.isatty(1))
+        ctx = zygote.context(os.getcwd(), env, 1 in targets and os.isatty(1),
+                             signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
         try:
             self.pid, self.sentinel, self._conn, self._early_exitcode = zygote.request(
                 name, fds, targets, ctx, data_fd, tracker_fd, main_path)

@@ -347,14 +347,15 @@ _sent_sources = {}       # zygote name -> names of modules / main paths already 
 _last_context = (None, None)     # (key, bytes) of the last context() built
 
 
-def context(cwd, env, stdout_tty):
-    """The context part of a request: (cwd, environment as a bytes dict, stdout is a tty).
+def context(cwd, env, stdout_tty, sigint_ignored):
+    """The context part of a request: (cwd, environment as a bytes dict, stdout
+    is a tty, the requester ignores SIGINT).
 
     Byte-identical for equal arguments (cached), so a spare that applied it
     ahead of the request sees at a glance that nothing is left to do.
     """
     global _last_context
-    key = (cwd, env, stdout_tty)
+    key = (cwd, env, stdout_tty, sigint_ignored)
     if _last_context[0] != key:
         _last_context = (key, pickle.dumps(key, protocol=pickle.HIGHEST_PROTOCOL))
     return _last_context[1]

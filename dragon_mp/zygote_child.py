@@ -80,10 +80,6 @@ def finish_setup(ctx, applied, status_fd, stdin_taken):
     stdin_taken: a requester's descriptor took the number of stdin_ahead.
     """
     global status
-    # The zygote ignores SIGINT (Ctrl-C belongs to the program); a child
-    # gets Python's default, as a fresh interpreter does. (_signal: the
-    # signal module's wrapper converts to enums, ~0.1 ms in a fresh fork.)
-    _signal.signal(_signal.SIGINT, _signal.default_int_handler)
     status = (os.getpid(), status_fd)
     if stdin_taken:
         drop_stdin_ahead()
@@ -91,8 +87,16 @@ def finish_setup(ctx, applied, status_fd, stdin_taken):
         apply_context(*pickle.loads(ctx))
 
 
-def apply_context(cwd, env, stdout_tty):
-    """Take on a request's cwd, environment (None: leave it) and stdout buffering."""
+def apply_context(cwd, env, stdout_tty, sigint_ignored):
+    """Take on a request's cwd, environment (None: leave it), stdout buffering
+    and SIGINT disposition."""
+    # The zygote ignores SIGINT (Ctrl-C belongs to the program). A child gets
+    # Python's default handler, as a fresh interpreter does, unless its parent
+    # ignores SIGINT (`prog &` in a script): an exec'd child would inherit
+    # that, and so does this one. (_signal: the signal module's wrapper
+    # converts to enums, ~0.1 ms in a fresh fork.)
+    if not sigint_ignored:
+        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
     os.chdir(cwd)
     if env is not None:
         set_environ(env)

@@ -87,7 +87,7 @@ class _Server:
             self.spare_idle = SPARE_IDLE
         self.last_request = time.monotonic()    # a spare is kept only within spare_idle of it
         self.context = None     # context part of the last request (a spare applies it)
-        self.context_parsed = None   # (cwd, env, stdout_tty) of it; env is the zygote's own
+        self.context_parsed = None   # (cwd, env, stdout_tty, sigint_ignored) of it; env is the zygote's own
         self.trimmed = None     # _state() when the heap was last trimmed
 
     # -- events -------------------------------------------------------------
@@ -394,12 +394,12 @@ class _Server:
         spare ~80 copy-on-write faults; here they are paid once per context.
         """
         try:
-            cwd, env, stdout_tty = pickle.loads(ctx)
+            cwd, env, stdout_tty, sigint_ignored = pickle.loads(ctx)
             zygote_child.set_environ(env)
         except Exception:
             self.context = self.context_parsed = None   # each child applies its own
             return
-        self.context, self.context_parsed = ctx, (cwd, env, stdout_tty)
+        self.context, self.context_parsed = ctx, (cwd, env, stdout_tty, sigint_ignored)
 
     def _drop_spare(self):
         spare, self.spare = self.spare, None
@@ -482,8 +482,9 @@ class _Server:
         applied = None
         if self.context_parsed is not None:
             try:
-                cwd, _, stdout_tty = self.context_parsed
-                zygote_child.apply_context(cwd, None, stdout_tty)     # the environment is ours already
+                cwd, _, stdout_tty, sigint_ignored = self.context_parsed
+                # (The environment is ours already.)
+                zygote_child.apply_context(cwd, None, stdout_tty, sigint_ignored)
                 applied = self.context
             except Exception:
                 pass                   # applied again, and reported, with the request

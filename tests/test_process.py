@@ -180,3 +180,26 @@ def test_failing_child_prints_its_traceback_to_stderr(mp, capfd):
     err = capfd.readouterr().err
     assert 'Process failing-child:' in err
     assert 'ValueError: boom' in err
+
+
+def sigint_disposition(q):
+    handler = signal.getsignal(signal.SIGINT)
+    q.put('ignored' if handler == signal.SIG_IGN else
+          'default' if handler is signal.default_int_handler else repr(handler))
+
+
+@pytest.mark.parametrize('ignored', [True, False])
+def test_child_keeps_an_ignored_sigint(mp, ignored):
+    # A parent that ignores SIGINT (a program started with `&` from a script)
+    # has children that ignore it too, as an exec'd interpreter would; the
+    # parent's own handler otherwise becomes Python's default in the child.
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN if ignored else signal.default_int_handler)
+    try:
+        q = mp.Queue()
+        for _ in range(2):      # the second start may come from a spare made ahead
+            p = mp.Process(target=sigint_disposition, args=(q,))
+            p.start()
+            assert q.get(timeout=JOIN) == ('ignored' if ignored else 'default')
+            p.join(JOIN)
+    finally:
+        signal.signal(signal.SIGINT, old)

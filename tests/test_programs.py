@@ -72,6 +72,24 @@ def test_launcher_help_and_missing_program():
     assert result.returncode != 0 and 'No such file' in result.stderr
 
 
+@pytest.mark.parametrize('what', [['-m', 'dmp_prog_mod'], ['-mdmp_prog_mod'], ['-c', 'CODE'],
+                                  ['--label', '-m', 'dmp_prog_mod']])
+def test_launcher_runs_a_module_or_code_with_its_arguments(tmp_path, what):
+    # As on python's command line, everything after the program is its own,
+    # even what looks like an option of the launcher's.
+    body = ('import sys, dragon_mp as mp\n'
+            'q = mp.Queue(); q.put(sys.argv[1:]); print(repr(q.get()))\n')
+    (tmp_path / 'dmp_prog_mod.py').write_text(body)
+    what = [body if w == 'CODE' else w for w in what]
+    env = clean_env()
+    env['PYTHONPATH'] = os.pathsep.join([ROOT, str(tmp_path)])
+    result = run(dragon_cmd() + what + ['x', '--label', '-m', 'y'], env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith(repr(['x', '--label', '-m', 'y']))
+    result = run(dragon_cmd() + ['--label'], env=env)
+    assert result.returncode == 2 and 'program to run is missing' in result.stderr
+
+
 def test_launcher_reports_signal_death(tmp_path):
     prog = write(tmp_path, 'selfkill.py', '''
         import os, signal

@@ -177,10 +177,10 @@ def test_child_report_before_the_zygote_reply(tmp_path):
         socket.send_fds(conn, [pickle.dumps({'pid': 1234})], [me])
         conn.close()
 
-    server = threading.Thread(target=fake_zygote)
+    server = threading.Thread(target=fake_zygote, daemon=True)
     server.start()
     try:
-        ctx = zygote.context('/', {}, False)
+        ctx = zygote.context('/', {}, False, False)
         pid, pidfd, sock, early = zygote.request(name, [], [], ctx, 3, -1)
     finally:
         server.join(10)
