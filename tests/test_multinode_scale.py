@@ -211,18 +211,23 @@ def test_relay_cut_loses_its_subtree_only(net):
             p.start()
         print('up', sorted(q.get(timeout=60) for _ in ps), flush=True)
         print('cut now', flush=True)
-        # Each ends when its node is lost. n1's is joined too, so that the
-        # program does not end (taking the launcher with it) before node 0
-        # has noticed n1 itself: n2..n4 may notice first and say goodbye.
-        for i in (1, 2, 3, 4):
+        for i in (1, 2, 3, 4):        # each ends when its node is lost
             ps[i].join(60)
+        # The launcher reports what it knows when the program ends: end only
+        # once the test has read its report of all four (n2..n4 may end
+        # their processes before node 0 takes in their goodbye).
+        go = sys.argv[1]
+        deadline = time.monotonic() + 60
+        while not os.path.exists(go) and time.monotonic() < deadline:
+            time.sleep(0.05)
         print('ended', sorted({ps[i].exitcode for i in (2, 3, 4)}), 'n1', ps[1].exitcode,
               'n6 alive', ps[6].is_alive(), flush=True)
         ps[6].terminate()
         ps[6].join(30)
         print('n6', ps[6].exitcode, flush=True)
     ''')
-    p = net.popen(0, tree_argv(net, prog), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+    go = os.path.join(net.tmpdir, 'treecut.go')
+    p = net.popen(0, tree_argv(net, prog) + [go], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
                   stderr=subprocess.PIPE, text=True)
     try:
         run = p.stdout.readline().strip().split('=', 1)[1]
@@ -230,7 +235,15 @@ def test_relay_cut_loses_its_subtree_only(net):
         assert p.stdout.readline().strip() == "[n0] up ['n1', 'n2', 'n3', 'n4', 'n6']"
         assert p.stdout.readline().strip() == '[n0] cut now'
         net.cut(1)
-        out, err = p.communicate(timeout=120)
+        err = ''
+        while not all(f'node {i} (n{i}) lost' in err for i in SUBTREE_OF_N1):
+            line = p.stderr.readline()      # the launcher ends the run 5 s after the first
+            if not line:
+                break
+            err += line
+        open(go, 'w').close()
+        out, rest = p.communicate(timeout=120)
+        err += rest
     finally:
         net.heal(1)
     for i in SUBTREE_OF_N1:
