@@ -34,7 +34,7 @@ sys.exit(not os.path.samefile(os.path.dirname(dragon_mp.__file__), "$(CURDIR)/dr
 endef
 export CHECK_DEV
 
-.PHONY: all install develop test go-test py-test demo bench clean
+.PHONY: all install develop test go-test py-test cpython-test demo bench clean
 
 all: develop
 
@@ -51,7 +51,7 @@ $(STAMP): $(BUILD_INPUTS)
 	$(PIP) install -e .
 	@mkdir -p $(dir $@) && touch $@
 
-test: develop go-test py-test
+test: develop go-test py-test cpython-test
 
 go-test:
 	$(GO) vet ./...
@@ -60,9 +60,15 @@ go-test:
 # pytest exit code 5 = "no tests collected": not a failure while tests/ is empty; anything else propagates.
 py-test: develop
 	@$(PYTHON) -c "import pytest" 2>/dev/null || $(PIP) install pytest
+	@$(PIP) install -q -r tests/requirements-thirdparty.txt
 	@if [ ! -d tests ]; then echo "no tests/ directory: skipping pytest"; exit 0; fi; \
 	rc=0; $(PYTHON) -m pytest -q tests || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (ok)"; exit 0; fi; exit $$rc
+
+# CPython's own multiprocessing tests (this interpreter's test/_test_multiprocessing.py) against
+# dragon_mp; tests/cpython/differences.txt lists the ones it does not pass and why.
+cpython-test: develop
+	$(PYTHON) tests/cpython/run.py
 
 demo: develop
 	$(DRAGON) examples/demo.py

@@ -30,6 +30,8 @@ from multiprocessing import connection as _connection
 
 from . import _core, _runtime
 
+__all__ = []   # internal: nothing for `from ... import *`
+
 WATCH = 0.1         # s between looks at the lost-node marks
 
 _lock = threading.Lock()

@@ -20,6 +20,8 @@ import threading
 
 from . import _core
 
+__all__ = []   # internal: nothing for `from ... import *`
+
 ENV_RUN = 'DRAGON_MP_RUN'
 # Multi-node runs (set by the launcher for every process of the run):
 ENV_NODE = 'DRAGON_MP_NODE'      # this process's node index (absent: 0)

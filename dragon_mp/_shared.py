@@ -14,6 +14,8 @@ import weakref
 
 from . import _core, _runtime
 
+__all__ = []   # internal: nothing for `from ... import *`
+
 # Blocking calls into Go wait at most this long per call, so signal handlers
 # (Ctrl-C) run promptly between slices.
 WAIT_SLICE_NS = 100_000_000

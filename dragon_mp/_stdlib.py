@@ -18,6 +18,8 @@ import importlib
 import sys
 import types
 
+__all__ = ['complete']
+
 _PKG = 'multiprocessing.'
 
 

@@ -13,6 +13,8 @@ import sys
 from . import reaper
 from ._runtime import parse_runid, process_start_time
 
+__all__ = ['main']
+
 
 def runs():
     """Run ids that have segments in the shm directory."""

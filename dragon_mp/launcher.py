@@ -22,6 +22,8 @@ import time
 
 from . import __version__, _core, _runtime, nodes
 
+__all__ = ['main']
+
 EPILOG = """\
 Without the launcher, `python prog.py` works too: the runtime then starts on
 first use inside the program and ends with it. Leftovers of killed runs can be

@@ -36,6 +36,8 @@ import threading
 
 from . import _core, _runtime, reaper
 
+__all__ = ['main']
+
 MARK = '@@dragon_mp'
 HEAD_CHECK = 0.25   # seconds between looks for a lost head
 

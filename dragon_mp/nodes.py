@@ -34,6 +34,8 @@ import time
 
 from . import _core, _runtime, node as node_mod
 
+__all__ = []   # internal: nothing for `from ... import *`
+
 DEFAULT_SSH = 'ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new {host} {command}'
 SRUN_NO_CPU_BIND = b'srun: cluster configuration lacks support for cpu binding'
 DEFAULT_FANOUT = 32

@@ -13,6 +13,8 @@ import signal
 import sys
 import time
 
+__all__ = ['main']
+
 ENV_RUN = 'DRAGON_MP_RUN'
 SEGMENT_PREFIX = 'dragon_mp.'
 

@@ -181,6 +181,8 @@ import socket
 import struct
 import sys
 
+__all__ = []   # internal: nothing for `from ... import *`
+
 ENV_ZYGOTE = 'DRAGON_MP_ZYGOTE'
 ENV_PRELOAD = 'DRAGON_MP_ZYGOTE_PRELOAD'
 ENV_SPARE = 'DRAGON_MP_ZYGOTE_SPARE'   # '0': no child forked ahead (fork on each request)

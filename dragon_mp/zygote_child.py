@@ -19,6 +19,8 @@ import os
 import pickle
 import sys
 
+__all__ = []   # internal: nothing for `from ... import *`
+
 # What the child's first step (Process._bootstrap -> util._close_stdin) does,
 # done by the spare while it waits: stdin becomes /dev/null. The file object
 # costs ~0.1 ms in a fresh fork. Its descriptor is a high number, so that a

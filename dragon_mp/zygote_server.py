@@ -27,6 +27,8 @@ from . import zygote_child
 from .zygote import (ENV_LOOP, ENV_PRELOAD, ENV_SPARE, ENV_SPARE_IDLE, MAX_FDS, MAX_MSG, NO_PRELOAD,
                      SPARE_IDLE, socket_address, split_request, unpack_start)
 
+__all__ = ['main']
+
 # Not here: multiprocessing.managers and .shared_memory (and dragon_mp's).
 # They import secrets -> hashlib -> OpenSSL, ~3.4 MB of RSS in the zygote and
 # in every spare. A program that uses them has imported them, and the
