@@ -165,18 +165,26 @@ class _RecvState(threading.local):
 _recv_state = _RecvState()
 
 
-class Connection:
+class Connection(_stdlib.Connection):
     """One end of a Pipe: the API of multiprocessing.connection.Connection.
 
     Connection(fd, readable=True, writable=True) with a file descriptor
     makes a stdlib Connection, as multiprocessing.connection.Connection
-    does; dragon_mp connections come from Pipe().
+    does; dragon_mp connections come from Pipe(). A subclass of stdlib's
+    class so that code checking the type accepts it; every method stdlib's
+    code would run is defined here (its file-descriptor helpers are not
+    reachable from these).
     """
 
     _handle = None
 
     def __new__(cls, *args, **kwargs):
         return _stdlib.Connection(*args, **kwargs)
+
+    def __del__(self):
+        # stdlib's would os.close(self._handle); the handle here is a pipe's
+        # address, dropped by the finalizer registered in _make.
+        pass
 
     @classmethod
     def _make(cls, state, end, rch, wch, readable, writable):

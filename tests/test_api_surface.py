@@ -170,3 +170,28 @@ def test_dummy_is_stdlibs_thread_api():
         server = listener.accept()
         client.send([1, 2])
         assert server.recv() == [1, 2]
+
+
+def test_objects_are_instances_of_stdlibs_classes():
+    # Libraries check types (dask: isinstance(pool, multiprocessing.pool.Pool)).
+    import multiprocessing.connection
+    import multiprocessing.pool
+    import multiprocessing.queues
+    import gc
+    checks = [
+        (dragon_mp.Queue(), multiprocessing.queues.Queue),
+        (dragon_mp.SimpleQueue(), multiprocessing.queues.SimpleQueue),
+        (dragon_mp.JoinableQueue(), multiprocessing.queues.JoinableQueue),
+        (dragon_mp.Process(), multiprocessing.Process),
+        (dragon_mp.get_context('fork').Process(), multiprocessing.process.BaseProcess),
+        (dragon_mp.Pipe()[0], multiprocessing.connection.Connection),
+    ]
+    for obj, cls in checks:
+        assert isinstance(obj, cls), (obj, cls)
+    with dragon_mp.Pool(1) as pool:
+        assert isinstance(pool, multiprocessing.pool.Pool)
+        assert pool.apply(abs, (-3,)) == 3
+    with dragon_mp.pool.ThreadPool(1) as tp:
+        assert isinstance(tp, multiprocessing.pool.ThreadPool)
+    del checks
+    gc.collect()
