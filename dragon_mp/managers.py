@@ -22,6 +22,8 @@ classes, and vice versa after import (each class copies its registry, as
 stdlib's own subclasses do).
 """
 
+import sys as _sys
+
 from multiprocessing import managers as _stdlib
 
 # Every name of stdlib's module (classes, proxies, helpers), the very same
@@ -53,9 +55,10 @@ class BaseManager(_stdlib.BaseManager):
             ip = _runtime.node_ip()
             if ip is not None:
                 address = (ip, 0)
+        # stdlib takes shutdown_timeout since 3.11; 3.10's waits 1.0 s (the default) for the server.
+        kwargs = {'shutdown_timeout': shutdown_timeout} if _sys.version_info >= (3, 11) else {}
         super().__init__(address, authkey, serializer,
-                         ctx if ctx is not None else _default_context(),
-                         shutdown_timeout=shutdown_timeout)
+                         ctx if ctx is not None else _default_context(), **kwargs)
 
     def start(self, *args, **kwargs):
         # The server listens on this node's address: it must run here.

@@ -48,6 +48,11 @@ def spawn_main(data_fd, tracker_fd=None):
     # open in the parent for as long as the parent holds the Popen.
     parent_sentinel = os.dup(data_fd)
     exitcode = _main(data_fd, parent_sentinel)
+    # Python <= 3.12 ran multiprocessing's exit finalizers (util._exit_function) at the end of the
+    # process's _bootstrap; 3.13 leaves them to atexit, where they come after weakref.finalize's hook
+    # (registered later, so run first), which drops the run's objects before a Connection's finalizer
+    # could drop its handle. Run them here, as before (once: a second call does nothing).
+    util._exit_function()
     sys.exit(exitcode)
 
 
