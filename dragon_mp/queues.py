@@ -168,6 +168,7 @@ class Queue(_stdlib_queues.Queue):
         self._maxsize = max(int(maxsize), 0)      # 0: unbounded, as in stdlib
         self._channel = _Channel(self._maxsize)
         self._closed = False
+        self._used = False          # put was called (through Python; the C Chan keeps its own)
         self._bind_fast()
 
     def __getstate__(self):
@@ -176,6 +177,7 @@ class Queue(_stdlib_queues.Queue):
     def __setstate__(self, state):
         self._maxsize, self._channel = state
         self._closed = False
+        self._used = False
         self._bind_fast()
 
     def _bind_fast(self):
@@ -207,6 +209,7 @@ class Queue(_stdlib_queues.Queue):
     def put(self, obj, block=True, timeout=None):
         if self._fast is not None:
             return self._fast.put(obj, block, timeout)
+        self._used = True
         if obj.__class__ is bytes and len(obj) >= _GATHER_MIN:
             self._check_closed()
             return self._channel.send_pickled_bytes(obj, block, timeout)
@@ -231,6 +234,10 @@ class Queue(_stdlib_queues.Queue):
         return len(self._channel)
 
     def empty(self):
+        # As stdlib's: once this process has put and closed, its handle is
+        # closed (there, close() shuts the pipe once the feeder has started).
+        if self._closed and (self._used or (self._fast is not None and self._fast.used)):
+            raise OSError("handle is closed")
         return self.qsize() == 0
 
     def full(self):
@@ -454,6 +461,8 @@ class SimpleQueue(_stdlib_queues.SimpleQueue):
             self._reader_obj.close()
 
     def empty(self):
+        if self._closed:
+            raise OSError("handle is closed")       # stdlib's SimpleQueue closes its pipe
         if self._reader_obj is not None and self._reader_obj._held is not None:
             return False
         return len(self._channel) == 0

@@ -2235,6 +2235,7 @@ typedef struct {
     u64 cap;                     /* the channel's inline size */
     chan_direct direct;          /* where the channel lives here; hdr NULL: everything through Go */
     char closed;
+    char used;                   /* put was called: stdlib's close() only takes effect after a put */
     PyObject *owner;             /* kept alive as long as this object (and its bound methods) */
     PyObject *weakreflist;
 } Chan;
@@ -2253,6 +2254,7 @@ static int chan_init(PyObject *self, PyObject *args, PyObject *kwargs)
     c->addr = addr;
     c->cap = cap;
     c->closed = 0;
+    c->used = 0;
     c->direct.hdr = NULL;
     c->direct.epoch = epoch;
     if (direct)
@@ -2280,6 +2282,7 @@ static PyObject *chan_put(PyObject *self, PyObject *const *args, size_t nargsf, 
         return NULL;
     if (UNLIKELY(c->closed))
         return chan_closed_error();
+    c->used = 1;
     return put_obj(c->addr, &c->direct, obj, timeout);
 }
 
@@ -2306,6 +2309,7 @@ static PyObject *chan_put_nowait(PyObject *self, PyObject *obj)
         return NULL;
     if (UNLIKELY(c->closed))
         return chan_closed_error();
+    c->used = 1;
     return put_obj(c->addr, &c->direct, obj, 0);
 }
 
@@ -2373,8 +2377,14 @@ static PyObject *chan_get_direct(PyObject *self, void *closure)
     return PyBool_FromLong(chan_direct_hdr(&((Chan *)self)->direct) != NULL);
 }
 
+static PyObject *chan_get_used(PyObject *self, void *closure)
+{
+    return PyBool_FromLong(((Chan *)self)->used);
+}
+
 static PyGetSetDef chan_getset[] = {
     {"closed", chan_get_closed, NULL, "Whether close() was called.", NULL},
+    {"used", chan_get_used, NULL, "Whether put or put_nowait was called.", NULL},
     {"direct", chan_get_direct, NULL,
      "Whether put/get move inline messages on the channel themselves (else always through Go).", NULL},
     {"addr", chan_get_addr, NULL, "The channel's address in the run.", NULL},

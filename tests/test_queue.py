@@ -128,6 +128,28 @@ def test_close_makes_this_handle_unusable(mp):
     q.join_thread()
 
 
+
+@pytest.mark.parametrize('kind', ['Queue', 'JoinableQueue'])
+def test_empty_after_close(mp, kind):
+    # A handle that put and closed is closed (empty() raises OSError, as
+    # stdlib's closed pipe does); close() of a handle that never put changes
+    # nothing. A closed SimpleQueue is closed whatever it did.
+    q = getattr(mp, kind)()
+    q.close()
+    q.join_thread()
+    assert q.empty()
+    q = getattr(mp, kind)()
+    q.put('x')
+    q.close()
+    q.join_thread()
+    with pytest.raises(OSError, match='is closed'):
+        q.empty()
+    s = mp.SimpleQueue()
+    s.close()
+    s.close()
+    with pytest.raises(OSError, match='is closed'):
+        s.empty()
+
 def test_many_producers_and_consumers_across_processes(mp):
     q, out = mp.Queue(), mp.Queue()
     n_prod, n_cons, per = 3, 2, 400
