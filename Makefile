@@ -5,6 +5,7 @@
 #   make test-pythons   pytest on every Python 3.10-3.13 found (PY_VERSIONS="3.10 3.13" for some)
 #   make install  a regular `pip install .` (what a user does)
 #   make wheel    manylinux wheels into dist/, one per Python 3.10-3.13 found here (they install without Go or gcc)
+#   make wheel-check   install each of them in a fresh venv with no Go/gcc on PATH and run the demo
 #   make bench    run bench/run.py (BENCH_ARGS=--quick for a short run)
 #   make clean    remove build outputs and generated files
 #
@@ -36,7 +37,7 @@ sys.exit(not os.path.samefile(os.path.dirname(dragon_mp.__file__), "$(CURDIR)/dr
 endef
 export CHECK_DEV
 
-.PHONY: all install develop test go-test py-test cpython-test test-pythons demo bench wheel clean
+.PHONY: all install develop test go-test py-test cpython-test test-pythons demo bench wheel wheel-check clean
 
 all: develop
 
@@ -112,6 +113,10 @@ wheel:
 	$(PYTHON) -c "$$CHECK_WHEEL" $(WHEELHOUSE)/*.whl
 	@set -e; for whl in $(WHEELHOUSE)/*.whl; do PATH="$(SCRIPTS):$$PATH" $(PYTHON) -m auditwheel repair -w dist $$whl; done
 	@ls -l dist/*manylinux*.whl
+
+# Each dist/ wheel in a fresh venv whose PATH has no Go and no C compiler: pip install, then the demo.
+wheel-check:
+	$(PYTHON) pyext/wheel_check.py $(PYTHONS)
 
 # The project's tests (pytest) on each supported Python found here; CI runs the oldest and the newest.
 test-pythons:
