@@ -49,6 +49,7 @@ it sleeps on the channels' futex words and poll(2)s the descriptors at once.
 import ctypes
 import errno
 import os
+import select
 import threading
 import time
 import weakref
@@ -519,24 +520,40 @@ class Connection(_stdlib.Connection):
 
 
 class _Readiness:
-    """What Connection.fileno() returns: a pipe that is readable while the
-    connection has a message waiting or its peer is gone.
+    """What Connection.fileno() returns: a descriptor that is readable while
+    the connection has a message waiting or its peer is gone.
 
     Made on the first fileno() call, never before, so a connection that nobody
-    selects on pays nothing. A thread of this process waits on the channel
-    with dmp_wait (which takes nothing from it) and writes one byte into the
-    pipe when the connection is ready; a recv on this end reads the byte back
-    once the connection is no longer ready, and the thread waits again. The
-    byte is only a signal: the message stays in the channel for recv().
+    selects on pays nothing. The descriptor is a FIFO in the run's shm
+    directory named after the channel, opened by every process of this host
+    that asks for the end's fileno(): its readable state is shared, as an OS
+    pipe's is when several processes read one end (pebble's workers do, and
+    look at it under their lock before they recv). A thread of each such
+    process waits on the channel with dmp_wait (which takes nothing from it)
+    and writes a byte into the FIFO when a message waits and the FIFO is
+    empty; a recv that leaves nothing waiting empties the FIFO, for every
+    process at once. While the FIFO is readable each thread also looks again
+    every RECHECK seconds and empties it once nothing waits (a process that
+    never called fileno() may have taken the message). The run's teardown
+    removes the FIFOs with its other files.
     """
 
+    RECHECK = 0.005
+
     def __init__(self, conn):
-        self.fd, self._w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        from . import reaper
+        addr, mode = conn._wait_target()
+        path = os.path.join(reaper.shm_dir(),
+                            f'dragon_mp.{_runtime.runid()}.ready.{addr:x}.{mode}')
+        try:
+            os.mkfifo(path, 0o600)
+        except FileExistsError:
+            pass
+        # O_RDWR: a FIFO opened so never blocks and never reads EOF.
+        self.fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._cond = threading.Condition()
-        self._signalled = False
         self._closed = False
-        addr, mode = conn._wait_target()
         self._addrs = (ctypes.c_uint64 * 1)(addr)
         self._modes = (ctypes.c_uint8 * 1)(mode)
         # The thread must not keep the connection alive; when it dies, this
@@ -550,6 +567,9 @@ class _Readiness:
         rc = _lib().dmp_wait(self._addrs, self._modes, 1, None, 0, 0, ready)
         return rc != 0 or conn._peer_gone(force)
 
+    def _signalled(self):
+        return bool(select.select([self.fd], [], [], 0)[0])
+
     def _watch(self):
         lib = _lib()
         fds = (ctypes.c_int32 * 1)(self._stop_r)
@@ -557,7 +577,9 @@ class _Readiness:
         try:
             while True:
                 with self._cond:
-                    self._cond.wait_for(lambda: not self._signalled or self._closed)
+                    while not self._closed and self._signalled():
+                        self._cond.wait(self.RECHECK)
+                        self._take_back_if_gone()
                     if self._closed:
                         return
                 rc = lib.dmp_wait(self._addrs, self._modes, 1, fds, 1, WAIT_SLICE_NS, ready)
@@ -567,29 +589,33 @@ class _Readiness:
                 with self._cond:
                     if self._closed:
                         return
-                    # Looked at again under the lock: a recv in another thread
-                    # may have taken the message since.
-                    if rc < 0 or self._ready_now(conn, force=rc == 0):
-                        os.write(self._w, b'\0')
-                        self._signalled = True
+                    if (rc < 0 or self._ready_now(conn, force=rc == 0)) and not self._signalled():
+                        os.write(self.fd, b'\0')
                 del conn
                 if rc < 0:
                     return              # the run has ended: stays readable, recv raises
         finally:
             with self._cond:
                 self._closed = True
-            for fd in (self.fd, self._w, self._stop_r, self._stop_w):
+            for fd in (self.fd, self._stop_r, self._stop_w):
                 os.close(fd)
 
     def consumed(self):
-        """After a recv on this end: clear the signal if nothing is left."""
+        """After a recv on this end: take the signal back if nothing is left."""
         with self._cond:
-            if self._signalled and not self._closed:
-                conn = self._conn()
-                if conn is not None and not self._ready_now(conn):
-                    os.read(self.fd, 1)
-                    self._signalled = False
-                    self._cond.notify()
+            self._take_back_if_gone()
+
+    def _take_back_if_gone(self):
+        # Under self._cond.
+        if self._closed:
+            return
+        conn = self._conn()
+        if conn is not None and not self._ready_now(conn):
+            try:
+                while os.read(self.fd, 4096):
+                    pass
+            except BlockingIOError:
+                pass
 
     def close(self):
         with self._cond:
@@ -597,7 +623,7 @@ class _Readiness:
                 return
             self._closed = True
             self._cond.notify()
-            os.write(self._stop_w, b'\0')       # wakes dmp_wait; the thread closes the pipes
+            os.write(self._stop_w, b'\0')       # wakes dmp_wait; the thread closes the descriptors
 
 
 def _rebuild(state, end, rch, wch, readable, writable):
