@@ -609,13 +609,9 @@ class Pool(_stdlib_pool.Pool):
         """Bring the number of pool processes up to the specified number,
         for use after reaping workers which have exited.
         """
-        if slots is not None:
-            with slots.lock:
-                return Pool._add_workers(ctx, Process, processes, pool, inqueue, outqueue,
-                                         initializer, initargs, maxtasksperchild,
-                                         wrap_exception, slots)
-        return Pool._add_workers(ctx, Process, processes, pool, inqueue, outqueue,
-                                 initializer, initargs, maxtasksperchild, wrap_exception, None)
+        with slots.lock if slots is not None else contextlib.nullcontext():
+            Pool._add_workers(ctx, Process, processes, pool, inqueue, outqueue, initializer,
+                              initargs, maxtasksperchild, wrap_exception, slots)
 
     @staticmethod
     def _add_workers(ctx, Process, processes, pool, inqueue, outqueue, initializer,

@@ -331,23 +331,14 @@ func measure(c conn, test string, size, samples int, target time.Duration) map[s
 func serve(proto, listen, idFile string) {
 	var addr string
 	switch proto {
-	case "tcp":
-		ln, err := net.Listen("tcp", listen)
-		if err != nil {
-			die("%v", err)
+	case "tcp", "gotls":
+		var ln net.Listener
+		var err error
+		if proto == "tcp" {
+			ln, err = net.Listen("tcp", listen)
+		} else {
+			ln, err = tls.Listen("tcp", listen, selfSigned())
 		}
-		addr = ln.Addr().String()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go serveStream(c)
-			}
-		}()
-	case "gotls":
-		ln, err := tls.Listen("tcp", listen, selfSigned())
 		if err != nil {
 			die("%v", err)
 		}
