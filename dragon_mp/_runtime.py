@@ -13,6 +13,7 @@ finish before their shared memory disappears.
 """
 
 import atexit
+import errno
 import json
 import os
 import sys
@@ -124,7 +125,18 @@ def _create(runid=None, node=0):
     global _run
     runid = runid or new_runid()
     reserve = int(os.environ.get('DRAGON_MP_POOL_RESERVE', 0))
-    _core.call(_core.gocore().RuntimeCreateNode, runid, node, reserve)
+    gocore = _core.gocore()
+    if not reserve:
+        reserve = _default_reserve()
+    try:
+        _core.call(gocore.RuntimeCreateNode, runid, node, reserve)
+    except OSError as e:
+        if 'mmap' not in str(e):
+            raise
+        raise OSError(e.errno or errno.ENOMEM,
+                      f'{e}: the pool reserves {(reserve or DEFAULT_RESERVE) >> 20} MiB of address '
+                      f'space twice (set DRAGON_MP_POOL_RESERVE to a smaller size in bytes, or '
+                      f'raise ulimit -v)') from None
     run = _Run(runid, head=True)
     try:
         _start_reaper(run)
@@ -138,6 +150,31 @@ def _create(runid=None, node=0):
         atexit.register(sync_remote)      # runs first: atexit is last in, first out
         from . import _node_sockets
         _node_sockets.install()
+
+
+DEFAULT_RESERVE = 64 << 30      # gocore/pool.DefaultReserve
+MIN_RESERVE = 16 << 20
+
+
+def _default_reserve():
+    """The pool's reservation when DRAGON_MP_POOL_RESERVE is not set: 0 (the
+    Go default, 64 GiB of address space, committed as used) unless RLIMIT_AS
+    (ulimit -v) is set; then the largest power of two such that its two
+    mappings take at most half of what is left, in this process and in the
+    children that attach (they inherit the limit and map it too)."""
+    limited = _core.address_space()
+    if limited is None:
+        return 0
+    soft, left = limited
+    reserve = DEFAULT_RESERVE
+    while reserve > MIN_RESERVE and 4 * reserve > left:
+        reserve >>= 1
+    if 4 * reserve > left:
+        raise OSError(errno.ENOMEM,
+                      f'dragon_mp: too little address space for the shared pool under RLIMIT_AS '
+                      f'(ulimit -v: {soft >> 20} MiB, {max(left, 0) >> 20} MiB left after the Go '
+                      f'runtime); raise the limit, or set DRAGON_MP_POOL_RESERVE (bytes)')
+    return reserve
 
 
 def _start_reaper(run):

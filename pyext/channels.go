@@ -137,31 +137,50 @@ func dmp_recv(addr C.uint64_t, buf unsafe.Pointer, capacity C.uint64_t, timeoutN
 	if capacity > 0 {
 		dst = unsafe.Slice((*byte)(buf), int(capacity))
 	}
-	m, err := c.Recv(dst, duration(timeoutNs))
+	r, err := current()
+	if err != nil {
+		return cCode(err)
+	}
+	// A large message's block is recorded in this process's ledger as the
+	// channel hands it over, until dmp_release_msg frees it.
+	e := reserveEntry(r)
+	m, err := c.RecvHeld(dst, duration(timeoutNs), holder(e))
+	if err != nil || !m.Large {
+		e.Unreserve()
+	}
 	if err != nil {
 		return cCode(err)
 	}
 	*outLen = C.uint64_t(m.Len)
 	if m.Large {
+		remember(m.Off, e)
 		*outOff = C.uint64_t(m.Off)
 		return 1
 	}
 	return 0
 }
 
-// dmp_release_msg frees a large message handed over by dmp_recv.
+// dmp_release_msg frees a large message handed over by dmp_recv. The block
+// belongs to the receiver, not to the channel (nor, for another node's
+// channel, to the connection it came through), so this is valid after the
+// channel is gone; addr is not used.
 //
 //export dmp_release_msg
 func dmp_release_msg(addr, off, n C.uint64_t) (rc int64) {
 	defer cRecover(&rc)
-	if isRemote(int64(addr)) {
-		return releaseRemoteMsg(uint64(off), uint64(n))
-	}
-	c, err := channelAt(int64(addr))
+	defer inside()()
+	return releaseMsg(uint64(off), uint64(n))
+}
+
+// releaseMsg frees the pool block of a large message a receiver took, from
+// this node's channel or another's (remoteRecv puts it in a local block).
+func releaseMsg(off, n uint64) int64 {
+	r, err := current()
 	if err != nil {
 		return cCode(err)
 	}
-	if err := c.ReleaseMessage(channel.Message{Len: uint64(n), Large: true, Off: uint64(off)}); err != nil {
+	takeEntry(off).Clear() // forgotten before it is freed: never freed twice
+	if err := r.Pool.Free(off, n); err != nil {
 		return cCode(err)
 	}
 	return 0

@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/dragon-mp/dragon_mp/gocore/channel"
+	"github.com/dragon-mp/dragon_mp/gocore/ledger"
 	"github.com/dragon-mp/dragon_mp/gocore/wire"
 	"golang.org/x/sys/unix"
 )
@@ -95,11 +96,15 @@ func remoteRecv(addr int64, dst []byte, timeout time.Duration, outLen, outOff *C
 		return cCode(err)
 	}
 	var block, blockLen uint64 // offset+1 and size of the local block a large message went into
+	var e *ledger.Entry        // where that block is recorded (see held.go)
 	sink := func(n int) ([]byte, error) {
 		if n <= len(dst) {
 			return dst[:n], nil
 		}
-		off, err := r.Pool.Alloc(uint64(n))
+		if e == nil {
+			e = reserveEntry(r)
+		}
+		off, err := r.Pool.AllocHeld(uint64(n), holder(e))
 		if err != nil {
 			return nil, err // the owner puts the message back
 		}
@@ -112,30 +117,22 @@ func remoteRecv(addr int64, dst []byte, timeout time.Duration, outLen, outOff *C
 		n = len(rep.Payload)
 		return isCode(err, codeTimeout), err
 	})
-	if err != nil {
+	if err != nil || block == 0 {
+		e.Unreserve()
 		if block != 0 {
 			r.Pool.Free(block-1, blockLen)
 		}
-		return cCode(err)
+		if err != nil {
+			return cCode(err)
+		}
 	}
 	*outLen = C.uint64_t(n)
 	if block == 0 {
 		return 0
 	}
+	remember(block-1, e)
 	*outOff = C.uint64_t(block - 1)
 	return 1
-}
-
-// releaseRemoteMsg frees the local block remoteRecv put a large message in.
-func releaseRemoteMsg(off, n uint64) int64 {
-	r, err := current()
-	if err != nil {
-		return cCode(err)
-	}
-	if err := r.Pool.Free(off, n); err != nil {
-		return cCode(err)
-	}
-	return 0
 }
 
 // remoteWaiters is dmp_wait's part for channels on other nodes: one

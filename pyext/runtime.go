@@ -14,8 +14,10 @@ import (
 var errNoRuntime = errors.New("dragon_mp runtime is not running in this process")
 
 var (
-	rtMu sync.Mutex                      // serialises create/attach/shutdown
-	rt   atomic.Pointer[runtime.Runtime] // the process's run; nil outside one
+	rtMu     sync.Mutex                      // serialises create/attach/shutdown
+	rt       atomic.Pointer[runtime.Runtime] // the process's run; nil outside one
+	reapStop chan struct{}                   // closing it stops the head's tendPool (nil: not running)
+	reapDone chan struct{}                   // closed when tendPool has returned
 )
 
 func current() (*runtime.Runtime, error) {
@@ -46,7 +48,16 @@ func RuntimeCreateNode(runid string, node, reserve int64) (err error) {
 	if err != nil {
 		return pyErr(err)
 	}
+	if _, err := r.Ledgers(); err != nil { // made now: part of the run's fixed cost
+		r.Destroy()
+		return pyErr(err)
+	}
 	rt.Store(r)
+	reapStop, reapDone = make(chan struct{}), make(chan struct{})
+	go func(stop, done chan struct{}) {
+		defer close(done)
+		tendPool(r, stop)
+	}(reapStop, reapDone)
 	return nil
 }
 
@@ -76,6 +87,11 @@ func RuntimeShutdown(destroy bool) (err error) {
 	if r == nil {
 		return nil
 	}
+	if reapStop != nil {
+		close(reapStop)
+		<-reapDone // it reads the pool: gone before the pool is unmapped
+		reapStop, reapDone = nil, nil
+	}
 	clientMu.Lock()
 	if client != nil {
 		client.Close()
@@ -83,6 +99,7 @@ func RuntimeShutdown(destroy bool) (err error) {
 	}
 	clientMu.Unlock()
 	waitInside()
+	forgetRun()
 	if destroy {
 		return pyErr(r.Destroy())
 	}
@@ -102,11 +119,16 @@ func RuntimeStats() (s string, err error) {
 		return "", pyErr(err)
 	}
 	st := r.Pool.Stats()
-	b, _ := json.Marshal(map[string]any{
+	stats := map[string]any{
 		"run": r.ID, "head": r.Head, "pool": r.Pool.Name(),
 		"reserve": st.Reserve, "committed": st.Committed, "in_use": st.InUse,
 		"allocs": st.Allocs, "frees": st.Frees,
-	})
+	}
+	if d, err := r.Ledgers(); err == nil {
+		// blocks processes hold outside channels (gocore/ledger)
+		stats["ledgers"], stats["held_blocks"], stats["held_bytes"] = d.Stats()
+	}
+	b, _ := json.Marshal(stats)
 	return string(b), nil
 }
 

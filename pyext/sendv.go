@@ -5,7 +5,11 @@ package pyext
 */
 import "C"
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/dragon-mp/dragon_mp/gocore/ledger"
+)
 
 // dmp_sendv sends the concatenation of nparts buffers as one message,
 // copying each once into the channel (Python frames a large payload with a
@@ -23,11 +27,25 @@ func dmp_sendv(addr C.uint64_t, bufs *unsafe.Pointer, lens *C.uint64_t, nparts C
 	if isRemote(int64(addr)) {
 		return remoteSend(int64(addr), parts, duration(timeoutNs))
 	}
+	r, err := current()
+	if err != nil {
+		return cCode(err)
+	}
 	c, err := channelAt(int64(addr))
 	if err != nil {
 		return cCode(err)
 	}
-	if err := c.SendParts(duration(timeoutNs), parts...); err != nil {
+	var n uint64
+	for _, p := range parts {
+		n += uint64(len(p))
+	}
+	var e *ledger.Entry
+	if n > uint64(c.Inline()) {
+		// A large message's block is recorded while it is filled; the
+		// channel clears the entry when it queues the block.
+		e = reserveEntry(r)
+	}
+	if err := c.SendPartsHeld(duration(timeoutNs), holder(e), parts...); err != nil {
 		return cCode(err)
 	}
 	return 0
@@ -46,14 +64,24 @@ func dmp_sendv(addr C.uint64_t, bufs *unsafe.Pointer, lens *C.uint64_t, nparts C
 //export dmp_msg_alloc
 func dmp_msg_alloc(addr, n C.uint64_t, timeoutNs C.int64_t, outOff *C.uint64_t) (rc int64) {
 	defer cRecover(&rc)
+	defer inside()()
+	r, err := current()
+	if err != nil {
+		return cCode(err)
+	}
 	c, err := channelAt(int64(addr))
 	if err != nil {
 		return cCode(err)
 	}
-	off, err := c.AllocMessage(uint64(n), duration(timeoutNs))
+	// The block is recorded in this process's ledger as the pool hands it
+	// out (before its pages are committed), until dmp_send_block queues it.
+	e := reserveEntry(r)
+	off, err := c.AllocMessageHeld(uint64(n), duration(timeoutNs), holder(e))
 	if err != nil {
+		e.Unreserve()
 		return cCode(err)
 	}
+	remember(off, e)
 	*outOff = C.uint64_t(off)
 	return 0
 }
@@ -66,13 +94,16 @@ func dmp_msg_alloc(addr, n C.uint64_t, timeoutNs C.int64_t, outOff *C.uint64_t) 
 //export dmp_send_block
 func dmp_send_block(addr, off, n C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 	defer cRecover(&rc)
+	defer inside()()
 	c, err := channelAt(int64(addr))
 	if err != nil {
 		return cCode(err)
 	}
-	if err := c.SendBlock(uint64(off), uint64(n), duration(timeoutNs)); err != nil {
+	e := heldEntry(uint64(off))
+	if err := c.SendBlockHeld(uint64(off), uint64(n), duration(timeoutNs), holder(e)); err != nil {
 		return cCode(err)
 	}
+	forget(uint64(off), e) // the channel cleared the entry as it queued the block
 	return 0
 }
 

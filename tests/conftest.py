@@ -6,7 +6,10 @@ exit would), and the test fails if a segment of ours is left in /dev/shm or a
 child process of pytest is still alive.
 """
 
+import contextlib
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -51,6 +54,30 @@ def wait_until(predicate, timeout=5.0):
             return True
         time.sleep(0.02)
     return predicate()
+
+
+_HOG = """
+import time
+while True:
+    end = time.perf_counter() + %r
+    while time.perf_counter() < end:
+        pass
+    time.sleep(%r)
+"""
+
+
+@contextlib.contextmanager
+def cpu_hogs(n=2, load=0.6):
+    """`n` processes that each keep a core busy `load` of every 100 ms while
+    the block runs: for tests whose races must happen on a loaded machine."""
+    hogs = [subprocess.Popen([sys.executable, '-c', _HOG % (0.1 * load, 0.1 * (1 - load))])
+            for _ in range(n)]
+    try:
+        yield
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
 
 
 def leaked(before):
@@ -101,6 +128,24 @@ def zygote_loop(request, monkeypatch):
     zygote.shutdown()
     yield request.param
     zygote.shutdown()        # the next test starts a zygote of its own settings
+
+
+@pytest.fixture
+def zygote_enabled(monkeypatch):
+    """For tests about the zygote: on even if the session runs with DRAGON_MP_ZYGOTE=0."""
+    if os.environ.get('DRAGON_MP_ZYGOTE') == '0':
+        monkeypatch.delenv('DRAGON_MP_ZYGOTE')
+
+
+def require_module(name):
+    """Import a third-party module the tests pin (tests/requirements-thirdparty.txt, which
+    `make test` installs), or skip the test without it; under CI a missing one fails."""
+    try:
+        return __import__(name)
+    except ImportError:
+        if os.environ.get('CI'):
+            raise
+        pytest.skip(f'{name} is not installed (pip install -r tests/requirements-thirdparty.txt)')
 
 
 # --- the two implementations ----------------------------------------------------------------

@@ -177,6 +177,72 @@ def test_cleanup_removes_only_dead_runs(tmp_path):
                 os.unlink(p)
 
 
+CLEANUP_AS = """
+import os, sys
+from dragon_mp import cleanup
+# What argparse imports lazily: once the uid is dropped, the interpreter's
+# files (under root's home here) are out of reach.
+import gettext, locale, shutil, textwrap
+uid = int(sys.argv[1])
+if uid != os.getuid():
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+sys.exit(cleanup.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason='needs root to play two users')
+def test_cleanup_on_a_shared_machine():
+    # /dev/shm holds every user's runs: each user cleans their own dead runs,
+    # is told about the others' (never a PermissionError), and root cleans
+    # everyone's only when asked to.
+    import tempfile
+    nobody = 65534
+    shm = tempfile.mkdtemp(prefix='dragon_mp-shm-', dir='/tmp')
+    os.chmod(shm, 0o1777)                      # as /dev/shm: sticky, everyone's
+    mine, theirs = 'r999998-1-aaaaaa', 'r999997-1-bbbbbb'      # dead heads
+    paths = {r: os.path.join(shm, f'dragon_mp.{r}.pool') for r in (mine, theirs)}
+
+    def segment(runid, uid):
+        with open(paths[runid], 'wb') as f:
+            f.write(b'x')
+        os.chmod(paths[runid], 0o600)
+        os.chown(paths[runid], uid, uid)
+
+    def cleanup_as(uid, *args):
+        env = dict(os.environ, DRAGON_MP_SHM_DIR=shm, PYTHONPATH=ROOT)
+        return subprocess.run([sys.executable, '-c', CLEANUP_AS, str(uid), *args],
+                              capture_output=True, text=True, timeout=60, env=env)
+
+    try:
+        segment(mine, 0)
+        segment(theirs, nobody)
+        r = cleanup_as(nobody)             # the other user: their run only
+        assert r.returncode == 0, r.stderr
+        assert f'{mine}: skipped, owned by root (uid 0)' in r.stdout, r.stdout
+        assert os.path.exists(paths[mine]) and not os.path.exists(paths[theirs])
+        r = cleanup_as(nobody, mine)       # named explicitly: still not theirs to clean
+        assert r.returncode == 0 and 'skipped' in r.stdout and os.path.exists(paths[mine])
+        r = cleanup_as(nobody, '--all-users')
+        assert r.returncode == 2 and 'only root' in r.stderr
+        segment(theirs, nobody)
+        r = cleanup_as(0)                  # root: its own run, and says how to clean the other
+        assert r.returncode == 0, r.stderr
+        assert f'{theirs}: skipped, owned by nobody (uid {nobody}) (root: --all-users cleans it)' \
+            in r.stdout, r.stdout
+        assert not os.path.exists(paths[mine]) and os.path.exists(paths[theirs])
+        r = cleanup_as(0, '--all-users')
+        assert r.returncode == 0 and f'{theirs}: killed 0 process(es), removed 1 segment(s)' \
+            in r.stdout, r.stdout
+        assert not os.path.exists(paths[theirs])
+    finally:
+        for p in paths.values():
+            if os.path.exists(p):
+                os.unlink(p)
+        os.rmdir(shm)
+
+
 def test_forked_child_gets_an_error_not_a_hang(tmp_path):
     prog = write(tmp_path, 'forked.py', '''
         import os, sys

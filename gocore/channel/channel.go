@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/dragon-mp/dragon_mp/gocore/futex"
+	"github.com/dragon-mp/dragon_mp/gocore/pool"
 	"github.com/dragon-mp/dragon_mp/gocore/shmsync"
 )
 
@@ -587,6 +588,13 @@ func (c *Channel) Send(msg []byte, timeout time.Duration) error {
 // part once, straight into the slot or the message's heap block (gather:
 // a caller can frame a payload without first building a joined copy).
 func (c *Channel) SendParts(timeout time.Duration, parts ...[]byte) error {
+	return c.SendPartsHeld(timeout, nil, parts...)
+}
+
+// SendPartsHeld is SendParts that records a large message's block in h
+// while it is filled (h.Hold), until it is queued (h.Clear, under the
+// channel lock) or freed after an error. A nil h is none.
+func (c *Channel) SendPartsHeld(timeout time.Duration, holder Holder, parts ...[]byte) error {
 	if c.dead.Load() {
 		return ErrBadHandle
 	}
@@ -603,7 +611,7 @@ func (c *Channel) SendParts(timeout time.Duration, parts ...[]byte) error {
 	var boff uint64
 	switch {
 	case large:
-		off, err := c.allocLarge(n, timeout)
+		off, err := c.allocLarge(n, timeout, holder)
 		if err != nil {
 			return err
 		}
@@ -620,8 +628,14 @@ func (c *Channel) SendParts(timeout time.Duration, parts ...[]byte) error {
 			msg = append(msg, p...)
 		}
 	}
-	err := c.send(msg, n, boff, large, timeout)
+	if !large {
+		holder = nil
+	}
+	err := c.send(msg, n, boff, large, timeout, holder)
 	if err != nil && large {
+		if holder != nil {
+			holder.Clear()
+		}
 		c.heap.Free(boff, n)
 	}
 	return err
@@ -636,6 +650,12 @@ func (c *Channel) SendParts(timeout time.Duration, parts ...[]byte) error {
 // (Message{Len: n, Large: true, Off: off}) frees it. timeout is the one
 // the caller will give SendBlock: see allocLarge.
 func (c *Channel) AllocMessage(n uint64, timeout time.Duration) (uint64, error) {
+	return c.AllocMessageHeld(n, timeout, nil)
+}
+
+// AllocMessageHeld is AllocMessage that records the block in h (see
+// allocLarge); SendBlockHeld with the same h then clears it.
+func (c *Channel) AllocMessageHeld(n uint64, timeout time.Duration, h Holder) (uint64, error) {
 	if c.dead.Load() {
 		return 0, ErrBadHandle
 	}
@@ -645,14 +665,16 @@ func (c *Channel) AllocMessage(n uint64, timeout time.Duration) (uint64, error) 
 	if n <= uint64(c.inline) {
 		return 0, ErrInvalid
 	}
-	return c.allocLarge(n, timeout)
+	return c.allocLarge(n, timeout, h)
 }
 
 // allocLarge takes the heap block of a large message about to be sent with
 // timeout. A send that will not wait (timeout 0) gets ErrFull at once from
 // a full bounded channel (the copy would be thrown away) and is never
 // paced; any other is paced (paceLarge).
-func (c *Channel) allocLarge(n uint64, timeout time.Duration) (uint64, error) {
+// A non-nil h records the block: under the heap's lock when it can, else
+// right after.
+func (c *Channel) allocLarge(n uint64, timeout time.Duration, h Holder) (uint64, error) {
 	if timeout == 0 {
 		if c.capacity != 0 && atomic.LoadUint64(&c.h.count) >= c.capacity {
 			return 0, ErrFull
@@ -660,7 +682,17 @@ func (c *Channel) allocLarge(n uint64, timeout time.Duration) (uint64, error) {
 	} else {
 		c.paceLarge(n)
 	}
-	return c.heap.Alloc(n)
+	if h == nil {
+		return c.heap.Alloc(n)
+	}
+	if ha, ok := c.heap.(heldAllocator); ok {
+		return ha.AllocHeld(n, h)
+	}
+	off, err := c.heap.Alloc(n)
+	if err == nil {
+		h.Hold(off, n)
+	}
+	return off, err
 }
 
 // SendBlock queues the block (off, n) from AllocMessage, filled by the
@@ -668,6 +700,25 @@ func (c *Channel) allocLarge(n uint64, timeout time.Duration) (uint64, error) {
 // error the block is still the caller's (so a caller waiting in slices can
 // try again with the same block).
 func (c *Channel) SendBlock(off, n uint64, timeout time.Duration) error {
+	return c.SendBlockHeld(off, n, timeout, nil)
+}
+
+// A Holder is where a process records the large message block it holds
+// outside any channel (gocore/ledger's Entry): Hold when a receiver takes
+// the block, Clear when a sender's block is queued. The channel calls it
+// under its lock, so that at every lock boundary a block is either queued
+// or recorded, never both and never neither. A heap that has AllocHeld
+// (gocore/pool) records a sender's block as it allocates it.
+type Holder = pool.Holder
+
+// heldAllocator is a Heap that records a block in a Holder as it allocates it.
+type heldAllocator interface {
+	AllocHeld(size uint64, h Holder) (uint64, error)
+}
+
+// SendBlockHeld is SendBlock for a block recorded in h: h.Clear() is
+// called under the channel lock once the block is queued. A nil h is none.
+func (c *Channel) SendBlockHeld(off, n uint64, timeout time.Duration, h Holder) error {
 	if c.dead.Load() {
 		return ErrBadHandle
 	}
@@ -677,7 +728,7 @@ func (c *Channel) SendBlock(off, n uint64, timeout time.Duration) error {
 	if atomic.LoadUint32(&c.h.closed) != 0 {
 		return ErrClosed
 	}
-	return c.send(nil, n, off, true, timeout)
+	return c.send(nil, n, off, true, timeout, h)
 }
 
 // send queues msg (inline) or the block boff (large), waiting while a
@@ -686,7 +737,7 @@ func (c *Channel) SendBlock(off, n uint64, timeout time.Duration) error {
 // way (neWaiters read under the lock, one futex wake on neSeq), and Go
 // waiters register before their last check under the lock, so a C put
 // always wakes them.
-func (c *Channel) send(msg []byte, n, boff uint64, large bool, timeout time.Duration) error {
+func (c *Channel) send(msg []byte, n, boff uint64, large bool, timeout time.Duration, holder Holder) error {
 	h := c.h
 	deadline := futex.Deadline(timeout)
 	spun := false
@@ -702,6 +753,9 @@ func (c *Channel) send(msg []byte, n, boff uint64, large bool, timeout time.Dura
 			if err := c.putLocked(msg, n, boff, large); err != nil {
 				h.mu.Unlock()
 				return err
+			}
+			if holder != nil {
+				holder.Clear()
 			}
 			wake := atomic.LoadUint32(&h.neWaiters) != 0
 			h.mu.Unlock()
@@ -744,14 +798,21 @@ func (c *Channel) send(msg []byte, n, boff uint64, large bool, timeout time.Dura
 // ErrEmpty when the time ran out, ErrClosed once the channel is closed and
 // drained, ErrBadHandle on a destroyed channel.
 func (c *Channel) Recv(dst []byte, timeout time.Duration) (Message, error) {
-	m, _, err := c.recv(dst, false, timeout)
+	m, _, err := c.recv(dst, false, timeout, nil)
+	return m, err
+}
+
+// RecvHeld is Recv that records a large message's block in h (h.Hold)
+// under the channel lock, as it is taken. A nil h is none.
+func (c *Channel) RecvHeld(dst []byte, timeout time.Duration, h Holder) (Message, error) {
+	m, _, err := c.recv(dst, false, timeout, h)
 	return m, err
 }
 
 // RecvBytes is Recv into a new slice, for both kinds of message (a large
 // payload is copied out and released).
 func (c *Channel) RecvBytes(timeout time.Duration) ([]byte, error) {
-	m, out, err := c.recv(nil, true, timeout)
+	m, out, err := c.recv(nil, true, timeout, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -766,7 +827,7 @@ func (c *Channel) RecvBytes(timeout time.Duration) ([]byte, error) {
 
 // recv: // KEEP IN SYNC with pyext/fastpath.c (waking senders of a bounded
 // channel: nfWaiters read under the lock, one futex wake on nfSeq).
-func (c *Channel) recv(dst []byte, alloc bool, timeout time.Duration) (Message, []byte, error) {
+func (c *Channel) recv(dst []byte, alloc bool, timeout time.Duration, holder Holder) (Message, []byte, error) {
 	h := c.h
 	deadline := futex.Deadline(timeout)
 	spun := false
@@ -776,6 +837,9 @@ func (c *Channel) recv(dst []byte, alloc bool, timeout time.Duration) (Message, 
 		}
 		if h.count > 0 {
 			m, out, err := c.takeLocked(dst, alloc)
+			if err == nil && m.Large && holder != nil {
+				holder.Hold(m.Off, m.Len)
+			}
 			wake := err == nil && c.capacity != 0 && atomic.LoadUint32(&h.nfWaiters) != 0
 			h.mu.Unlock()
 			if err == nil {

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"math/rand"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -866,5 +867,99 @@ func TestLayout(t *testing.T) {
 	}
 	if got := Layout(); got != want {
 		t.Fatalf("Layout() = %v, want %v (update pyext/fastpath.c too)", got, want)
+	}
+}
+
+// holderLog is a Holder that records what the channel told it, and whether
+// the channel lock was held at the time.
+type holderLog struct {
+	c      *Channel
+	events []string
+}
+
+func (l *holderLog) note(what string) {
+	locked := atomic.LoadUint32((*uint32)(unsafe.Pointer(&l.c.h.mu))) != 0
+	l.events = append(l.events, fmt.Sprintf("%s locked=%v", what, locked))
+}
+func (l *holderLog) Hold(off, n uint64) { l.note(fmt.Sprintf("hold %d", n)) }
+func (l *holderLog) Clear()             { l.note("clear") }
+
+func TestHolderCalledUnderTheLock(t *testing.T) {
+	hp := newShmHeap(t, testHeapSize, true)
+	big := make([]byte, 1000)
+	tests := []struct {
+		name string
+		run  func(c *Channel, h Holder) error
+		want []string
+	}{
+		{"RecvHeld large", func(c *Channel, h Holder) error {
+			if err := c.Send(big, 0); err != nil {
+				return err
+			}
+			m, err := c.RecvHeld(make([]byte, 300), 0, h)
+			if err == nil {
+				err = c.ReleaseMessage(m)
+			}
+			return err
+		}, []string{"hold 1000 locked=true"}},
+		{"RecvHeld inline: nothing held", func(c *Channel, h Holder) error {
+			if err := c.Send([]byte("x"), 0); err != nil {
+				return err
+			}
+			_, err := c.RecvHeld(make([]byte, 300), 0, h)
+			return err
+		}, nil},
+		{"SendBlockHeld", func(c *Channel, h Holder) error {
+			off, err := c.AllocMessage(1000, 0)
+			if err != nil {
+				return err
+			}
+			if err := c.SendBlockHeld(off, 1000, 0, h); err != nil {
+				return err
+			}
+			m, err := c.Recv(make([]byte, 300), 0)
+			if err == nil {
+				err = c.ReleaseMessage(m)
+			}
+			return err
+		}, []string{"clear locked=true"}},
+		{"SendPartsHeld", func(c *Channel, h Holder) error {
+			if err := c.SendPartsHeld(0, h, big[:500], big[500:]); err != nil {
+				return err
+			}
+			m, err := c.Recv(make([]byte, 300), 0)
+			if err == nil {
+				err = c.ReleaseMessage(m)
+			}
+			return err
+		}, []string{"hold 1000 locked=false", "clear locked=true"}},
+		{"SendPartsHeld to a full channel: cleared, then freed", func(c *Channel, h Holder) error {
+			if err := c.Send([]byte("fills capacity 1"), 0); err != nil {
+				return err
+			}
+			if err := c.SendPartsHeld(time.Millisecond, h, big); err != ErrFull {
+				return fmt.Errorf("err %v, want ErrFull", err)
+			}
+			_, err := c.Recv(make([]byte, 300), 0)
+			return err
+		}, []string{"hold 1000 locked=false", "clear locked=false"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustCreate(t, hp, Options{Capacity: 1})
+			l := &holderLog{c: c}
+			if err := tt.run(c, l); err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(l.events) != fmt.Sprint(tt.want) {
+				t.Fatalf("events %q, want %q", l.events, tt.want)
+			}
+			if d, err := c.Release(); !d || err != nil {
+				t.Fatalf("Release: %v %v", d, err)
+			}
+			if u, n := hp.Used(); u != 0 || n != 0 {
+				t.Fatalf("leak: %d bytes in %d blocks", u, n)
+			}
+		})
 	}
 }

@@ -72,6 +72,14 @@
 // frees it with ReleaseMessage. Destroying a channel frees the blocks of
 // the messages still queued.
 //
+// Outside the channel a block is one process's, and a process can be
+// killed. The *Held variants take a Holder (gocore/ledger's Entry) that
+// records it: AllocMessageHeld and SendPartsHeld record a sender's block as
+// the heap hands it out (pool.AllocHeld, under the pool mutex), SendBlockHeld
+// and SendPartsHeld clear the record under the channel lock as they queue
+// the block, RecvHeld records the block under the channel lock as it takes
+// it. At every lock boundary a block is queued or recorded, never both.
+//
 // A sender of large messages (256 KiB and more) that finds two or more
 // queued while a receiver has taken one since its previous large send
 // first yields for up to one copy time until one is taken (pacing): a

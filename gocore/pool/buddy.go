@@ -1,7 +1,9 @@
 package pool
 
 import (
+	"errors"
 	"fmt"
+	"syscall"
 	"unsafe"
 )
 
@@ -14,7 +16,8 @@ import (
 // share one bitmap word, so looking at a buddy never touches a new page.
 //
 // Commit invariants (so Free never needs to commit anything):
-//   - a free block's first granule is committed (its list links live there);
+//   - a free block's first granule is committed (its list links and stamp
+//     live there; Scavenge gives back the rest of a free block, never that);
 //   - the state word of every block that is or ever was free at order k is
 //     committed: Alloc commits the buddies' words before splitting;
 //   - an allocated block has (at least) its first size bytes committed: the
@@ -29,6 +32,34 @@ import (
 // *shm.FullError when the pages cannot be committed; a failed Alloc changes
 // nothing.
 func (p *Pool) Alloc(size uint64) (uint64, error) {
+	return p.AllocHeld(size, nil)
+}
+
+// A Holder records a block that a process holds (gocore/ledger's Entry).
+type Holder interface {
+	Hold(off, n uint64)
+	Clear()
+}
+
+// AllocHeld is Alloc that records the block in h (h.Hold) under the pool
+// mutex as it is taken, before its pages are committed (which may take
+// milliseconds), and clears it (h.Clear) under the mutex if the block goes
+// back because the commit failed: a process killed at any point of an
+// allocation leaves the block either free or recorded. A nil h is none.
+//
+// When the tmpfs cannot hold the block's pages, the free blocks' committed
+// pages are given back (ScavengeAll) and the allocation is tried once more.
+func (p *Pool) AllocHeld(size uint64, holder Holder) (uint64, error) {
+	off, err := p.allocHeld(size, holder)
+	if errors.Is(err, syscall.ENOSPC) {
+		if got, _ := p.ScavengeAll(); got > 0 {
+			off, err = p.allocHeld(size, holder)
+		}
+	}
+	return off, err
+}
+
+func (p *Pool) allocHeld(size uint64, holder Holder) (uint64, error) {
 	if size == 0 {
 		return 0, ErrBadSize
 	}
@@ -49,17 +80,24 @@ func (p *Pool) Alloc(size uint64) (uint64, error) {
 	}
 	h.inUse += bs
 	h.allocs++
+	if holder != nil {
+		holder.Hold(off, size)
+	}
 	h.mu.Unlock()
 	// Committing a large block may take a while: do it outside the lock. The
 	// block is ours, and granule bits are set atomically.
 	if err := p.commit(off, size); err != nil {
 		h.mu.Lock()
+		if holder != nil {
+			holder.Clear()
+		}
 		p.freeLocked(off, k)
 		h.inUse -= bs
 		h.allocs--
 		h.mu.Unlock()
 		return 0, err
 	}
+	p.trimTail(off, size, bs)
 	return off, nil
 }
 
@@ -78,7 +116,7 @@ func (p *Pool) allocLocked(k uint) (uint64, error) {
 	b := h.heads[j]
 	for i := j; i > k; {
 		i--
-		if err := p.commit(b+MinBlock<<i, 16); err != nil {
+		if err := p.commit(b+MinBlock<<i, 24); err != nil { // links and stamp
 			return 0, err
 		}
 		if err := p.commit(p.stateAddr(i, p.index(b, i)), 8); err != nil {
@@ -176,15 +214,16 @@ func (p *Pool) setState(k uint, idx uint64, st int) {
 	*w = *w&^(3<<sh) | uint64(st)<<sh
 }
 
-// links returns the {next, prev} words of the free block at off.
-func (p *Pool) links(off uint64) *[2]uint64 { return (*[2]uint64)(unsafe.Add(p.base, off)) }
+// links returns the {next, prev, stamp} words of the free block at off: the
+// list links, and the Scavenge epoch in which it became free.
+func (p *Pool) links(off uint64) *[3]uint64 { return (*[3]uint64)(unsafe.Add(p.base, off)) }
 
 // push puts block off at the head of free list k (LIFO: a freed block is
-// the first one reused).
+// the first one reused), stamped with the current epoch.
 func (p *Pool) push(k uint, off uint64) {
 	h := p.hdr
 	next := h.heads[k]
-	*p.links(off) = [2]uint64{next, 0}
+	*p.links(off) = [3]uint64{next, 0, h.epoch}
 	if next != 0 {
 		p.links(next)[1] = off
 	}

@@ -16,6 +16,10 @@
 //     a page, so every block is at least 64-byte aligned in memory). Its
 //     content is undefined: it is not zeroed. Only the size bytes asked for
 //     may be used (only they are committed).
+//   - AllocHeld(size, h) is Alloc that records the block in h (gocore/ledger's
+//     Entry: Hold) under the pool mutex as it takes it, before the block's
+//     pages are committed, and clears it (Clear) under the mutex if the block
+//     goes back because the commit failed.
 //   - Free(off, size) takes the size passed to Alloc (the allocator keeps no
 //     per-block header). A Free that does not name a live block of that size
 //     (bad offset, wrong size, double free) returns ErrBadFree and changes
@@ -36,10 +40,26 @@
 // processes. A fresh 64 GiB pool commits about 320 KiB; the first small
 // allocation splits the heap down to 64 bytes and commits about 2 MiB more
 // (one granule per split level for the buddies' links and state words);
-// allocating a 300 MiB block (a 512 MiB buddy block) commits about 300 MiB. Committed pages are never
-// given back (Free does not punch holes), they are reused.
+// allocating a 300 MiB block (a 512 MiB buddy block) commits about 300 MiB.
+// Free keeps the pages committed: the next Alloc reuses them warm.
 //
 // A full tmpfs therefore gives an error at Alloc, never a SIGBUS later.
+//
+// # Giving pages back
+//
+//   - Scavenge(age) punches out the committed granules of every free block
+//     of 128 KiB or more that has stayed free through the last age passes,
+//     except the block's first granule, clears their bits, and starts a new
+//     pass (a free block is stamped with the pass it was freed in). The run's
+//     head calls it every 0.5 s (pyext: after ~1 s of being free where the
+//     tmpfs is Tight, ~10 s elsewhere). ScavengeAll takes every free block.
+//   - Alloc that cannot commit its pages (ENOSPC) calls ScavengeAll and tries
+//     once more; where the tmpfs is Tight, Alloc also gives back the
+//     committed granules of its block beyond the size asked for (pages of an
+//     earlier, larger use).
+//   - A block is taken off its list and marked allocated while its pages go
+//     (outside the mutex, one block at a time), then freed again; nothing else
+//     can reach it meanwhile. scavenge.go has the details.
 //
 // # Layout (offsets from the start of the segment; R = reservation)
 //
@@ -48,7 +68,8 @@
 //	             12  minShift, 16 granShift, 20 maxOrder, 24 reserve R,
 //	             32  heapOff (= R), 40 segSize (= 2R), 48 gbOff, 56 gbBytes
 //	             64  shmsync.Mutex guarding the allocator
-//	            128  committed, 136 inUse, 144 allocs, 152 frees
+//	            128  committed, 136 inUse, 144 allocs, 152 frees,
+//	            160  epoch (Scavenge passes), 168 released (bytes given back)
 //	            192  32 user words (the runtime's)
 //	            448  32 l2 words: committed granules of the granule bitmap
 //	            704  64 per-order state bitmap offsets
@@ -62,8 +83,8 @@
 //	R           heap: R bytes; block of order k = 64<<k bytes at R + i*(64<<k)
 //	2R          end of segment
 //
-// A free block holds its list links in its first 16 bytes: next, prev (segment
-// offsets, 0 = none). R is a power of two in [MinReserve, MaxReserve] (Create
+// A free block holds its list links and stamp in its first 24 bytes: next,
+// prev (segment offsets, 0 = none), the epoch it was freed in. R is a power of two in [MinReserve, MaxReserve] (Create
 // rounds up; 0 means DefaultReserve = 64 GiB), so maxOrder = log2(R) - 6 and
 // the largest block is the whole heap.
 //

@@ -12,7 +12,7 @@ const (
 	// Magic marks an initialized pool header ("DRGNPOOL" little-endian).
 	Magic = 0x4c4f4f504e475244
 	// Version is the layout version of the segment.
-	Version = 1
+	Version = 2
 
 	// MinBlock is the smallest block and the alignment of every block.
 	MinBlock  = 1 << minShift
@@ -57,7 +57,9 @@ type header struct {
 	inUse     uint64 // 136: sum of allocated block sizes
 	allocs    uint64 // 144
 	frees     uint64 // 152
-	_         [32]byte
+	epoch     uint64 // 160: Scavenge passes so far; a free block's stamp is the epoch it was freed in
+	released  uint64 // 168: bytes given back to the kernel by Scavenge so far (atomic)
+	_         [16]byte
 
 	user      [32]uint64        // 192: the runtime's words
 	l2        [l2Words]uint64   // 448: committed granules of the granule bitmap (atomic)

@@ -117,6 +117,8 @@ func TestHeaderLayout(t *testing.T) {
 		{"mu", unsafe.Offsetof(h.mu), 64},
 		{"committed", unsafe.Offsetof(h.committed), 128},
 		{"frees", unsafe.Offsetof(h.frees), 152},
+		{"epoch", unsafe.Offsetof(h.epoch), 160},
+		{"released", unsafe.Offsetof(h.released), 168},
 		{"user", unsafe.Offsetof(h.user), 192},
 		{"l2", unsafe.Offsetof(h.l2), 448},
 		{"stateOffs", unsafe.Offsetof(h.stateOffs), 704},

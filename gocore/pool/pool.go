@@ -44,6 +44,7 @@ type Stats struct {
 	InUse     uint64 // sum of the sizes of the blocks currently allocated (rounded sizes)
 	Allocs    uint64 // successful Allocs so far
 	Frees     uint64 // successful Frees so far
+	Released  uint64 // bytes given back to the kernel by Scavenge so far
 }
 
 // Create makes the pool segment name (in shm.Dir()) with a heap of reserve
@@ -198,6 +199,7 @@ func (p *Pool) Stats() Stats {
 	s := Stats{Reserve: p.lay.reserve, InUse: h.inUse, Allocs: h.allocs, Frees: h.frees}
 	h.mu.Unlock()
 	s.Committed = atomic.LoadUint64(&h.committed)
+	s.Released = atomic.LoadUint64(&h.released)
 	return s
 }
 

@@ -112,6 +112,40 @@ func (c *churner) run(ops, maxLive int) error {
 	return nil
 }
 
+// scavengeWhile gives pages back in a loop (every other pass ScavengeAll)
+// until the returned stop is called: churners whose blocks it punched by
+// mistake would find their pattern gone. stop returns the bytes given back.
+func scavengeWhile(t *testing.T, p *Pool) (stop func() uint64) {
+	done := make(chan struct{})
+	result := make(chan uint64)
+	go func() {
+		var total uint64
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				result <- total
+				return
+			default:
+			}
+			var got uint64
+			var err error
+			if i%2 == 0 {
+				got, err = p.ScavengeAll()
+			} else {
+				got, err = p.Scavenge(1)
+			}
+			if err != nil {
+				t.Error(err)
+			}
+			total += got
+		}
+	}()
+	return func() uint64 {
+		close(done)
+		return <-result
+	}
+}
+
 func TestStressGoroutines(t *testing.T) {
 	p := newTestPool(t, 1<<30)
 	const workers = 8
@@ -119,6 +153,7 @@ func TestStressGoroutines(t *testing.T) {
 	if testing.Short() {
 		ops = 2000
 	}
+	stop := scavengeWhile(t, p)
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
 	for w := 0; w < workers; w++ {
@@ -131,10 +166,12 @@ func TestStressGoroutines(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	released := stop()
 	close(errs)
 	for err := range errs {
 		t.Error(err)
 	}
+	t.Logf("given back while churning: %d bytes", released)
 	s := p.Stats()
 	if s.InUse != 0 || s.Allocs != s.Frees {
 		t.Fatalf("stats %+v at the end", s)
@@ -197,7 +234,8 @@ func TestCrossProcess(t *testing.T) {
 		}
 		cmds[i] = cmd
 	}
-	// This process churns too, at the same time.
+	// This process churns too, at the same time, and gives pages back.
+	stop := scavengeWhile(t, p)
 	if err := newChurner(p, 99).run(ops, 150); err != nil {
 		t.Error(err)
 	}
@@ -206,6 +244,7 @@ func TestCrossProcess(t *testing.T) {
 			t.Errorf("helper %d: %v\n%s", i+1, err, outs[i].String())
 		}
 	}
+	t.Logf("given back while churning: %d bytes", stop())
 	s := p.Stats()
 	if s.InUse != 0 || s.Allocs != s.Frees {
 		t.Fatalf("stats %+v after all processes finished", s)

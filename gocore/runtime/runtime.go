@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/dragon-mp/dragon_mp/gocore/channel"
+	"github.com/dragon-mp/dragon_mp/gocore/ledger"
 	"github.com/dragon-mp/dragon_mp/gocore/pool"
 	"github.com/dragon-mp/dragon_mp/gocore/proc"
 )
@@ -24,6 +25,7 @@ const (
 	wordHeadStart
 	wordNode      // the node index of the run's pool (0 on one node)
 	wordLostMarks // pool offset of the lost-node marks (0: none; see nodes.go)
+	wordLedgers   // pool offset of the ledger directory (0: none yet; see ledger.go)
 )
 
 var (
@@ -44,6 +46,7 @@ type Runtime struct {
 
 	mu       sync.Mutex
 	channels map[Address]*channel.Channel // attached channels, by address
+	ledgers  *ledger.Directory            // see Ledgers
 }
 
 // SegmentName is the shm name of a run's segment `what`.

@@ -17,14 +17,18 @@
 //     So users Commit (fallocate) a range before touching it: a full tmpfs
 //     then gives a *FullError (errors.Is(err, syscall.ENOSPC) holds) that
 //     names the fix, instead of a crash.
+//   - Release punches a hole (fallocate PUNCH_HOLE): the pages go back to the
+//     kernel, every mapping reads zeros there, and they must be Committed
+//     again before they are touched. Tight says whether the filesystem is
+//     short of room (less than a quarter of it, or 64 MiB, free).
 //   - Open maps an existing segment whole (its size from fstat).
 //   - Close unmaps and closes; it is idempotent. After Close, Bytes returns
 //     nil and Base returns nil; slices obtained before must not be used.
 //     Close never removes the file: Unlink does (the mapping stays valid
 //     until Close, as with any unlinked file).
 //
-// A *Segment may be used by several goroutines; Commit and Close are
-// serialized internally so that Commit never runs on a closed (and perhaps
+// A *Segment may be used by several goroutines; Commit, Release, Tight and
+// Close are serialized internally so that none runs on a closed (and perhaps
 // reused) file descriptor.
 //
 // The zero value of Segment is not usable; get one from Create or Open.

@@ -159,27 +159,55 @@ func (s *Segment) Base() unsafe.Pointer {
 // them later cannot SIGBUS. It fails with a *FullError when the tmpfs is full.
 // Committing already existing pages is harmless.
 func (s *Segment) Commit(off, n uint64) error {
+	err := s.fallocate("commit", 0, off, n)
+	if errors.Is(err, unix.ENOSPC) {
+		return newFullError(filepath.Dir(s.path), n)
+	}
+	return err
+}
+
+// Release gives the pages of [off, off+n) back to the kernel (a hole is
+// punched in the file: every process's mapping of them reads zeros from then
+// on, and touching them again allocates new pages, which may SIGBUS on a full
+// tmpfs: Commit them first).
+func (s *Segment) Release(off, n uint64) error {
+	return s.fallocate("release", unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+}
+
+// fallocate runs fallocate(2) with mode on [off, off+n) of the open segment.
+func (s *Segment) fallocate(what string, mode uint32, off, n uint64) error {
 	if n == 0 {
 		return nil
 	}
 	if off > s.size || n > s.size-off {
-		return fmt.Errorf("shm: commit %s: range [%d, +%d) outside the segment (size %d)",
-			s.name, off, n, s.size)
+		return fmt.Errorf("shm: %s %s: range [%d, +%d) outside the segment (size %d)",
+			what, s.name, off, n, s.size)
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.fd < 0 {
 		return ErrClosed
 	}
-	err := ignoringEINTR(func() error { return unix.Fallocate(s.fd, 0, int64(off), int64(n)) })
-	switch {
-	case err == nil:
-		return nil
-	case err == unix.ENOSPC:
-		return newFullError(filepath.Dir(s.path), n)
-	default:
-		return &os.PathError{Op: "shm: fallocate", Path: s.path, Err: err}
+	err := ignoringEINTR(func() error { return unix.Fallocate(s.fd, mode, int64(off), int64(n)) })
+	if err != nil {
+		return &os.PathError{Op: "shm: fallocate (" + what + ")", Path: s.path, Err: err}
 	}
+	return nil
+}
+
+// Tight reports whether the filesystem holding the segment has less than a
+// quarter of its size or 64 MiB free, whichever is more (or cannot say): the
+// point from which memory that is committed but unused is worth giving back
+// at once. A small tmpfs (Docker's 64 MB /dev/shm) is always tight.
+func (s *Segment) Tight() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var st unix.Statfs_t
+	if s.fd < 0 || unix.Fstatfs(s.fd, &st) != nil {
+		return true
+	}
+	free, total := st.Bavail*uint64(st.Bsize), st.Blocks*uint64(st.Bsize)
+	return free < max(total/4, 64<<20)
 }
 
 // Close unmaps the segment and closes its file descriptor. It is idempotent.

@@ -39,9 +39,9 @@ import (
 // never reused under a thread still inside read(2).
 type fdConn struct {
 	local, remote net.Addr
-	check         func() error  // may be nil
-	tryOnce       atomic.Bool   // the next Read must not wait (TryOnce)
-	spinFor       atomic.Int64  // ns spinRead polls before a read blocks (adaptive)
+	check         func() error // may be nil
+	tryOnce       atomic.Bool  // the next Read must not wait (TryOnce)
+	spinFor       atomic.Int64 // ns spinRead polls before a read blocks (adaptive)
 
 	mu     sync.Mutex
 	fd     int

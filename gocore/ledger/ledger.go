@@ -1,0 +1,208 @@
+package ledger
+
+import (
+	"errors"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/dragon-mp/dragon_mp/gocore/pool"
+)
+
+const (
+	// Slots is the number of processes a run's directory can name at once.
+	Slots = 8192
+	// Entries is the number of blocks a process can record at once.
+	Entries = 256
+
+	slotBytes  = 32
+	entryBytes = 16
+	dirBytes   = Slots * slotBytes
+	ledgerSize = Entries * entryBytes
+
+	reaping  = uint64(1) << 63 // pid word: a reaper has claimed the slot
+	reserved = ^uint64(0)      // entry len: reserved, no block recorded yet
+)
+
+// ErrFull is returned by Register when every slot of the directory is taken.
+var ErrFull = errors.New("ledger: directory full")
+
+type slot struct {
+	pid, start, ledger, _ uint64
+}
+
+type entry struct {
+	off, n uint64
+}
+
+// Directory is the run's table of ledgers, one per registered process.
+type Directory struct {
+	p     *pool.Pool
+	slots *[Slots]slot
+}
+
+// Open returns the run's directory, whose pool offset is kept in *word (0:
+// none yet: made here, and published with a CAS so that concurrent first
+// users agree on one).
+func Open(p *pool.Pool, word *uint64) (*Directory, error) {
+	off := atomic.LoadUint64(word)
+	if off == 0 {
+		o, err := p.Alloc(dirBytes)
+		if err != nil {
+			return nil, err
+		}
+		clear(p.Bytes(o, dirBytes))
+		if atomic.CompareAndSwapUint64(word, 0, o) {
+			off = o
+		} else {
+			p.Free(o, dirBytes)
+			off = atomic.LoadUint64(word)
+		}
+	}
+	return &Directory{p: p, slots: (*[Slots]slot)(unsafe.Pointer(unsafe.SliceData(p.Bytes(off, dirBytes))))}, nil
+}
+
+// Register takes a slot for the process (pid, start) and gives it a ledger.
+func (d *Directory) Register(pid int, start uint64) (*Ledger, error) {
+	for i := range d.slots {
+		s := &d.slots[i]
+		if atomic.LoadUint64(&s.pid) != 0 || !atomic.CompareAndSwapUint64(&s.pid, 0, uint64(pid)) {
+			continue
+		}
+		off, err := d.p.Alloc(ledgerSize)
+		if err != nil {
+			atomic.StoreUint64(&s.pid, 0)
+			return nil, err
+		}
+		clear(d.p.Bytes(off, ledgerSize))
+		atomic.StoreUint64(&s.start, start)
+		atomic.StoreUint64(&s.ledger, off)
+		return &Ledger{entries: d.entries(off)}, nil
+	}
+	return nil, ErrFull
+}
+
+func (d *Directory) entries(off uint64) *[Entries]entry {
+	return (*[Entries]entry)(unsafe.Pointer(unsafe.SliceData(d.p.Bytes(off, ledgerSize))))
+}
+
+// Reap frees the recorded blocks, the ledger and the slot of every
+// registered process for which alive(pid, start) is false; start is 0 for a
+// process that died while registering. It returns the number of blocks and
+// bytes freed.
+func (d *Directory) Reap(alive func(pid int, start uint64) bool) (blocks int, bytes uint64) {
+	for i := range d.slots {
+		s := &d.slots[i]
+		pid := atomic.LoadUint64(&s.pid)
+		if pid == 0 || pid&reaping != 0 || alive(int(pid), atomic.LoadUint64(&s.start)) {
+			continue
+		}
+		if !atomic.CompareAndSwapUint64(&s.pid, pid, pid|reaping) {
+			continue
+		}
+		if off := atomic.LoadUint64(&s.ledger); off != 0 {
+			es := d.entries(off)
+			for j := range es {
+				e := &es[j]
+				b := atomic.LoadUint64(&e.off)
+				if b == 0 {
+					continue
+				}
+				n := atomic.LoadUint64(&e.n)
+				if d.p.Free(b, n) == nil {
+					blocks++
+					bytes += n
+				}
+			}
+			d.p.Free(off, ledgerSize)
+		}
+		atomic.StoreUint64(&s.ledger, 0)
+		atomic.StoreUint64(&s.start, 0)
+		atomic.StoreUint64(&s.pid, 0)
+	}
+	return blocks, bytes
+}
+
+// Stats returns how many processes are registered and the blocks and bytes
+// their ledgers record.
+func (d *Directory) Stats() (processes, blocks int, bytes uint64) {
+	for i := range d.slots {
+		s := &d.slots[i]
+		if atomic.LoadUint64(&s.pid) == 0 {
+			continue
+		}
+		processes++
+		if off := atomic.LoadUint64(&s.ledger); off != 0 {
+			es := d.entries(off)
+			for j := range es {
+				if b := atomic.LoadUint64(&es[j].off); b != 0 {
+					blocks++
+					bytes += atomic.LoadUint64(&es[j].n)
+				}
+			}
+		}
+	}
+	return processes, blocks, bytes
+}
+
+// Ledger is one process's record of the blocks it holds. Its methods are
+// safe for concurrent use by the process's threads.
+type Ledger struct {
+	entries *[Entries]entry
+	hint    atomic.Uint32 // where the next Reserve starts looking
+}
+
+// Entry is one record of a Ledger.
+type Entry struct {
+	e *entry
+}
+
+// Reserve returns a free entry, reserved for this caller, or nil when all
+// are in use (or l is nil).
+func (l *Ledger) Reserve() *Entry {
+	if l == nil {
+		return nil
+	}
+	start := l.hint.Load()
+	for k := uint32(0); k < Entries; k++ {
+		i := (start + k) % Entries
+		e := &l.entries[i]
+		if atomic.LoadUint64(&e.n) == 0 && atomic.CompareAndSwapUint64(&e.n, 0, reserved) {
+			l.hint.Store(i + 1)
+			return &Entry{e: e}
+		}
+	}
+	return nil
+}
+
+// Held returns how many blocks l records (for tests and stats).
+func (l *Ledger) Held() int {
+	n := 0
+	for i := range l.entries {
+		if atomic.LoadUint64(&l.entries[i].off) != 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// Hold records the block (off, n) in a reserved entry. A nil Entry does nothing.
+func (e *Entry) Hold(off, n uint64) {
+	if e == nil {
+		return
+	}
+	atomic.StoreUint64(&e.e.n, n)
+	atomic.StoreUint64(&e.e.off, off)
+}
+
+// Clear forgets the entry's block (this process no longer owns it) and
+// frees the entry. Free the block only after Clear.
+func (e *Entry) Clear() {
+	if e == nil {
+		return
+	}
+	atomic.StoreUint64(&e.e.off, 0)
+	atomic.StoreUint64(&e.e.n, 0)
+}
+
+// Unreserve frees an entry that holds no block.
+func (e *Entry) Unreserve() { e.Clear() }

@@ -1,0 +1,217 @@
+package ledger
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/dragon-mp/dragon_mp/gocore/pool"
+)
+
+var prefix = fmt.Sprintf("dragon_mp.ltest%d.", os.Getpid())
+
+func newPool(t *testing.T) (*pool.Pool, *uint64) {
+	t.Helper()
+	p, err := pool.Create(prefix+strings.ReplaceAll(t.Name(), "/", "_"), 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Destroy(); err != nil {
+			t.Error(err)
+		}
+	})
+	return p, &p.UserWords()[7]
+}
+
+func inUse(p *pool.Pool) uint64 { return p.Stats().InUse }
+
+func TestReapFreesWhatTheDeadHeld(t *testing.T) {
+	p, word := newPool(t)
+	d, err := Open(p, word)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := inUse(p)
+	dead := map[int]bool{}
+	alive := func(pid int, start uint64) bool { return !dead[pid] }
+
+	tests := []struct {
+		name  string
+		steps func(l *Ledger) // what the process does before it dies
+		freed int             // blocks the reaper must give back
+	}{
+		{"holds two blocks", func(l *Ledger) {
+			for _, n := range []uint64{1 << 20, 100} {
+				off, _ := p.Alloc(n)
+				l.Reserve().Hold(off, n)
+			}
+		}, 2},
+		{"held then cleared and freed", func(l *Ledger) {
+			off, _ := p.Alloc(4096)
+			e := l.Reserve()
+			e.Hold(off, 4096)
+			e.Clear()
+			p.Free(off, 4096)
+		}, 0},
+		{"reserved, never held", func(l *Ledger) { l.Reserve() }, 0},
+		{"recorded by the pool as it allocates", func(l *Ledger) {
+			e := l.Reserve()
+			off, err := p.AllocHeld(3<<20, e)
+			if err != nil || l.Held() != 1 {
+				t.Fatalf("AllocHeld: off %d err %v held %d", off, err, l.Held())
+			}
+		}, 1},
+		{"handed to a channel (cleared, not freed)", func(l *Ledger) {
+			off, _ := p.Alloc(8192)
+			e := l.Reserve()
+			e.Hold(off, 8192)
+			e.Clear()
+			t.Cleanup(func() { p.Free(off, 8192) }) // the "channel" frees it
+		}, 0},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pid := 1000 + i
+			l, err := d.Register(pid, 77)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.steps(l)
+			if blocks, _ := d.Reap(alive); blocks != 0 {
+				t.Fatalf("reaped %d blocks of a live process", blocks)
+			}
+			dead[pid] = true
+			if blocks, _ := d.Reap(alive); blocks != tt.freed {
+				t.Fatalf("reaped %d blocks, want %d", blocks, tt.freed)
+			}
+			if blocks, _ := d.Reap(alive); blocks != 0 {
+				t.Fatalf("second reap freed %d more", blocks)
+			}
+		})
+	}
+	// the "channel" still holds one block (freed by the subtest's cleanup, after this)
+	if got := inUse(p); got != base+8192 {
+		t.Fatalf("in use %d after reaping, want %d", got, base+8192)
+	}
+}
+
+func TestOpenTwiceSharesOneDirectory(t *testing.T) {
+	p, word := newPool(t)
+	var wg sync.WaitGroup
+	dirs := make([]*Directory, 8)
+	for i := range dirs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := Open(p, word)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			dirs[i] = d
+		}()
+	}
+	wg.Wait()
+	for _, d := range dirs[1:] {
+		if d.slots != dirs[0].slots {
+			t.Fatal("two directories")
+		}
+	}
+	if got := inUse(p); got != dirBytes {
+		t.Fatalf("in use %d, want one directory (%d)", got, dirBytes)
+	}
+}
+
+func TestReserveAllThenFull(t *testing.T) {
+	p, word := newPool(t)
+	d, _ := Open(p, word)
+	l, err := d.Register(5, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var es []*Entry
+	for i := 0; i < Entries; i++ {
+		e := l.Reserve()
+		if e == nil {
+			t.Fatalf("reserve %d: nil", i)
+		}
+		es = append(es, e)
+	}
+	if l.Reserve() != nil {
+		t.Fatal("reserved past Entries")
+	}
+	es[17].Unreserve()
+	if l.Reserve() == nil {
+		t.Fatal("a freed entry is not reused")
+	}
+	var nilLedger *Ledger
+	nilLedger.Reserve().Hold(1, 2) // a process without a ledger: no-ops
+}
+
+func TestConcurrentHoldAndReap(t *testing.T) {
+	p, word := newPool(t)
+	d, _ := Open(p, word)
+	base := inUse(p)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	dead := map[int]bool{}
+	alive := func(pid int, _ uint64) bool { mu.Lock(); defer mu.Unlock(); return !dead[pid] }
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := 0; round < 50; round++ {
+				pid := 10_000 + w*1000 + round
+				l, err := d.Register(pid, 1)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for k := 0; k < 20; k++ {
+					off, err := p.Alloc(256)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					e := l.Reserve()
+					e.Hold(off, 256)
+					if k%2 == 0 { // half given back by the process itself
+						e.Clear()
+						p.Free(off, 256)
+					}
+				}
+				mu.Lock()
+				dead[pid] = true
+				mu.Unlock()
+				d.Reap(alive)
+			}
+		}()
+	}
+	wg.Wait()
+	d.Reap(alive)
+	if got := inUse(p); got != base {
+		t.Fatalf("in use %d after every process was reaped, want %d", got, base)
+	}
+}
+
+func TestRegisterFull(t *testing.T) {
+	p, word := newPool(t)
+	d, _ := Open(p, word)
+	for i := 0; i < Slots; i++ {
+		if _, err := d.Register(i+1, 1); err != nil {
+			t.Fatalf("register %d: %v", i, err)
+		}
+	}
+	if _, err := d.Register(Slots+1, 1); err != ErrFull {
+		t.Fatalf("err %v, want ErrFull", err)
+	}
+	if blocks, _ := d.Reap(func(int, uint64) bool { return false }); blocks != 0 {
+		t.Fatal("empty ledgers freed blocks")
+	}
+	if _, err := d.Register(1, 1); err != nil {
+		t.Fatal("slots not reusable after reaping:", err)
+	}
+}

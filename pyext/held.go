@@ -1,0 +1,136 @@
+package pyext
+
+import (
+	"os"
+	"sync"
+	"time"
+
+	"github.com/dragon-mp/dragon_mp/gocore/channel"
+	"github.com/dragon-mp/dragon_mp/gocore/ledger"
+	"github.com/dragon-mp/dragon_mp/gocore/proc"
+	"github.com/dragon-mp/dragon_mp/gocore/runtime"
+)
+
+// Blocks this process holds outside any channel (a large message it is
+// filling, or one it took and has not freed) are recorded in its ledger
+// (gocore/ledger), so that when it is killed the run's head gives them back
+// (tendPool). held maps each such block to its ledger entry. A process
+// may take part in several runs one after the other (each run its own
+// pool): held belongs to run r and is dropped when r ends (forgetRun).
+var held struct {
+	mu     sync.Mutex // a leaf lock
+	r      *runtime.Runtime
+	ledger *ledger.Ledger // r's ledger for this process; nil: none (directory full)
+	byOff  map[uint64]*ledger.Entry
+}
+
+// reserveEntry returns a ledger entry for a block about to be taken (nil
+// when there is none: the block then goes unrecorded).
+func reserveEntry(r *runtime.Runtime) *ledger.Entry {
+	held.mu.Lock()
+	if held.r != r {
+		held.r, held.ledger, held.byOff = r, nil, make(map[uint64]*ledger.Entry)
+		if d, err := r.Ledgers(); err == nil {
+			if start, err := proc.StartTime(os.Getpid()); err == nil {
+				held.ledger, _ = d.Register(os.Getpid(), start)
+			}
+		}
+	}
+	l := held.ledger
+	held.mu.Unlock()
+	return l.Reserve()
+}
+
+// forgetRun drops what held knows of the run that is ending (its pool is
+// about to be unmapped).
+func forgetRun() {
+	held.mu.Lock()
+	held.r, held.ledger, held.byOff = nil, nil, nil
+	held.mu.Unlock()
+}
+
+// holder is e as a channel.Holder (a nil entry is no holder at all).
+func holder(e *ledger.Entry) channel.Holder {
+	if e == nil {
+		return nil
+	}
+	return e
+}
+
+// remember notes that the block at off is recorded in e.
+func remember(off uint64, e *ledger.Entry) {
+	if e == nil {
+		return
+	}
+	held.mu.Lock()
+	if held.byOff != nil {
+		held.byOff[off] = e
+	}
+	held.mu.Unlock()
+}
+
+// forget drops off's note if it is still e's (the block went into a
+// channel, and may already be another entry's in this process).
+func forget(off uint64, e *ledger.Entry) {
+	if e == nil {
+		return
+	}
+	held.mu.Lock()
+	if held.byOff[off] == e {
+		delete(held.byOff, off)
+	}
+	held.mu.Unlock()
+}
+
+// heldEntry is the entry recording the block at off (nil: none).
+func heldEntry(off uint64) *ledger.Entry {
+	held.mu.Lock()
+	defer held.mu.Unlock()
+	return held.byOff[off]
+}
+
+// takeEntry removes and returns the entry recording the block at off.
+func takeEntry(off uint64) *ledger.Entry {
+	held.mu.Lock()
+	defer held.mu.Unlock()
+	e := held.byOff[off]
+	delete(held.byOff, off)
+	return e
+}
+
+// reapInterval is how often the head looks after the run's pool.
+const reapInterval = 500 * time.Millisecond
+
+// How many passes (of reapInterval) a free pool block stays committed before
+// its pages go back to the kernel: about 1 s where the shared-memory
+// filesystem is tight (pool.Pool.Tight), 10 s elsewhere, so that a program
+// that sends large messages every few seconds keeps its pages warm.
+const (
+	scavengeAgeTight = 2
+	scavengeAge      = 20
+)
+
+// tendPool, every reapInterval until stop is closed, gives back the blocks
+// recorded by the run's processes that have died, and gives the pages of
+// long-free blocks back to the kernel (the head runs it).
+func tendPool(r *runtime.Runtime, stop <-chan struct{}) {
+	d, err := r.Ledgers()
+	if err != nil {
+		return
+	}
+	t := time.NewTicker(reapInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			d.Reap(proc.Alive)
+			age := uint64(scavengeAge)
+			if r.Pool.Tight() {
+				age = scavengeAgeTight
+			}
+			r.Pool.Scavenge(age)
+		}
+	}
+}
