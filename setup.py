@@ -6,7 +6,7 @@ pyext/build.py (gopy + go build, see its docstring) and puts the .so plus gopy's
 
 The extension ``dragon_mp._fastpath`` (pyext/fastpath.c) is a plain C extension: it needs only a C compiler
 and the Python headers, links no Go (it finds the Go functions in the already-loaded ``_gocore`` at run time),
-and is optional: if it does not compile, the install goes on and dragon_mp uses its ctypes path.
+and is required: if it does not compile, the install fails with the compiler's message.
 """
 
 import importlib.util
@@ -97,8 +97,9 @@ def _fastpath_extension():
     return Extension(
         "dragon_mp._fastpath",
         sources=list(gobuild.FASTPATH_SOURCES),
+        depends=list(gobuild.FASTPATH_INCLUDES),
         libraries=[name for name in ("dl", "pthread") if "-l" + name in libs],
-        optional=True,  # the ctypes path (dragon_mp/_core.py) works without it
+        optional=False,  # a data plane that did not compile fails the install, loudly
     )
 
 

@@ -3,6 +3,7 @@
 
     python bench/run.py [--quick] [--only NAME,...] [--json out.json] [--png out.png]
                         [--impl dragon_mp|stdlib-spawn|...] [--rounds N] [--timeout S]
+                        [--with-dragonhpc]
 
 Every (workload, implementation) pair runs in its own subprocess
 
@@ -12,7 +13,8 @@ which prints one JSON line (prefixed with MARK) and is killed after a timeout,
 so a missing module, an exception or a hang in one implementation is reported
 as 'n/a' instead of stopping the run.  Workloads of both implementations are
 interleaved (per workload, order alternating between rounds), so both see the
-same machine state.  See bench/README.md.
+same machine state.  --with-dragonhpc adds DragonHPC as a third column, run
+the same way under its own launcher (bench/dragonhpc.py).  See bench/README.md.
 
 This file is also imported as ``__mp_main__`` by children started as fresh
 interpreters (spawn, dragon_mp): the top level only defines things.
@@ -20,11 +22,12 @@ interpreters (spawn, dragon_mp): the top level only defines things.
 
 import argparse
 import datetime
+import fnmatch
 import json
 import os
 import platform
+import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,17 +41,33 @@ if BENCH_DIR not in sys.path:
     sys.path.insert(0, BENCH_DIR)
 
 import workloads  # noqa: E402  (no side effects; also imported by children)
+if __name__ == "__main__":
+    # Not in the children: a dragon_mp or spawn child re-runs this file as
+    # __mp_main__, and every module imported here is time its start pays (the
+    # process-start rows: 2.6 -> 4.0 ms per start with these three). A child
+    # that needs large_workloads imports it when it unpickles its target.
+    import large_workloads
+    import dragonhpc
+    from report import Footnotes, aggregate, build_rows, chart, display, fmt, median, table
 
 MARK = "@@DRAGON_MP_BENCH@@ "
+PARTIAL_MARK = "@@DRAGON_MP_BENCH_PARTIAL@@ "  # metrics so far (does not contain MARK)
 TAG_VAR = "DRAGON_MP_BENCH_TAG"      # marks every process of one --one subprocess tree
-IMPLS = ("stdlib", "stdlib-fork", "stdlib-spawn", "stdlib-forkserver", "dragon_mp")
+IMPLS = ("stdlib", "stdlib-fork", "stdlib-spawn", "stdlib-forkserver", "dragon_mp", "dragonhpc")
+if __name__ == "__main__":
+    REGISTRY = dict(workloads.WORKLOADS, **large_workloads.WORKLOADS)
+    GROUPS = dict(large_workloads.GROUPS, all=list(REGISTRY))  # --only NAME expands a group
+else:
+    REGISTRY, GROUPS = dict(workloads.WORKLOADS), {}
+DEFAULT = list(workloads.WORKLOADS)    # without --only; the large ones take ~16 minutes more
 # workloads that also compare against other stdlib start methods
 EXTRA_BASELINES = {"process_start": ["stdlib-spawn"]}
 CORE_API = ("Process", "Queue", "Pipe", "Pool", "Lock", "Event", "Semaphore")
-NAMES = list(workloads.WORKLOADS)
+NAMES = list(REGISTRY)
 CLEANUP_HELPERS = ("multiprocessing.resource_tracker", "dragon_mp.reaper")
 GRACE = 3.0        # seconds a finished run's processes get to exit (dragon_mp's reaper)
 EXIT_GRACE = 10.0  # seconds a subprocess gets to exit after printing its result
+DHPC_EXTRA = 30.0  # more seconds for a DragonHPC run: its launcher's bring-up and teardown
 
 
 # ---------------------------------------------------------------------------
@@ -88,6 +107,11 @@ def load_impl(impl):
     if impl == "dragon_mp":
         import dragon_mp
         return dragon_mp
+    if impl == "dragonhpc":  # under <venv>/bin/dragon -s, from one() under the main guard
+        import dragon  # noqa: F401  (DragonHPC; installs the "dragon" start method)
+        import multiprocessing
+        multiprocessing.set_start_method("dragon")
+        return multiprocessing
     import multiprocessing
     if impl == "stdlib":
         return multiprocessing.get_context()  # platform default: fork on Linux/3.11
@@ -99,6 +123,8 @@ def impl_info(impl, mp):
     if impl == "dragon_mp":
         info["file"] = getattr(mp, "__file__", None)
         info["version"] = getattr(mp, "__version__", None)
+    elif impl == "dragonhpc":
+        info.update(dragonhpc.version_info())
     try:
         info["start_method"] = mp.get_start_method()
     except Exception:
@@ -106,8 +132,8 @@ def impl_info(impl, mp):
     return info
 
 
-def emit(result):
-    sys.stdout.write(MARK + json.dumps(result) + "\n")
+def emit(result, mark=MARK):
+    sys.stdout.write(mark + json.dumps(result) + "\n")
     sys.stdout.flush()
 
 
@@ -126,10 +152,15 @@ def one(args):
         result["status"] = "ok"
         emit(result)
         return 0
-    fn, quick, full = workloads.WORKLOADS[name]
+    fn, quick, full = REGISTRY[name]
     params = quick if args.quick else full
     result["params"] = params
     t0 = time.perf_counter()
+    # large workloads report the metrics of every finished (kind, size), so a
+    # run killed by the timeout keeps them
+    large_workloads.PROGRESS = lambda metrics: emit(
+        dict(result, status="partial", metrics=metrics, seconds=time.perf_counter() - t0),
+        PARTIAL_MARK)
     try:
         result["metrics"] = fn(mp, params)
         result["status"] = "ok"
@@ -241,13 +272,46 @@ def child_env(tag):
     return env
 
 
-def run_one(name, impl, quick, timeout):
+def detach(impl):
+    """Popen arguments that keep a run away from the terminal's signals: a new
+    session, except for DragonHPC, whose local services call setpgid(0, 0),
+    which fails for a session leader (EPERM) and leaves its launcher waiting
+    forever: a new process group only."""
+    if impl != "dragonhpc":
+        return {"start_new_session": True}
+    if sys.version_info >= (3, 11):
+        return {"process_group": 0}
+    return {"preexec_fn": os.setpgrp}
+
+
+def _last_marked(stdout, mark):
+    """The JSON of the last line carrying mark (a launcher may prefix lines)."""
+    for line in reversed(stdout.splitlines()):
+        i = line.find(mark)
+        if i >= 0:
+            try:
+                return json.loads(line[i + len(mark):])
+            except ValueError:
+                return None
+    return None
+
+
+def run_one(name, impl, quick, timeout, dragon=None):
     """Run one (workload, impl) in a subprocess; always returns a result dict
-    with 'status' in ok|unsupported|import|error|timeout|crash and 'notes'."""
+    with 'status' in ok|partial|unsupported|import|error|timeout|crash and
+    'notes'.  impl 'dragonhpc' runs under DragonHPC's launcher `dragon`
+    (its venv's bin/dragon, absolute path)."""
     tag = "%d-%s" % (os.getpid(), uuid.uuid4().hex[:12])
-    cmd = [sys.executable, os.path.join(BENCH_DIR, "run.py"), "--one", name, "--impl", impl]
-    if quick:
-        cmd.append("--quick")
+    args = ["--one", name, "--impl", impl] + (["--quick"] if quick else [])
+    script = os.path.join(BENCH_DIR, "run.py")
+    env, cwd, shm_before = child_env(tag), None, None
+    if impl == "dragonhpc":
+        cmd = dragonhpc.command(dragon, script, args)
+        env = dragonhpc.environ(env, dragon)
+        cwd = tempfile.mkdtemp(prefix="dragon_mp-bench-dhpc-")  # whatever it writes there
+        shm_before = dragonhpc.shm_snapshot()
+    else:
+        cmd = [sys.executable, script] + args
     notes = []
     timed_out = False
     mapped = []
@@ -256,7 +320,7 @@ def run_one(name, impl, quick, timeout):
         t0 = time.monotonic()
         # output to files, not pipes: a leftover grandchild holding a pipe must not block us
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                env=child_env(tag), start_new_session=True)
+                                env=env, cwd=cwd, **detach(impl))
         deadline = t0 + timeout
         reported = None  # when the result line appeared: then only EXIT_GRACE more
         seen = 0
@@ -292,22 +356,22 @@ def run_one(name, impl, quick, timeout):
         err.seek(0)
         stdout = out.read().decode(errors="replace")
         stderr = err.read().decode(errors="replace")
-    result = None
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(MARK):
-            try:
-                result = json.loads(line[len(MARK):])
-            except ValueError:
-                pass
-            break
+    result = _last_marked(stdout, MARK)
     if result is None:
-        result = {"workload": name, "impl": impl}
+        partial = _last_marked(stdout, PARTIAL_MARK)
+        result = partial or {"workload": name, "impl": impl}
         if timed_out:
-            result.update(status="timeout", reason="timed out after %gs (killed)" % timeout)
+            why = "timed out after %gs (killed)" % timeout
         else:
-            last = [l for l in stderr.strip().splitlines() if l.strip()]
-            result.update(status="crash", reason="crashed, exit code %s%s" % (
-                rc, (": " + last[-1].strip()[:160]) if last else ""))
+            last = [l for l in (stderr + "\n" + stdout).strip().splitlines()
+                    if l.strip() and PARTIAL_MARK not in l and not l.startswith("+++ head")]
+            why = "crashed, exit code %s%s" % (
+                rc, (": " + last[-1].strip()[:160]) if last else "")
+        if partial:  # keep what it measured before
+            why += " after reporting %d row(s)" % len(partial.get("metrics", []))
+            result.update(status="partial", reason=why)
+        else:
+            result.update(status="timeout" if timed_out else "crash", reason=why)
     elif timed_out:
         notes.append("did not exit within %gs after reporting its result (hang at "
                      "exit/cleanup?), killed" % (deadline - reported))
@@ -320,7 +384,20 @@ def run_one(name, impl, quick, timeout):
     # are reported and removed, so they do not pile up over a benchmark run
     run_ids.add(result.get("run_id"))
     ours = set(result.get("shm", [])) | set(mapped)
-    leaked = sorted(set(f for f in ours if os.path.exists(f)) | run_shm_files(run_ids))
+    leaked = set(f for f in ours if os.path.exists(f)) | run_shm_files(run_ids)
+    if impl == "dragonhpc":  # its pools are named after the launcher's pid (proc.pid)
+        theirs, unsure = dragonhpc.leftover_shm(shm_before, proc.pid, ours)
+        leaked.update(theirs)
+        if unsure:
+            notes.append("%d new /dev/shm file(s) named like DragonHPC pools, not removed (not "
+                         "attributable to this run): %s" % (
+                             len(unsure), ", ".join(os.path.basename(f) for f in unsure[:3])))
+        left = sorted(os.listdir(cwd))
+        if left:
+            notes.append("left %d file(s) in its working directory, removed: %s" % (
+                len(left), ", ".join(left[:3])))
+        shutil.rmtree(cwd, ignore_errors=True)
+    leaked = sorted(leaked)
     for f in leaked:
         try:
             os.unlink(f)
@@ -332,6 +409,8 @@ def run_one(name, impl, quick, timeout):
     result["notes"] = notes
     result["wall"] = wall
     result["stderr_tail"] = stderr[-3000:]
+    result["stdout_tail"] = "\n".join(l for l in stdout.splitlines()
+                                      if MARK not in l and PARTIAL_MARK not in l)[-2000:]
     return result
 
 
@@ -385,231 +464,85 @@ def git_describe():
         return None
 
 
-def fmt(v):
-    if v is None:
-        return "n/a"
-    a = abs(v)
-    if a >= 100:
-        return "{:,.0f}".format(v)
-    if a >= 10:
-        return "%.1f" % v
-    if a >= 1:
-        return "%.2f" % v
-    return "%.3g" % v
-
-
-def display(impl):
-    return {"stdlib": "stdlib", "dragon_mp": "dragon_mp"}.get(impl, impl)
-
-
-def median(xs):
-    return statistics.median(xs) if xs else None
-
-
-def spread(xs):
-    """Half the interquartile range relative to the median (0.05 = ±5%)."""
-    if len(xs) < 3:
-        return 0.0
-    q1, _, q3 = statistics.quantiles(xs, n=4)
-    m = statistics.median(xs)
-    return (q3 - q1) / 2 / m if m else 0.0
-
-
-def ratio(base, cand, better):
-    if base is None or cand is None or base <= 0 or cand <= 0:
-        return None
-    return base / cand if better == "lower" else cand / base
-
-
-class Footnotes:
-    def __init__(self):
-        self.items = []
-
-    def ref(self, text):
-        if text not in self.items:
-            self.items.append(text)
-        return "[%d]" % (self.items.index(text) + 1)
-
-
-def aggregate(runs):
-    """Merge the results of several rounds of one (workload, impl)."""
-    agg = {"runs": runs, "metrics": {}, "order": [], "failures": [], "notes": []}
-    for r in runs:
-        if r.get("status") == "ok":
-            for m in r.get("metrics", []):
-                if m["key"] not in agg["metrics"]:
-                    agg["metrics"][m["key"]] = dict(m, samples=[])
-                    agg["order"].append(m["key"])
-                agg["metrics"][m["key"]]["samples"].extend(m["samples"])
-        else:
-            agg["failures"].append(r.get("reason") or r.get("status", "?"))
-        agg["notes"].extend(r.get("notes", []))
-    for m in agg["metrics"].values():
-        m["median"] = median(m["samples"])
-        m["spread"] = spread(m["samples"])
-    return agg
-
-
-def build_rows(names, results, base, cand, foot):
-    rows = []
-
-    def cell(agg, key, impl, name):
-        """(value or None, text) for one cell."""
-        if agg is None:
-            return None, "n/a"
-        m = agg["metrics"].get(key)
-        if m is None:
-            why = agg["failures"][0] if agg["failures"] else "no result"
-            return None, "n/a " + foot.ref("%s: %s" % (display(impl), why[:300]))
-        text = "%s %s" % (fmt(m["median"]), m["unit"])
-        if agg["failures"]:  # some rounds failed, others did not
-            text += " " + foot.ref("%s, %s: %d of %d rounds failed: %s" % (
-                display(impl), name, len(agg["failures"]), len(agg["runs"]),
-                agg["failures"][0]))
-        return m["median"], text
-
-    for name in names:
-        per = results.get(name, {})
-        b_agg, c_agg = per.get(base), per.get(cand)
-        keys = []
-        for agg in (b_agg, c_agg):
-            for k in (agg or {}).get("order", []):
-                if k not in keys:
-                    keys.append(k)
-        row_notes = []
-        for impl, agg in ((base, b_agg), (cand, c_agg)):
-            for n in sorted(set((agg or {}).get("notes", []))):
-                row_notes.append(foot.ref("%s, %s: %s" % (display(impl), name, n)))
-        if not keys:  # nobody produced a number
-            _, bt = cell(b_agg, None, base, name)
-            _, ct = cell(c_agg, None, cand, name)
-            rows.append(dict(workload=name, label=name, key=name, base=None, cand=None,
-                             base_text=bt, cand_text=ct, ratio=None, ref=False,
-                             notes=" ".join(row_notes)))
+def select(only):
+    """Workload names from --only: names, group names (large, all), patterns (big_*)."""
+    if not only:
+        return list(DEFAULT)
+    names, bad = [], []
+    for item in (n.strip() for n in only.split(",")):
+        if not item:
             continue
-        memcpy = {}
-        for k in keys:
-            m = ((c_agg or {}).get("metrics", {}).get(k)
-                 or (b_agg or {}).get("metrics", {}).get(k))
-            if m.get("ref"):
-                memcpy[m.get("size")] = k
-        extra_impls = [e for e in EXTRA_BASELINES.get(name, []) if e not in (base, cand)]
-        for k in keys:
-            m = ((b_agg or {}).get("metrics", {}).get(k)
-                 or (c_agg or {}).get("metrics", {}).get(k))
-            bv, bt = cell(b_agg, k, base, name)
-            cv, ct = cell(c_agg, k, cand, name)
-            notes = list(row_notes)
-            r = None if m.get("ref") else ratio(bv, cv, m["better"])
-            # % of memcpy for bandwidth rows, each side against its own run's memcpy
-            if not m.get("ref") and m.get("size") in memcpy:
-                parts = []
-                for impl, agg, v in ((base, b_agg, bv), (cand, c_agg, cv)):
-                    mm = (agg or {}).get("metrics", {}).get(memcpy[m["size"]])
-                    if v is not None and mm and mm["median"]:
-                        parts.append("%s %.0f%%" % (display(impl), 100 * v / mm["median"]))
-                if parts:
-                    notes.insert(0, "of memcpy: " + ", ".join(parts))
-            for impl, agg in ((base, b_agg), (cand, c_agg)):
-                mm = (agg or {}).get("metrics", {}).get(k)
-                if mm and mm["spread"] > 0.10:
-                    notes.append("%s noisy (IQR ±%.0f%%)" % (display(impl), 100 * mm["spread"]))
-                if mm and mm.get("overlap") is not None and mm["overlap"] < 0.5:
-                    notes.append("%s: workers overlapped only %.0f%% of the time" % (
-                        display(impl), 100 * mm["overlap"]))
-            rows.append(dict(workload=name, key=k, label=m["label"], unit=m["unit"],
-                             better=m["better"], ref=m.get("ref", False), base=bv, cand=cv,
-                             base_text=bt, cand_text=ct, ratio=r, notes="; ".join(notes)))
-            for e in extra_impls:
-                ev, et = cell(per.get(e), k, e, name)
-                rows.append(dict(workload=name, key=k + "@" + e,
-                                 label="%s (vs %s)" % (m["label"], display(e)),
-                                 unit=m["unit"], better=m["better"], ref=False, base=ev,
-                                 cand=cv, base_text=et + " (%s)" % display(e), cand_text=ct,
-                                 ratio=ratio(ev, cv, m["better"]), notes=""))
-    return rows
+        found = (GROUPS.get(item) or ([item] if item in REGISTRY else None)
+                 or [n for n in NAMES if fnmatch.fnmatchcase(n, item)])
+        if not found:
+            bad.append(item)
+        names += [n for n in found if n not in names]
+    if bad:
+        sys.exit("run.py: unknown workload(s) %s; known: %s; groups: %s" % (
+            ", ".join(bad), ", ".join(NAMES), ", ".join(GROUPS)))
+    return names
 
 
-def table(rows, base, cand, base_method):
-    bh = "%s (%s)" % (display(base), base_method) if base_method else display(base)
-    head = ["workload", bh, display(cand), "ratio (>1: %s better)" % display(cand), "notes"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---", "--:", "--:", "--:", "---"]) + "|"]
-    for r in rows:
-        rt = "(reference)" if r["ref"] else ("%.2f×" % r["ratio"] if r["ratio"] else "n/a")
-        lines.append("| %s | %s | %s | %s | %s |" % (
-            r["label"], r["base_text"], r["cand_text"], rt, r["notes"]))
-    return "\n".join(lines)
+def describe(impl, probe):
+    """How the header names an implementation under test."""
+    info, d = probe.get("info", {}), display(impl)
+    if probe["status"] != "ok":
+        return d + " — %s" % probe.get("reason")
+    if impl == "dragon_mp":
+        return d + " %s (%s)" % (info.get("version") or "(no __version__)", info.get("file"))
+    if impl == "dragonhpc":
+        return d + " %s (%s), start method %s, each run launched as `%s -s bench/run.py ...`" % (
+            info.get("version"), info.get("file"), info.get("start_method"), DRAGON["exe"])
+    if info.get("start_method"):
+        return d + " (start method %s)" % info["start_method"]
+    return d
 
 
-def chart(path, rows, base, cand, machine):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import matplotlib.ticker
-    except ImportError:
-        print("note: matplotlib is not installed, no chart written (pip install matplotlib)",
-              file=sys.stderr)
-        return False
-    data = [(r["label"], r["ratio"]) for r in rows if not r["ref"]]
-    if not any(v for _, v in data):
-        print("note: no ratios to plot, no chart written", file=sys.stderr)
-        return False
-    data.reverse()  # first row on top
-    labels = [d[0] for d in data]
-    vals = [d[1] for d in data]
-    fig, ax = plt.subplots(figsize=(10, 0.45 * len(data) + 1.8))
-    # bars grow from 1.0 to the ratio: right = better, left = worse; n/a rows: no bar
-    ax.barh(range(len(vals)), [(v - 1.0) if v else 0 for v in vals], left=1.0,
-            color=["#2a9d4b" if (v or 1) >= 1 else "#c0392b" for v in vals])
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: "%g×" % x))
-    ax.axvline(1.0, color="black", linewidth=1)
-    known = [v for v in vals if v]
-    ax.set_xlim(min(known + [1.0]) / 2, max(known + [1.0]) * 2)
-    for i, v in enumerate(vals):
-        if v:
-            ax.text(v * (1.05 if v >= 1 else 0.95), i, "%.2f×" % v, va="center",
-                    ha="left" if v >= 1 else "right", fontsize=8)
-        else:
-            ax.text(1.05, i, "n/a", va="center", ha="left", fontsize=8, color="gray")
-    ax.set_yticks(range(len(labels)))
-    ax.set_yticklabels(labels, fontsize=8)
-    ax.set_xlabel("ratio, log scale (> 1: %s better than %s)" % (display(cand), display(base)))
-    ax.set_title("%s vs %s — %s, %s cores, %s, %s" % (
-        display(cand), display(base), machine["cpu"], machine["cores"], machine["python"],
-        machine["date"]), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+DRAGON = {"exe": None}   # DragonHPC's bin/dragon once its venv is ready
 
 
 def orchestrate(args):
     base, cand = args.baseline, args.impl
     if base == cand:
         sys.exit("run.py: --baseline and --impl are the same (%s)" % base)
-    names = NAMES
-    if args.only:
-        names = [n.strip() for n in args.only.split(",") if n.strip()]
-        bad = [n for n in names if n not in workloads.WORKLOADS]
-        if bad:
-            sys.exit("run.py: unknown workload(s) %s; known: %s" % (
-                ", ".join(bad), ", ".join(NAMES)))
+    cands = [cand] + (["dragonhpc"] if args.with_dragonhpc and "dragonhpc" not in (base, cand)
+                      else [])
+    names = select(args.only)
     rounds = args.rounds or (1 if args.quick else 3)
-    timeout = args.timeout or (10.0 if args.quick else 30.0)
+    default_timeout = 10.0 if args.quick else 30.0
+
+    def timeout_of(name, impl):
+        """--timeout, else the workload's own (large ones), else the default;
+        DragonHPC gets DHPC_EXTRA more for its launcher's start and teardown."""
+        t = args.timeout
+        if not t and name in REGISTRY:
+            t = REGISTRY[name][1 if args.quick else 2].get("timeout")
+        t = t or default_timeout
+        return t + (DHPC_EXTRA if impl == "dragonhpc" else 0)
+
     machine = machine_info()
     t_start = time.monotonic()
     log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
-    log("dragon_mp bench: %s mode, %d round(s), timeout %gs per run, workloads: %s" % (
-        "quick" if args.quick else "full", rounds, timeout, ", ".join(names)))
+    log("dragon_mp bench: %s mode, %d round(s), timeout %s per run, workloads: %s" % (
+        "quick" if args.quick else "full", rounds,
+        "%gs" % args.timeout if args.timeout else "%gs (large workloads: their own)"
+        % default_timeout, ", ".join(names)))
 
-    impls = [base, cand]
+    impls = [base] + cands
     for n in names:
         impls += [e for e in EXTRA_BASELINES.get(n, []) if e not in impls]
     probes = {}
     for impl in impls:
-        probes[impl] = pr = run_one("_probe", impl, args.quick, timeout)
+        if impl == "dragonhpc" and DRAGON["exe"] is None:
+            DRAGON["exe"], why = dragonhpc.ensure_venv(args.dragonhpc_venv, args.dragonhpc_wheel,
+                                                       log)
+            if why:
+                probes[impl] = {"workload": "_probe", "impl": impl, "status": "import",
+                                "reason": why, "notes": []}
+                log("  probe %-14s import (%s)" % (impl, why))
+                continue
+        probes[impl] = pr = run_one("_probe", impl, args.quick, timeout_of("_probe", impl),
+                                    DRAGON["exe"])
         info = pr.get("info", {})
         log("  probe %-14s %s%s%s" % (
             impl, pr["status"], (" (" + pr.get("reason", "") + ")") if pr["status"] != "ok" else "",
@@ -617,7 +550,8 @@ def orchestrate(args):
 
     results = {}
     for name in names:
-        wl_impls = [base, cand] + [e for e in EXTRA_BASELINES.get(name, []) if e not in (base, cand)]
+        wl_impls = [base] + cands + [e for e in EXTRA_BASELINES.get(name, [])
+                                     if e not in [base] + cands]
         runs = {impl: [] for impl in wl_impls}
         for rnd in range(rounds):
             for impl in (wl_impls if rnd % 2 == 0 else wl_impls[::-1]):
@@ -625,15 +559,18 @@ def orchestrate(args):
                     if not runs[impl]:
                         runs[impl].append(dict(probes[impl], notes=[]))
                     continue
-                if any(r["status"] == "timeout" for r in runs[impl]):
+                if any(r["status"] == "timeout" or (r["status"] == "partial" and "timed out"
+                                                     in r.get("reason", "")) for r in runs[impl]):
                     continue  # do not wait for the same hang again
-                r = run_one(name, impl, args.quick, timeout)
+                r = run_one(name, impl, args.quick, timeout_of(name, impl), DRAGON["exe"])
                 runs[impl].append(r)
                 vals = ", ".join("%s %s" % (fmt(median(m["samples"])), m["unit"])
-                                 for m in r.get("metrics", []))
+                                 for m in r.get("metrics", []) if m["samples"])
                 log("  %-17s %-14s %-11s %5.1fs  %s" % (
                     name, impl, r["status"], r.get("wall", 0.0),
-                    vals or r.get("reason", "")) + "".join("\n      note: " + n for n in r["notes"]))
+                    (vals or r.get("reason", "")) + (
+                        "  [%s]" % r["reason"] if vals and r["status"] != "ok" else "")
+                ) + "".join("\n      note: " + n for n in r["notes"]))
         results[name] = {impl: aggregate(rs) for impl, rs in runs.items()}
 
     try:
@@ -641,17 +578,8 @@ def orchestrate(args):
     except OSError:
         pass
     foot = Footnotes()
-    rows = build_rows(names, results, base, cand, foot)
+    rows = build_rows(names, results, base, cands, foot, EXTRA_BASELINES)
     base_method = probes[base].get("info", {}).get("start_method")
-    cinfo = probes[cand].get("info", {})
-    cdesc = display(cand)
-    if cand == "dragon_mp":
-        if probes[cand]["status"] == "ok":
-            cdesc += " %s (%s)" % (cinfo.get("version") or "(no __version__)", cinfo.get("file"))
-        else:
-            cdesc += " — %s" % probes[cand].get("reason")
-    elif cinfo.get("start_method"):
-        cdesc += " (start method %s)" % cinfo["start_method"]
     la = lambda t: ("%.2f" % t[0]) if t else "?"  # noqa: E731
 
     out = []
@@ -664,21 +592,24 @@ def orchestrate(args):
     if machine.get("source"):
         out.append("- Source: git %s" % machine["source"])
     out.append("- Compared: %s (multiprocessing.get_context()%s) vs %s" % (
-        display(base), ", start method %s" % base_method if base_method else "", cdesc))
+        display(base), ", start method %s" % base_method if base_method else "",
+        " and ".join(describe(c, probes[c]) for c in cands)))
     out.append("- Mode: %s; %d round(s), implementations interleaved per workload (order "
                "alternating by round), each in its own subprocess; median of all samples "
                "after warm-up; load average (1 min) %s at start, %s at end; %.0f s total" % (
                    "quick" if args.quick else "full", rounds, la(machine["loadavg_start"]),
                    la(machine.get("loadavg_end")), time.monotonic() - t_start))
     out.append("")
-    out.append(table(rows, base, cand, base_method))
+    out.append(table(rows, base, cands, base_method))
     out.append("")
+    who = display(cand) if len(cands) == 1 else "X"
     out.append("Ratio = how many times better %s is than %s on that row: %s/%s for times "
-               "(µs, ms, ns), %s/%s for rates (/s, MB/s); **> 1 means %s is better**, < 1 worse. "
-               "Only ratios from the same run are comparable; absolute numbers from "
+               "(µs, ms, ns), %s/%s for rates (/s, MB/s); **> 1 means %s is better**, "
+               "< 1 worse%s. Only ratios from the same run are comparable; absolute numbers from "
                "different runs or machines are not." % (
-                   display(cand), display(base), display(base), display(cand),
-                   display(cand), display(base), display(cand)))
+                   who, display(base), display(base), who, who, display(base), who,
+                   "" if len(cands) == 1 else " (X = the column left of the ratio: %s)"
+                   % ", ".join(display(c) for c in cands)))
     if foot.items:
         out.append("")
         for i, t in enumerate(foot.items, 1):
@@ -688,16 +619,19 @@ def orchestrate(args):
 
     if args.json:
         doc = {"machine": machine,
-               "config": {"quick": args.quick, "rounds": rounds, "timeout": timeout,
-                          "baseline": base, "impl": cand, "workloads": names,
-                          "params": {n: workloads.WORKLOADS[n][1 if args.quick else 2]
-                                     for n in names}},
+               "config": {"quick": args.quick, "rounds": rounds,
+                          "timeout": args.timeout or default_timeout,
+                          "timeouts": {n: {i: timeout_of(n, i) for i in [base] + cands}
+                                       for n in names},
+                          "baseline": base, "impl": cand, "candidates": cands,
+                          "dragonhpc": DRAGON["exe"], "workloads": names,
+                          "params": {n: REGISTRY[n][1 if args.quick else 2] for n in names}},
                "probes": probes, "results": results, "rows": rows,
                "footnotes": foot.items, "markdown": text}
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1, default=str)
         log("wrote %s" % args.json)
-    if args.png and chart(args.png, rows, base, cand, machine):
+    if args.png and chart(args.png, rows, base, cands, machine):
         log("wrote %s" % args.png)
     return 0
 
@@ -708,7 +642,9 @@ def parse_args(argv=None):
     ap.add_argument("--quick", action="store_true",
                     help="small sizes, 1 round: well under a minute (smoke test)")
     ap.add_argument("--only", metavar="NAME,...",
-                    help="run only these workloads: " + ", ".join(NAMES))
+                    help="run these workloads (names, patterns such as 'big_*', or a group: "
+                         "%s); default: all but the large ones. Names: %s" % (
+                             ", ".join(GROUPS), ", ".join(NAMES)))
     ap.add_argument("--json", metavar="OUT.json", help="write all results and samples as JSON")
     ap.add_argument("--png", metavar="OUT.png", help="bar chart of the ratios (needs matplotlib)")
     ap.add_argument("--impl", default="dragon_mp", choices=IMPLS,
@@ -719,8 +655,19 @@ def parse_args(argv=None):
     ap.add_argument("--rounds", type=int, default=0,
                     help="runs of every (workload, impl), interleaved (default 1 quick, 3 full)")
     ap.add_argument("--timeout", type=float, default=0,
-                    help="seconds per (workload, impl) subprocess (default 10 quick, 30 full)")
-    ap.add_argument("--list", action="store_true", help="list the workloads and exit")
+                    help="seconds per (workload, impl) subprocess (default 10 quick, 30 full; "
+                         "the large workloads have their own, 60 quick, 240 full; DragonHPC "
+                         "runs get %g s more)" % DHPC_EXTRA)
+    ap.add_argument("--with-dragonhpc", action="store_true",
+                    help="add DragonHPC (pip package dragonhpc %s, in its own venv, created "
+                         "once) as a third column, each run under its launcher `dragon -s`"
+                         % dragonhpc.VERSION)
+    ap.add_argument("--dragonhpc-venv", metavar="DIR", default=dragonhpc.DEFAULT_VENV,
+                    help="DragonHPC's venv (default %(default)s)")
+    ap.add_argument("--dragonhpc-wheel", metavar="FILE",
+                    help="create the venv from this dragonhpc wheel instead of PyPI")
+    ap.add_argument("--list", action="store_true",
+                    help="list the workloads (and groups, for --only) and exit")
     ap.add_argument("--one", metavar="NAME", choices=NAMES + ["_probe"],
                     help=argparse.SUPPRESS)  # internal: run one workload, print a JSON line
     return ap.parse_args(argv)
@@ -731,6 +678,8 @@ def main(argv=None):
     if args.list:
         for n in NAMES:
             print(n)
+        for g, members in GROUPS.items():
+            print("%s = %s" % (g, ",".join(members)))
         return 0
     if args.one:
         return one(args)

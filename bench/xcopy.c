@@ -3,7 +3,7 @@
  * processes through shared memory with two copies (what a dragon_mp Queue
  * does), next to an in-process memcpy measured in the same run.
  *
- *     cc -O2 -o /tmp/xcopy bench/xcopy.c && /tmp/xcopy [slots] [messages] [MiB]
+ *     cc -O2 -o /tmp/xcopy bench/xcopy.c && /tmp/xcopy [slots] [messages] [MiB | KiB "K"]
  *
  * A producer process copies a source (1 MiB unless given) into a ring of
  * `slots` shared slots of that size; the consumer copies each slot out and
@@ -97,12 +97,17 @@ int main(int argc, char **argv)
 {
     int slots = argc > 1 ? atoi(argv[1]) : 3;
     long n = argc > 2 ? atol(argv[2]) : 4000;
-    long mib = argc > 3 ? atol(argv[3]) : 1;
-    if (slots < 1 || n < 10 || mib < 1 || mib > 1024) {
-        fprintf(stderr, "usage: xcopy [slots>=1] [messages>=10] [MiB 1..1024]\n");
+    char *end = "";
+    long kib = argc > 3 ? strtol(argv[3], &end, 10) : 1;
+    if (*end == 'K' || *end == 'k')
+        end++;                                  /* "64K": KiB */
+    else
+        kib *= 1024;                            /* plain number: MiB */
+    if (slots < 1 || n < 10 || *end || kib < 4 || kib > 1024 * 1024) {
+        fprintf(stderr, "usage: xcopy [slots>=1] [messages>=10] [MiB 1..1024, or KiB as 64K]\n");
         return 2;
     }
-    SZ = (size_t)mib << 20;
+    SZ = (size_t)kib << 10;
     double ref = memcpy_us(n);
     double single = transfer(slots, n, 0), keep = transfer(slots, n, 1);
     double size_mib = SZ / (double)(1 << 20);

@@ -35,8 +35,8 @@ def load(so_path):
     except (OSError, AttributeError):
         return None
     from . import _core
-    from .reduction import ForkingPickler
-    _fastpath.configure(_core.raise_for, ForkingPickler.dumps, pickle.loads)
+    from .reduction import dumps_parts
+    _fastpath.configure(_core.raise_for, dumps_parts, pickle.loads)
     _module = _fastpath
     return _fastpath
 

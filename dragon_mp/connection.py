@@ -48,6 +48,7 @@ it sleeps on the channels' futex words and poll(2)s the descriptors at once.
 
 import ctypes
 import errno
+import fcntl
 import os
 import select
 import threading
@@ -319,8 +320,10 @@ class Connection(_stdlib.Connection):
             raise ValueError("size is negative")
         elif offset + size > n:
             raise ValueError("buffer length < offset + size")
-        if type(buf) is bytes and offset == 0 and size == n and _core.fast() is not None:
-            self._send(buf, size)        # fast path: the bytes object itself
+        if _core.fast() is not None and (m.c_contiguous or size == 0):
+            # Fast path: C takes any buffer, read-only too, and copies it once.
+            self._send(buf if type(buf) is bytes and offset == 0 and size == n
+                       else m[offset:offset + size], size)
         elif type(buf) is bytes:
             # Straight from the bytes object (which stays alive meanwhile).
             self._send(_bytes_at(buf, offset), size)
@@ -331,10 +334,17 @@ class Connection(_stdlib.Connection):
         """Send a (picklable) object"""
         self._check_closed()
         self._check_writable()
-        data = ForkingPickler.dumps(obj)    # a memoryview over a BytesIO
-        n = data.nbytes
-        # Small pickles: a bytes copy is cheaper than a ctypes view.
-        self._send(data.tobytes() if n <= 65536 else (ctypes.c_char * n).from_buffer(data), n)
+        fp = _core.fast()
+        if fp is None:
+            data = ForkingPickler.dumps(obj)    # a memoryview over a BytesIO
+            n = data.nbytes
+            # Small pickles: a bytes copy is cheaper than a ctypes view.
+            return self._send(data.tobytes() if n <= 65536 else (ctypes.c_char * n).from_buffer(data), n)
+        if time.monotonic() >= self._peer_check_at:
+            self._peer_gone()               # see _send
+        # Pickled as a Queue's put does: large buffers go into the pool with
+        # one copy (dragon_mp.reduction.dumps_parts).
+        self._check_rc(fp.send_obj(self._wch._addr, obj, 0))
 
     def _send_view(self, data):
         view = memoryview(data)
@@ -362,6 +372,10 @@ class Connection(_stdlib.Connection):
             rc = fp.send(self._wch._addr, b'' if ptr is None else ptr, 0)
         else:
             rc = _core.clib().dmp_send(self._wch._addr, ptr, n, 0)
+        self._check_rc(rc)
+
+    @staticmethod
+    def _check_rc(rc):
         if rc < 0:
             if rc == _CLOSED:
                 raise BrokenPipeError(errno.EPIPE, 'Broken pipe')
@@ -389,12 +403,15 @@ class Connection(_stdlib.Connection):
                 raise EOFError
             _core.raise_for(rc)
 
-    def _recv_fast(self):
-        """recv_bytes through the C extension: bytes straight from the channel."""
+    def _recv_fast(self, whole=False):
+        """recv_bytes through the C extension: bytes straight from the channel.
+        whole: a large message as it is, a _fastpath.Message over its pool
+        block (to unpickle from; release() it after)."""
         fp, addr, inline = _core.fast(), self._rch._addr, self._rch._inline
+        recv = fp.recv_msg if whole else fp.recv
         while True:
-            r = fp.recv(addr, WAIT_SLICE_NS, inline)
-            if r.__class__ is bytes:
+            r = recv(addr, WAIT_SLICE_NS, inline)
+            if r.__class__ is not int:
                 return r
             if r == _TIMED_OUT:
                 if self._handle is None:
@@ -482,7 +499,15 @@ class Connection(_stdlib.Connection):
         self._check_closed()
         self._check_readable()
         if _core.fast() is not None:
-            data = self._recv_fast()
+            data = self._recv_fast(whole=True)
+            if self._ready is not None:
+                self._ready.consumed()
+            if data.__class__ is bytes:
+                return ForkingPickler.loads(data)
+            # Unpickled straight from the pool block: each large payload is
+            # copied once, into its new object.
+            with data:
+                return ForkingPickler.loads(data)
         else:
             large, length, offset, buf = self._recv_raw()
             if large:
@@ -536,6 +561,16 @@ class _Readiness:
     every RECHECK seconds and empties it once nothing waits (a process that
     never called fileno() may have taken the message). The run's teardown
     removes the FIFOs with its other files.
+
+    Each look-then-write and look-then-empty holds flock(LOCK_EX) on the FIFO
+    (in-process, self._cond orders the threads). Without it a thread could
+    see the message, another process take it and empty the FIFO, and the
+    thread then write its byte: readable with nothing waiting. Programs that
+    read a pipe shared by several processes as "poll(0) under our lock, then
+    recv" (pebble's workers) would block in recv holding their lock. With it,
+    a byte written for a message taken meanwhile is emptied by the taker's
+    own recv before that returns, so under such a lock poll(0) is true only
+    when a message waits, as with an OS pipe.
     """
 
     RECHECK = 0.005
@@ -589,8 +624,12 @@ class _Readiness:
                 with self._cond:
                     if self._closed:
                         return
-                    if (rc < 0 or self._ready_now(conn, force=rc == 0)) and not self._signalled():
-                        os.write(self.fd, b'\0')
+                    fcntl.flock(self.fd, fcntl.LOCK_EX)
+                    try:
+                        if (rc < 0 or self._ready_now(conn, force=rc == 0)) and not self._signalled():
+                            os.write(self.fd, b'\0')
+                    finally:
+                        fcntl.flock(self.fd, fcntl.LOCK_UN)
                 del conn
                 if rc < 0:
                     return              # the run has ended: stays readable, recv raises
@@ -606,16 +645,23 @@ class _Readiness:
             self._take_back_if_gone()
 
     def _take_back_if_gone(self):
-        # Under self._cond.
-        if self._closed:
+        # Under self._cond (self.fd is open while not closed). Nothing to
+        # take back while the FIFO is empty: no lock, no look at the channel.
+        if self._closed or not self._signalled():
             return
         conn = self._conn()
-        if conn is not None and not self._ready_now(conn):
-            try:
-                while os.read(self.fd, 4096):
+        if conn is None:
+            return
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            if not self._ready_now(conn):
+                try:
+                    while os.read(self.fd, 4096):
+                        pass
+                except BlockingIOError:
                     pass
-            except BlockingIOError:
-                pass
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
 
     def close(self):
         with self._cond:

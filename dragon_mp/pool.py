@@ -22,14 +22,14 @@ is_alive, exitcode, terminate, kill, pid).
 Layout (same names and roles as stdlib)
 ---------------------------------------
 * ``_inqueue`` (context Queue): parent -> workers.  Items are ``None`` (stop)
-  or a task as ``bytes``: the pickled ``(func, args, kwds)`` followed by
+  or a task message: the pickled ``(func, args, kwds)`` followed by
   ``(job, i)`` packed as two int64 (``pickle.loads`` ignores what follows
-  the pickle, so the worker unpickles the message as it is).  One bytes
-  object per message is also what dragon_mp's C fast path moves without the
-  pickle module.
+  the pickle, so the worker unpickles the message as it is).  See
+  ``_message_io``: on a dragon_mp queue the pickle goes straight into the
+  pool (large buffers copied once) and the message is taken as it is.
 * ``_outqueue`` (context Queue): workers (and the worker handler) -> parent.
-  Items are ``None`` (sentinel from the task handler after close), results as
-  ``bytes`` (the pickled ``(success, value)`` followed by ``(job, i, pid)``),
+  Items are ``None`` (sentinel from the task handler after close), result
+  messages (the pickled ``(success, value)`` followed by ``(job, i, pid)``),
   ``(_DIED, pid, exitcode, claimed)`` posted by the worker handler when it
   reaps a worker, and ``(_STARTED, pid, job, i)`` from workers without a
   task slot (below).
@@ -192,33 +192,40 @@ def _dumps(obj):
     return buf.getvalue()
 
 _loads = pickle.loads
-_plain_dumps = pickle.dumps
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_last_byte = struct.Struct('B').unpack_from
+_STOP = 46      # pickle's STOP opcode ('.'): the last byte of every pickle, never of a trailer
 
-# Objects ForkingPickler pickles exactly as pickle.dumps does: the pickler
-# handles these types itself before it looks at a dispatch table (functions
-# by reference), so the reducers ForkingPickler adds cannot apply.
-_PLAIN_ARGS = frozenset((int, str, float, bytes, bool, type(None)))
-_PLAIN_FUNCS = frozenset((types.FunctionType, types.BuiltinFunctionType))
+def _message_io(q):
+    """(put_with(obj, trailer=None), get(block=True, timeout=None)) for the
+    pool's messages on queue q.
 
-def _dumps_task(func, args, kwds):
-    """pickle((func, args, kwds)) as _dumps makes it, without building a
-    ForkingPickler (its dispatch-table copy dominates a trivial task) when
-    func is a plain function and the arguments are builtin scalars."""
-    if (type(func) in _PLAIN_FUNCS and type(args) is tuple and not kwds
-            and type(kwds) is dict):
-        for a in args:
-            if type(a) not in _PLAIN_ARGS:
-                break
-        else:
-            return _plain_dumps((func, args, kwds), _PROTOCOL)
-    return _dumps((func, args, kwds))
+    put_with(obj, trailer) puts pickle(obj) + trailer as one message (a task
+    or a result; without a trailer it is q.put(obj)), get takes the next
+    message as it is. On a dragon_mp Queue these are its C methods: the
+    pickle goes straight into the pool (each large buffer of obj copied
+    once; the parts are never joined) and get hands over bytes or a
+    _fastpath.Message over the pool block, which the worker or the result
+    handler unpickles in place. On any other queue (dragon_mp's ctypes path,
+    a stdlib context's queue) a message is the bytes of pickle + trailer and
+    get unpickles what was put as an object.
+    """
+    fast = getattr(q, '_fast', None)
+    if fast is not None:
+        return fast.put_with, fast.get_msg
 
-def _dumps_result(result):
-    """pickle((success, value)), the same way (see _dumps_task)."""
-    if type(result[1]) in _PLAIN_ARGS:
-        return _plain_dumps(result, _PROTOCOL)
-    return _dumps(result)
+    def put_with(obj, trailer=None):
+        q.put(obj if trailer is None else _dumps(obj) + trailer)
+    return put_with, q.get
+
+def _decode(msg):
+    """A message from _message_io's get: a result or task message as it is,
+    anything put as an object (None, a tuple) unpickled."""
+    cls = msg.__class__
+    if cls is bytes:                    # the common case: a small message
+        return _loads(msg) if msg[-1] == _STOP else msg
+    if msg is None or cls is tuple:
+        return msg
+    return _loads(msg) if _last_byte(msg, len(msg) - 1)[0] == _STOP else msg
 
 #
 # Hack to embed stringification of remote traceback in local traceback
@@ -289,8 +296,8 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
         # on another node, a put that could still be in flight when the node
         # is lost would hide a lost task: every put waits for the owner.
         outqueue._synchronous_puts()
-    put = outqueue.put
-    get = inqueue.get
+    put, _ = _message_io(outqueue)
+    _, get = _message_io(inqueue)
     # The parent knows its workers by Process.pid; a dragon_mp or stdlib
     # child is that very process, so os.getpid() names us to the parent.
     pid = os.getpid()
@@ -317,7 +324,7 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
             util.debug('worker got EOFError or OSError -- exiting')
             break
 
-        if task is None:
+        if _decode(task) is None:
             util.debug('worker got sentinel -- exiting')
             break
 
@@ -335,25 +342,27 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
             # Unpickling happens here, not in get(): a function that cannot be
             # imported in the child fails its task instead of the worker.
             func, args, kwds = _loads(task)
+            task = None         # a large task's pool block goes back now
             result = (True, func(*args, **kwds))
         except Exception as e:
             if wrap_exception and func is not _helper_reraises_exception:
                 e = ExceptionWithTraceback(e, e.__traceback__)
             result = (False, e)
-        # Pickle the result ourselves: a queue that pickles in a feeder thread
-        # would otherwise drop an unpicklable result and the task would hang.
+        # put_with pickles before it sends: a result that cannot be pickled
+        # raises here, nothing was sent, and the task gets the error (a
+        # queue that pickles in a feeder thread would drop it: a hang).
+        trailer = pack_result(job, i, pid)
         try:
-            data = _dumps_result(result)
+            put(result, trailer)
         except Exception as e:
             wrapped = MaybeEncodingError(e, result[1])
             util.debug("Possible encoding error while sending result: %s" % (
                 wrapped))
-            data = _dumps((False, wrapped))
-        put(data + pack_result(job, i, pid))
+            put((False, wrapped), trailer)
         if words is not None:
             words[state] = 0
 
-        task = job = result = func = args = kwds = data = None
+        task = job = result = func = args = kwds = None
         completed += 1
     util.debug('worker exiting after %d tasks' % completed)
 
@@ -521,7 +530,7 @@ class Pool(_stdlib_pool.Pool):
 
         self._task_handler = threading.Thread(
             target=Pool._handle_tasks,
-            args=(self._taskqueue, self._inqueue.put, self._outqueue,
+            args=(self._taskqueue, _message_io(self._inqueue)[0], self._outqueue,
                   self._pool, self._cache),
             name='dragon_mp.pool-task-handler'
             )
@@ -862,7 +871,7 @@ class Pool(_stdlib_pool.Pool):
                         # Pickle here, not in the queue: the failure belongs
                         # to this task alone (a feeder thread would just drop
                         # the item and the result would never come).
-                        put(_dumps_task(func, args, kwds) + pack_task(job, idx))
+                        put((func, args, kwds), pack_task(job, idx))
                     except Exception as e:
                         try:
                             cache[job]._set(idx, (False, e))
@@ -917,12 +926,13 @@ class Pool(_stdlib_pool.Pool):
         trailer = _RESULT_TRAILER.size
 
         def dispatch(msg):
-            if msg.__class__ is bytes:
+            if msg.__class__ is not tuple:
                 t = unpack(msg, len(msg) - trailer)
                 job, i, pid = t
                 answered[pid] = t
                 try:
                     obj = _loads(msg)
+                    msg = None      # a large result's pool block goes back now
                 except Exception as e:
                     # e.g. an exception class that does not survive a pickle
                     # round trip: fail the task rather than this thread.
@@ -959,9 +969,10 @@ class Pool(_stdlib_pool.Pool):
             except Exception:
                 _report_callback_error('callback')
 
+        _, get = _message_io(outqueue)
         while 1:
             try:
-                task = outqueue.get(timeout=_POLL_INTERVAL)
+                task = _decode(get(timeout=_POLL_INTERVAL))
             except queue.Empty:
                 if thread._state != RUN:
                     break
@@ -984,7 +995,7 @@ class Pool(_stdlib_pool.Pool):
 
         while cache and thread._state != TERMINATE:
             try:
-                task = outqueue.get(timeout=_POLL_INTERVAL)
+                task = _decode(get(timeout=_POLL_INTERVAL))
             except queue.Empty:
                 continue
             except (OSError, EOFError, ValueError):
@@ -1044,8 +1055,9 @@ class Pool(_stdlib_pool.Pool):
         # them and a bounded queue cannot keep the task handler blocked in put.
         util.debug('removing tasks from inqueue until task handler finished')
         try:
+            _, get = _message_io(inqueue)
             while True:
-                inqueue.get(block=False)
+                get(block=False)
         except Exception:
             # queue.Empty, or a queue already unusable (closed, the run torn
             # down at exit): either way nothing more to drain, and terminate

@@ -90,6 +90,8 @@ TOOLS = ("github.com/go-python/gopy", "golang.org/x/tools/cmd/goimports")
 # C sources of the CPython extension dragon_mp._fastpath (built by setup.py), relative to ROOT; they sit in
 # the Go package's directory and must be hidden from cgo (see the docstring).
 FASTPATH_SOURCES = ("pyext/fastpath.c",)
+# Files fastpath.c #includes (compiled with it, hidden from cgo likewise).
+FASTPATH_INCLUDES = ("pyext/fastpath_objects.c", "pyext/fastpath_alloc.c")
 # C sources of dragon_mp._zygote_loop (the zygote's steady-state cycle); hidden from cgo likewise.
 ZYGOTE_LOOP_SOURCES = ("pyext/zygote_loop.c",)
 _GO_IGNORE_RE = re.compile(r"\A(?:[ \t]*(?://[^\n]*)?\n)*?//go:build ignore[ \t]*\n")
@@ -199,7 +201,7 @@ def _check_prereqs(python: str, env: dict) -> None:
 def _check_fastpath_sources() -> None:
     """Each C extension source (FASTPATH_SOURCES, ZYGOTE_LOOP_SOURCES) must start with //go:build ignore,
     or cgo links it into the Go library."""
-    for rel in FASTPATH_SOURCES + ZYGOTE_LOOP_SOURCES:
+    for rel in FASTPATH_SOURCES + FASTPATH_INCLUDES + ZYGOTE_LOOP_SOURCES:
         path = ROOT / rel
         if path.exists() and not _GO_IGNORE_RE.match(path.read_text()):
             raise BuildError(

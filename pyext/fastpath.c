@@ -62,6 +62,7 @@ enum { CODE_TIMEOUT = 1, CODE_FULL = 2, CODE_TOOMANYRELEASES = 8, CODE_NOTOWNER 
 #define WAIT_SLICE_NS 100000000LL     /* longest wait with the GIL released between signal checks */
 #define NOGIL_COPY 65536              /* copies of at least this many bytes run without the GIL */
 #define DEFAULT_INLINE_CAP 65536      /* recv's buffer when the caller gives no capacity */
+#define PAYLOAD_MIN 65536             /* CPython's FRAME_SIZE_TARGET: payloads its pickler writes to the file */
 #define MAX_ARGS 6                    /* most arguments a bound function may take */
 
 #if defined(__GNUC__)
@@ -1018,18 +1019,21 @@ static PyObject *fp_pool_base(PyObject *mod, PyObject *unused)
 /* ---- errors and pickling: configure() */
 
 static PyObject *cfg_raise;       /* callable(rc) raising the exception for a negative rc */
-static PyObject *cfg_dumps;       /* callable(obj) -> bytes-like: the general pickler */
+static PyObject *cfg_dumps_parts; /* callable(obj) -> list of bytes-like: the general pickler, to parts */
 static PyObject *cfg_loads;       /* callable(bytes-like) -> obj */
 static PyObject *plain_dumps;     /* pickle.dumps, for objects that need no reducer */
 static PyObject *plain_protocol;  /* pickle.HIGHEST_PROTOCOL */
+static void pad_setup(void);
+static void wrap_raw_allocator(void);
 
 PyDoc_STRVAR(configure_doc,
-"configure(raise_for, dumps, loads)\n--\n\n"
+"configure(raise_for, dumps_parts, loads)\n--\n\n"
 "raise_for(rc): raises the Python exception for a negative rc (dragon_mp._core.raise_for);\n"
-"dumps(obj) -> bytes-like: the pickler of put() (ForkingPickler.dumps), used for every\n"
-"object but plain ones (None, bool, int, float, str, bytes, bytearray, and tuples,\n"
-"lists, dicts of them, up to 256 objects), which pickle.dumps handles identically\n"
-"(the pickler consults no reducer table for them) and faster;\n"
+"dumps_parts(obj) -> list: the pickler of put() (ForkingPickler, protocol 5, writing a\n"
+"list of parts: dragon_mp.reduction.dumps_parts), used for every object but small plain\n"
+"ones (None, bool, int, float, str, bytes, bytearray, and tuples, lists, dicts of them,\n"
+"up to 256 objects, no bytes-like of 64 KiB or more), which pickle.dumps handles\n"
+"identically (the pickler consults no reducer table for them) and faster;\n"
 "loads(bytes) -> obj: the unpickler of get() (pickle.loads).");
 
 static PyObject *fp_configure(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
@@ -1058,7 +1062,9 @@ static PyObject *fp_configure(PyObject *mod, PyObject *const *args, Py_ssize_t n
     Py_INCREF(args[0]);
     Py_XSETREF(cfg_raise, args[0]);
     Py_INCREF(args[1]);
-    Py_XSETREF(cfg_dumps, args[1]);
+    Py_XSETREF(cfg_dumps_parts, args[1]);
+    pad_setup();
+    wrap_raw_allocator();
     Py_INCREF(args[2]);
     Py_XSETREF(cfg_loads, args[2]);
     Py_RETURN_NONE;
@@ -1086,7 +1092,7 @@ static PyObject *raise_rc(i64 rc)
 
 static int require_configured(void)
 {
-    if (UNLIKELY(cfg_dumps == NULL)) {
+    if (UNLIKELY(cfg_dumps_parts == NULL)) {
         PyErr_SetString(PyExc_RuntimeError, "dragon_mp._fastpath: configure() has not been called");
         return -1;
     }
@@ -1094,26 +1100,36 @@ static int require_configured(void)
 }
 
 /* Whether pickle.dumps(o) is what any Pickler subclass makes of o: builtins the
- * pickler handles itself, never looking at a dispatch table or reducer. */
-static int is_plain(PyObject *o, int depth, int *budget)
+ * pickler handles itself, never looking at a dispatch table or reducer. Sets
+ * *big when it holds a bytes or bytearray of PAYLOAD_MIN bytes or more (then
+ * pickling to parts saves a copy). */
+static int is_plain(PyObject *o, int depth, int *budget, int *big)
 {
     if (--*budget < 0)
         return 0;
     PyTypeObject *t = Py_TYPE(o);
-    if (o == Py_None || t == &PyLong_Type || t == &PyUnicode_Type || t == &PyBytes_Type ||
-        t == &PyFloat_Type || t == &PyBool_Type || t == &PyByteArray_Type)
+    if (t == &PyBytes_Type || t == &PyByteArray_Type) {
+        if (Py_SIZE(o) >= PAYLOAD_MIN)
+            *big = 1;
+        return 1;
+    }
+    /* Functions pickle by reference (save_global) before any table is looked
+     * at; builtin functions have no reducer in ForkingPickler's table. A Pool
+     * task (func, args, kwds) is then plain. */
+    if (o == Py_None || t == &PyLong_Type || t == &PyUnicode_Type ||
+        t == &PyFloat_Type || t == &PyBool_Type || t == &PyFunction_Type || t == &PyCFunction_Type)
         return 1;
     if (depth == 0)
         return 0;
     if (t == &PyTuple_Type) {
         for (Py_ssize_t i = 0, n = PyTuple_GET_SIZE(o); i < n; i++)
-            if (!is_plain(PyTuple_GET_ITEM(o, i), depth - 1, budget))
+            if (!is_plain(PyTuple_GET_ITEM(o, i), depth - 1, budget, big))
                 return 0;
         return 1;
     }
     if (t == &PyList_Type) {
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(o); i++)
-            if (!is_plain(PyList_GET_ITEM(o, i), depth - 1, budget))
+            if (!is_plain(PyList_GET_ITEM(o, i), depth - 1, budget, big))
                 return 0;
         return 1;
     }
@@ -1121,21 +1137,11 @@ static int is_plain(PyObject *o, int depth, int *budget)
         Py_ssize_t pos = 0;
         PyObject *k, *v;
         while (PyDict_Next(o, &pos, &k, &v))
-            if (!is_plain(k, depth - 1, budget) || !is_plain(v, depth - 1, budget))
+            if (!is_plain(k, depth - 1, budget, big) || !is_plain(v, depth - 1, budget, big))
                 return 0;
         return 1;
     }
     return 0;
-}
-
-static PyObject *pickle_obj(PyObject *obj)
-{
-    int budget = 256;
-    if (is_plain(obj, 4, &budget)) {
-        PyObject *a[2] = {obj, plain_protocol};
-        return PyObject_Vectorcall(plain_dumps, a, 2, NULL);
-    }
-    return PyObject_CallOneArg(cfg_dumps, obj);
 }
 
 /*
@@ -1219,21 +1225,6 @@ static PyObject *pickled_bytes(const char *buf, u64 len)
     return PyBytes_FromStringAndSize(buf + p, (Py_ssize_t)n);
 }
 
-/* Send the n bytes at buf (a pickle), in C when d allows; NULL with an exception on failure. */
-static PyObject *send_pickle(u64 addr, chan_direct *d, const void *buf, u64 n, i64 timeout)
-{
-    if (chan_try_send(d, buf, n))
-        Py_RETURN_NONE;
-    send_ctx c = {addr, buf, n};
-    int raised;
-    i64 rc = sliced(send_attempt, &c, c.addr, timeout, -CODE_FULL, n < NOGIL_COPY, &raised);
-    if (raised)
-        return NULL;
-    if (rc < 0)
-        return raise_rc(rc);
-    Py_RETURN_NONE;
-}
-
 /*
  * A large bytes object skips pickle.dumps: its pickle is PROTO 5, no-op
  * padding, BINBYTES8 n (u64 le), the bytes, STOP, so the opcodes and the
@@ -1265,17 +1256,8 @@ static void large_bytes_head(unsigned char head[LARGE_HEAD], u64 n)
         head[p++] = (unsigned char)(n >> (8 * i));
 }
 
-typedef struct {
-    u64 addr;
-    const void *bufs[3];
-    u64 lens[3];
-} sendv_ctx;
-
-static i64 sendv_attempt(void *p, i64 timeout)
-{
-    sendv_ctx *c = p;
-    return go_sendv(c->addr, c->bufs, c->lens, 3, timeout);
-}
+#include "fastpath_objects.c"
+#include "fastpath_alloc.c"
 
 static PyObject *put_large_bytes(u64 addr, PyObject *obj, i64 timeout)
 {
@@ -1283,12 +1265,15 @@ static PyObject *put_large_bytes(u64 addr, PyObject *obj, i64 timeout)
     unsigned char head[LARGE_HEAD];
     u64 n = (u64)PyBytes_GET_SIZE(obj);
     large_bytes_head(head, n);
-    sendv_ctx c = {addr, {head, PyBytes_AS_STRING(obj), &stop}, {sizeof head, n, 1}};
+    const void *bufs[3] = {head, PyBytes_AS_STRING(obj), &stop};
+    u64 lens[3] = {sizeof head, n, 1};
     int raised;
     Py_INCREF(obj);              /* its buffer is read with the GIL released */
-    i64 rc = send_block_parts(addr, c.bufs, c.lens, 3, timeout, &raised);
-    if (rc == RC_NOBLOCK)
-        rc = sliced(sendv_attempt, &c, c.addr, timeout, -CODE_FULL, 0, &raised);
+    i64 rc = send_block_parts(addr, bufs, lens, 3, timeout, &raised);
+    if (rc == RC_NOBLOCK) {
+        sendv_n_ctx c = {addr, bufs, lens, 3};
+        rc = sliced(sendv_n_attempt, &c, addr, timeout, -CODE_FULL, 0, &raised);
+    }
     Py_DECREF(obj);
     if (raised)
         return NULL;
@@ -1313,41 +1298,15 @@ static PyObject *put_obj(u64 addr, chan_direct *d, PyObject *obj, i64 timeout)
 {
     if (go_sendv != NULL && PyBytes_CheckExact(obj) && PyBytes_GET_SIZE(obj) >= GATHER_BYTES)
         return put_large_bytes(addr, obj, timeout);
+    int raised = 0;
+    i64 rc;
     if (PyBytes_CheckExact(obj) && PyBytes_GET_SIZE(obj) <= SMALL_BYTES) {
         char tmp[SMALL_BYTES + 16];
         size_t n = pickle_small_bytes(tmp, PyBytes_AS_STRING(obj), (size_t)PyBytes_GET_SIZE(obj));
-        return send_pickle(addr, d, tmp, n, timeout);
-    }
-    PyObject *data = pickle_obj(obj);
-    if (data == NULL)
-        return NULL;
-    send_ctx c;
-    Py_buffer view;
-    int have_view = 0;
-    c.addr = addr;
-    if (PyBytes_CheckExact(data)) {
-        c.buf = PyBytes_AS_STRING(data);
-        c.n = (u64)PyBytes_GET_SIZE(data);
+        rc = send_one(addr, d, tmp, n, timeout, &raised);
     } else {
-        if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
-            Py_DECREF(data);
-            return NULL;
-        }
-        have_view = 1;
-        c.buf = view.buf;
-        c.n = (u64)view.len;
+        rc = put_obj_rc(addr, d, obj, NULL, 0, timeout, &raised);
     }
-    int raised = 0;
-    i64 rc = RC_NOBLOCK;
-    if (chan_try_send(d, c.buf, c.n))
-        rc = 0;
-    else if (c.n >= BLOCK_COPY)
-        rc = send_block_parts(addr, &c.buf, &c.n, 1, timeout, &raised);
-    if (rc == RC_NOBLOCK)
-        rc = sliced(send_attempt, &c, c.addr, timeout, -CODE_FULL, c.n < NOGIL_COPY, &raised);
-    if (have_view)
-        PyBuffer_Release(&view);
-    Py_DECREF(data);
     if (raised)
         return NULL;
     if (rc < 0)
@@ -2324,6 +2283,46 @@ static PyObject *chan_get_nowait(PyObject *self, PyObject *unused)
     return get_obj(c->addr, &c->direct, 0, c->cap);
 }
 
+static PyObject *chan_put_with(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Chan *c = (Chan *)self;
+    CHECK_READY();
+    if (check_nargs("put_with", nargs, 1, 2) < 0 || require_configured() < 0)
+        return NULL;
+    if (UNLIKELY(c->closed))
+        return chan_closed_error();
+    c->used = 1;
+    if (nargs == 1 || args[1] == Py_None)
+        return put_obj(c->addr, &c->direct, args[0], -1);
+    Py_buffer t;
+    if (PyObject_GetBuffer(args[1], &t, PyBUF_SIMPLE) < 0)
+        return NULL;
+    int raised = 0;
+    i64 rc = put_obj_rc(c->addr, &c->direct, args[0], t.buf, (u64)t.len, -1, &raised);
+    PyBuffer_Release(&t);
+    if (raised)
+        return NULL;
+    if (rc < 0)
+        return raise_rc(rc);
+    Py_RETURN_NONE;
+}
+
+static PyObject *chan_get_msg(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Chan *c = (Chan *)self;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    CHECK_READY();
+    i64 timeout = -1, rc;
+    if ((nargs > 0 || kwnames != NULL) && block_timeout("get_msg", args, nargs, kwnames, NULL, NULL, &timeout) < 0)
+        return NULL;
+    if (UNLIKELY(c->closed))
+        return chan_closed_error();
+    PyObject *r = recv_raw(c->addr, &c->direct, timeout, c->cap, &rc);
+    if (r != NULL || PyErr_Occurred())
+        return r;
+    return raise_rc(rc);
+}
+
 static PyObject *chan_close(PyObject *self, PyObject *unused)
 {
     ((Chan *)self)->closed = 1;
@@ -2337,6 +2336,11 @@ static PyMethodDef chan_methods[] = {
      "get(block=True, timeout=None) -> obj"},
     {"put_nowait", chan_put_nowait, METH_O, "put_nowait(obj)"},
     {"get_nowait", chan_get_nowait, METH_NOARGS, "get_nowait() -> obj"},
+    {"put_with", (PyCFunction)(void (*)(void))chan_put_with, METH_FASTCALL,
+     "put_with(obj, trailer=None): put the pickle of obj followed by the bytes trailer (a raw\n"
+     "message: take it with get_msg; no trailer: put(obj)); blocks while a bounded queue is full"},
+    {"get_msg", (PyCFunction)(void (*)(void))chan_get_msg, METH_FASTCALL | METH_KEYWORDS,
+     "get_msg(block=True, timeout=None) -> bytes | Message: the next message as it is (not unpickled)"},
     {"close", chan_close, METH_NOARGS, "Refuse further put/get through this object (ValueError)."},
     {NULL, NULL, 0, NULL},
 };
@@ -2598,6 +2602,8 @@ static PyMethodDef methods[] = {
     {"configure", (PyCFunction)(void (*)(void))fp_configure, METH_FASTCALL, configure_doc},
     {"put", (PyCFunction)(void (*)(void))fp_put, METH_FASTCALL, put_doc},
     {"get", (PyCFunction)(void (*)(void))fp_get, METH_FASTCALL, get_doc},
+    {"send_obj", (PyCFunction)(void (*)(void))fp_send_obj, METH_FASTCALL, send_obj_doc},
+    {"recv_msg", (PyCFunction)(void (*)(void))fp_recv_msg, METH_FASTCALL, recv_msg_doc},
     {"invalidate", (PyCFunction)fp_invalidate, METH_NOARGS, invalidate_doc},
     {"direct_stats", (PyCFunction)fp_direct_stats, METH_NOARGS, direct_stats_doc},
     {"direct_ok", (PyCFunction)fp_direct_ok, METH_NOARGS, direct_ok_doc},
@@ -2628,7 +2634,7 @@ PyMODINIT_FUNC PyInit__fastpath(void)
         once = 1;
     }
     if (PyType_Ready(&GoFuncType) < 0 || PyType_Ready(&SemType) < 0 || PyType_Ready(&ChanType) < 0 ||
-        PyType_Ready(&RLockType) < 0 || PyType_Ready(&EventType) < 0)
+        PyType_Ready(&RLockType) < 0 || PyType_Ready(&EventType) < 0 || PyType_Ready(&MessageType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL)
@@ -2638,7 +2644,7 @@ PyMODINIT_FUNC PyInit__fastpath(void)
         PyModule_AddIntConstant(m, "NOGIL_COPY", NOGIL_COPY) < 0 ||
         PyModule_AddType(m, &SemType) < 0 || PyModule_AddType(m, &ChanType) < 0 ||
         PyModule_AddType(m, &GoFuncType) < 0 || PyModule_AddType(m, &RLockType) < 0 ||
-        PyModule_AddType(m, &EventType) < 0) {
+        PyModule_AddType(m, &EventType) < 0 || PyModule_AddType(m, &MessageType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -724,19 +724,26 @@ class _Unusual:
     pass
 
 
-def test_task_and_result_pickles():
-    # The plain fast path makes exactly ForkingPickler's bytes.
-    for func, args, kwds in [(_sq, (3,), {}), (abs, (-1.5, 'x', b'y', None, True), {}),
-                             (len, (), {})]:
-        assert dpool._dumps_task(func, args, kwds) == dpool._dumps((func, args, kwds))
-    for result in [(True, 5), (True, 'x'), (True, None), (False, 1.0)]:
-        assert dpool._dumps_result(result) == dpool._dumps(result)
-    # anything else takes the general path and still round-trips
-    for func, args, kwds in [(_sq, ([1],), {}), (_add, (1,), {'b': 2}),
-                             (_identity, (_Unusual,), {})]:
-        data = dpool._dumps_task(func, args, kwds) + dpool._TASK_TRAILER.pack(5, 6)
-        assert pickle.loads(data) == (func, args, kwds)
-        assert dpool._TASK_TRAILER.unpack_from(data, len(data) - 16) == (5, 6)
+@pytest.mark.parametrize('queue_of', ['dragon_mp', 'stdlib'])
+def test_task_and_result_messages(queue_of):
+    # A task or result message is pickle(obj) + trailer on any queue (a
+    # dragon_mp Queue's C put_with/get_msg, or bytes through a stdlib
+    # context's queue); what was put as an object (None, a tuple) comes
+    # back as that object.
+    import dragon_mp
+    q = dragon_mp.Queue() if queue_of == 'dragon_mp' else multiprocessing.get_context('spawn').Queue()
+    put_with, get = dpool._message_io(q)
+    cases = [((_sq, (3,), {}), (5, 6)), ((abs, (-1.5, 'x', b'y', None, True), {}), (7, 8)),
+             ((_add, (1,), {'b': 2}), (0, 2**40)), ((_identity, (_Unusual,), {}), (1, 1)),
+             ((True, b'z' * 300_000), (9, 10)), ((False, [1.0] * 50_000), (-1, 3))]
+    for obj, (job, i) in cases:
+        put_with(obj, dpool._TASK_TRAILER.pack(job, i))
+        msg = dpool._decode(get(timeout=_TIMEOUT))
+        assert dpool._TASK_TRAILER.unpack_from(msg, len(msg) - 16) == (job, i)
+        assert pickle.loads(msg) == obj
+    for obj in (None, (dpool._STARTED, 1, 2, 3)):
+        put_with(obj)
+        assert dpool._decode(get(timeout=_TIMEOUT)) == obj
 
 
 def test_apply_result_wait_semantics(ctx):
