@@ -46,6 +46,19 @@ class BaseContext(_stdlib_context.BaseContext):
             return sum(cpus)
         return len(os.sched_getaffinity(0))
 
+    def set_forkserver_preload(self, module_names):
+        """Modules the zygote imports before it forks children (stdlib: the
+        forkserver's). The installed packages a program imports are preloaded
+        anyway; this adds others. Sets DRAGON_MP_ZYGOTE_PRELOAD (keeping its
+        `-name` entries), read at each start. '__main__' is ignored: the main
+        module is never imported by the zygote (its children re-run it)."""
+        if not all(type(mod) is str for mod in module_names):
+            raise TypeError('module_names must be a list of strings')
+        from .zygote import ENV_PRELOAD, preload_setting
+        _, forbid = preload_setting()
+        names = [m for m in module_names if m != '__main__'] + ['-' + f for f in forbid]
+        os.environ[ENV_PRELOAD] = ','.join(names)
+
     def Pipe(self, duplex=True):
         from .connection import Pipe
         return Pipe(duplex)

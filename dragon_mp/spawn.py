@@ -108,6 +108,9 @@ def _main(fd, parent_sentinel):
         self = pickle.loads(process_obj)
     finally:
         del process.current_process()._inheriting
+    zygote_child = sys.modules.get('dragon_mp.zygote_child')
+    if zygote_child is not None:
+        zygote_child.end_setup()     # a Ctrl-C of the preparation is raised here, if not already
     return self._bootstrap(parent_sentinel)
 
 

@@ -133,18 +133,26 @@ served.
 What the zygote holds (so that children need not import or compile it)
 ----------------------------------------------------------------------
 - Before it is ready: what every child needs (ESSENTIAL). While idle:
-  dragon_mp's Python modules (never the Go library), stdlib
-  multiprocessing's modules (PRELOAD), and the modules named in
-  DRAGON_MP_ZYGOTE_PRELOAD (comma separated; as with forkserver's preload,
-  they must be safe to import once and then fork).
+  dragon_mp's Python modules and its data-plane C extension (never the Go
+  library) and stdlib multiprocessing's modules (PRELOAD).
 - The environment of the last request's context (not its cwd: the zygote's
   imports must never find a user's files).
 - Before serving a request: the standard-library modules the requester has
-  imported (sys.stdlib_module_names, minus NO_PRELOAD). The main module and
-  third-party or user modules are never imported into the zygote: they may
-  start threads, load native libraries (or dragon_mp's Go runtime) or do
-  anything at import. The zygote refuses to fork once it has more than one
-  thread (the requester then falls back to exec).
+  imported (sys.stdlib_module_names, minus NO_PRELOAD).
+- Installed packages: the third-party modules the requester has imported
+  from the interpreter's site directories (where pip installs: numpy,
+  pandas, ...), in its import order, plus the modules forced by
+  DRAGON_MP_ZYGOTE_PRELOAD (or set_forkserver_preload), minus the
+  forbidden ones. Right after serving the request that brought them (its
+  child imports them itself, as before), the zygote has a probe (a forked
+  child) import them and check that a process can still fork safely after
+  each one, then imports the safe ones itself; later children are forked
+  with them loaded. dragon_mp.zygote_preload has the checks and what a
+  child inherits this way. Never imported: the main module, the user's own
+  modules (anything outside the site directories: they change between
+  runs and may do anything at import), and dragon_mp's Go runtime. The
+  zygote refuses to fork once it has more than one thread (the requester
+  then falls back to exec).
 - Compiled code, never executed: the main script and the requester's modules
   that have no bytecode cache (PYTHONDONTWRITEBYTECODE, unwritable
   __pycache__). A child re-creating __mp_main__ or importing such a module
@@ -371,13 +379,16 @@ def request(name, fds, targets, ctx, data_fd, tracker_fd, main_path=None):
     the connection. The exit code is there when the child reported it before
     the zygote's reply arrived (a child that ended at once).
     """
-    sent = _sent_modules.setdefault(name, {'len': 0, 'names': set()})
+    sent = _sent_modules.setdefault(name, {'key': None, 'names': set()})
     sent_src = _sent_sources.setdefault(name, {'len': 0, 'names': set()})
-    before = ({'len': sent['len'], 'names': set(sent['names'])},
+    before = ({'key': sent['key'], 'names': set(sent['names'])},
               {'len': sent_src['len'], 'names': set(sent_src['names'])})
-    modules = requester_modules(sent)
+    modules, packages = requester_modules(sent)
     sources = requester_sources(sent_src, main_path)
-    zpart = pickle.dumps({'modules': modules, 'sources': sources}) if modules or sources else b''
+    zpart = b''
+    if modules or packages or sources:
+        zpart = pickle.dumps({'modules': modules, 'packages': packages, 'sources': sources,
+                              'debug': _debug_enabled()})
     start = pack_start(targets, data_fd, tracker_fd)
     msg = b''.join((HEAD.pack(MAGIC, len(zpart), len(ctx), len(fds)), zpart, ctx, start))
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
@@ -406,6 +417,14 @@ def request(name, fds, targets, ctx, data_fd, tracker_fd, main_path=None):
     except BaseException:
         sock.close()
         raise
+
+
+def _debug_enabled():
+    # The zygote says why it skipped a package when the requester's
+    # multiprocessing logger is at DEBUG (log_to_stderr(logging.DEBUG)).
+    from multiprocessing import util
+    logger = util._logger
+    return logger is not None and logger.isEnabledFor(util.DEBUG)
 
 
 def pack_start(targets, data_fd, tracker_fd):
@@ -439,22 +458,105 @@ NO_PRELOAD = frozenset({'__main__', 'antigravity', 'this', 'idlelib', 'tkinter',
 
 
 def requester_modules(sent):
-    """stdlib modules this process has imported that `sent` does not hold yet (and adds them).
+    """Modules this process has imported that `sent` does not hold yet (and adds them).
 
-    The zygote imports them before forking, so a child re-creating a main
-    module that imports them finds them loaded. Only the standard library:
-    third-party modules may start threads or load native libraries at import
-    (unsafe to fork), and user modules may do anything.
+    (stdlib, packages): the standard-library modules and the installed
+    third-party ones (see "What the zygote holds" above) plus those forced
+    by DRAGON_MP_ZYGOTE_PRELOAD, each in import order, minus the forbidden
+    ones. The zygote imports them before forking, so a child re-creating a
+    main module that imports them finds them loaded. Never the main module
+    and never the user's own modules (anything outside the interpreter's
+    site directories): they may do anything at import, and they change
+    between runs.
     """
-    if sent.get('len') == len(sys.modules):      # nothing imported since the last time
-        return []
-    sent['len'] = len(sys.modules)
+    key = (len(sys.modules), os.environ.get(ENV_PRELOAD, ''))
+    if sent.get('key') == key:      # nothing imported (or forced) since the last time
+        return [], []
+    sent['key'] = key
     stdlib = sys.stdlib_module_names
-    new = [name for name, mod in list(sys.modules.items())
-           if mod is not None and name not in sent['names']
-           and name.partition('.')[0] in stdlib and name.partition('.')[0] not in NO_PRELOAD]
-    sent['names'].update(new)
-    return new
+    force, forbid = preload_setting()
+    new, packages = [], []
+    for name in force:
+        if name not in sent['names']:
+            sent['names'].add(name)
+            packages.append(name)
+    for name, mod in list(sys.modules.items()):
+        if mod is None or name in sent['names']:
+            continue
+        sent['names'].add(name)
+        top = name.partition('.')[0]
+        if top in NO_PRELOAD:
+            continue
+        if top in stdlib:
+            new.append(name)
+            continue
+        if top == 'dragon_mp' or _forbidden(name, forbid):
+            continue
+        path = getattr(getattr(mod, '__spec__', None), 'origin', None)
+        if isinstance(path, str) and path.startswith(_site_dirs()):
+            packages.append(name)
+    return new, packages
+
+
+def preload_setting():
+    """(forced, forbidden) module names of DRAGON_MP_ZYGOTE_PRELOAD.
+
+    Comma separated: `name` is imported into the zygote whether or not the
+    program imported it (as stdlib's set_forkserver_preload), `-name` is
+    never imported (nor its submodules), `-*` turns the automatic preload of
+    installed packages off.
+    """
+    force, forbid = [], []
+    for item in os.environ.get(ENV_PRELOAD, '').split(','):
+        item = item.strip()
+        if item.startswith('-'):
+            if item[1:].strip():
+                forbid.append(item[1:].strip())
+        elif item:
+            force.append(item)
+    return force, forbid
+
+
+def _forbidden(name, forbid):
+    for f in forbid:
+        if f == '*' or name == f or name.startswith(f + '.'):
+            return True
+    return False
+
+
+_sites = None
+
+
+def _site_dirs():
+    """The interpreter's site directories (where pip installs), as a tuple of path prefixes.
+
+    From site, which the interpreter imported at start (sysconfig would be
+    an import of ~10 ms on the first start); sysconfig only under -S.
+    Computed once per process.
+    """
+    global _sites
+    if _sites is None:
+        _sites = _find_site_dirs()
+    return _sites
+
+
+def _find_site_dirs():
+    dirs = []
+    site = sys.modules.get('site')
+    if site is not None:
+        try:
+            dirs += site.getsitepackages() + [site.getusersitepackages()]
+        except Exception:
+            site = None
+    if site is None:
+        import sysconfig
+        dirs += [sysconfig.get_paths().get(k) for k in ('purelib', 'platlib')]
+    out = set()
+    for d in dirs:
+        if d:
+            out.add(os.path.join(d, ''))
+            out.add(os.path.join(os.path.realpath(d), ''))
+    return tuple(sorted(out))
 
 
 def requester_sources(sent, main_path):

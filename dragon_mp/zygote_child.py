@@ -87,18 +87,57 @@ def finish_setup(ctx, applied, status_fd, stdin_taken):
         drop_stdin_ahead()
     if ctx != applied:
         apply_context(*pickle.loads(ctx))
+    # Blocked since the zygote: a Ctrl-C that came while this copy was
+    # being made is delivered now (see end_setup).
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, (_signal.SIGINT,))
+
+
+# Ctrl-C while a child is being made
+# ----------------------------------
+# SIGINT is blocked since the zygote (zygote_server.main), so that a Ctrl-C
+# sent while a copy is being made is kept pending, not discarded by the
+# zygote's SIG_IGN. finish_setup unblocks it once the child's handler is in
+# place: a pending one is raised there. From then until the process object
+# is unpickled (its modules and the main module imported, as a spawned
+# child does after its interpreter starts), a Ctrl-C interrupts that work,
+# as in a spawned child; but Python runs the handler in whatever Python
+# code is running, and during imports that is often a weakref callback of
+# importlib's module locks, where the KeyboardInterrupt is printed and
+# ignored (a Ctrl-C was lost so in ~1 start of 40 on 3.13, and the child ran
+# on). So the handler of that stretch also notes the Ctrl-C, and
+# end_setup raises it again if it was swallowed, before the target runs.
+
+_sigint_seen = False
+
+
+def _sigint_while_preparing(signum, frame):
+    global _sigint_seen
+    _sigint_seen = True
+    raise KeyboardInterrupt
+
+
+def end_setup():
+    """From spawn._main, once the process object is unpickled: Python's own
+    SIGINT handler from here on, and a Ctrl-C of the preparation raised now,
+    also if something swallowed its KeyboardInterrupt."""
+    if _signal.getsignal(_signal.SIGINT) is _sigint_while_preparing:
+        # signal() runs a handler pending from before first: that raises here too.
+        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+        if _sigint_seen:
+            raise KeyboardInterrupt
 
 
 def apply_context(cwd, env, stdout_tty, sigint_ignored):
     """Take on a request's cwd, environment (None: leave it), stdout buffering
     and SIGINT disposition."""
     # The zygote ignores SIGINT (Ctrl-C belongs to the program). A child gets
-    # Python's default handler, as a fresh interpreter does, unless its parent
-    # ignores SIGINT (`prog &` in a script): an exec'd child would inherit
-    # that, and so does this one. (_signal: the signal module's wrapper
-    # converts to enums, ~0.1 ms in a fresh fork.)
+    # a handler that raises KeyboardInterrupt (Python's own from end_setup
+    # on), as a fresh interpreter does, unless its parent ignores SIGINT
+    # (`prog &` in a script): an exec'd child would inherit that, and so
+    # does this one. (_signal: the signal module's wrapper converts to
+    # enums, ~0.1 ms in a fresh fork.)
     if not sigint_ignored:
-        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+        _signal.signal(_signal.SIGINT, _sigint_while_preparing)
     os.chdir(cwd)
     if env is not None:
         set_environ(env)

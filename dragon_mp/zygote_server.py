@@ -23,8 +23,8 @@ import socket
 import sys
 import time
 
-from . import zygote_child
-from .zygote import (ENV_LOOP, ENV_PRELOAD, ENV_SPARE, ENV_SPARE_IDLE, MAX_FDS, MAX_MSG, NO_PRELOAD,
+from . import zygote_child, zygote_preload
+from .zygote import (ENV_LOOP, ENV_SPARE, ENV_SPARE_IDLE, MAX_FDS, MAX_MSG, NO_PRELOAD,
                      SPARE_IDLE, socket_address, split_request, unpack_start)
 
 __all__ = ['main']
@@ -42,7 +42,9 @@ PRELOAD = (
     'multiprocessing.queues', 'multiprocessing.synchronize', 'multiprocessing.pool',
     'multiprocessing.heap', 'multiprocessing.sharedctypes',
     'dragon_mp', 'dragon_mp._core', 'dragon_mp._runtime', 'dragon_mp._shared',
-    'dragon_mp._fast', 'dragon_mp.context', 'dragon_mp.process', 'dragon_mp.spawn',
+    # The data plane's C extension: its import does not load Go (_fastpath.init
+    # does, in the child), and saves a child that uses dragon_mp objects ~1 ms.
+    'dragon_mp._fast', 'dragon_mp._fastpath', 'dragon_mp.context', 'dragon_mp.process', 'dragon_mp.spawn',
     'dragon_mp.popen_dragon', 'dragon_mp.reduction', 'dragon_mp.queues',
     'dragon_mp.connection', 'dragon_mp.synchronize', 'dragon_mp.sharedctypes',
     'dragon_mp.heap', 'dragon_mp.pool', 'dragon_mp.util',
@@ -91,6 +93,8 @@ class _Server:
         self.context = None     # context part of the last request (a spare applies it)
         self.context_parsed = None   # (cwd, env, stdout_tty, sigint_ignored) of it; env is the zygote's own
         self.trimmed = None     # _state() when the heap was last trimmed
+        self.packages = zygote_preload.Preloader()   # installed packages imported, skipped
+        self.packages_todo = None   # (names, debug) of the request being served
 
     # -- events -------------------------------------------------------------
 
@@ -124,6 +128,7 @@ class _Server:
                         child = self._accept() if kind == 'accept' else self._request(key.fileobj)
                         if child is not None:
                             return child
+                        self._load_packages()
                     elif kind == 'child':
                         self._reap(obj)
                     elif kind == 'requester':
@@ -163,6 +168,7 @@ class _Server:
                 child = self._serve_c_request(loop, conn, requester, msg, fds)
                 if child is not None:
                     return child
+                self._load_packages()
             except Exception:
                 import traceback
                 traceback.print_exc()
@@ -287,7 +293,21 @@ class _Server:
         _compile_sources(todo.get('sources', ()))
         if ctx != self.context:
             self._adopt_context(ctx)     # the next spare applies it while it waits
+        if todo.get('packages'):
+            # Loaded once this request is served (_load_packages): its child
+            # starts at once and imports them itself, as it would have, while
+            # the zygote probes and imports them for the requests after it.
+            self.packages_todo = (todo['packages'], todo.get('debug', False))
         return True
+
+    def _load_packages(self):
+        """Import the installed packages the last request brought (after it was served).
+
+        After the context was adopted: a package may read the environment at import.
+        """
+        todo, self.packages_todo = self.packages_todo, None
+        if todo is not None and os.getpid() == self.pid:
+            self.packages.load(*todo)
 
     def _fork_for_request(self, msg, fds, conn):
         """Fork a child for a request: (0, its setup) in the child, (pid, None) here; OSError: none.
@@ -709,10 +729,13 @@ ESSENTIAL = ('dragon_mp.spawn', 'dragon_mp._core', 'multiprocessing.spawn', 'run
 
 
 def _preload_list():
-    """The rest, imported while the zygote is idle (a child forked earlier imports what it needs)."""
-    names = list(PRELOAD)
-    names += [n.strip() for n in os.environ.get(ENV_PRELOAD, '').split(',') if n.strip()]
-    return names
+    """The rest, imported while the zygote is idle (a child forked earlier imports what it needs).
+
+    Only dragon_mp's and the standard library's: installed packages (and
+    those DRAGON_MP_ZYGOTE_PRELOAD forces) come with requests and are probed
+    first (dragon_mp.zygote_preload).
+    """
+    return list(PRELOAD)
 
 
 def main():
@@ -729,8 +752,14 @@ def main():
     if os.fork() != 0:
         os._exit(0)
     # Ctrl-C in a terminal reaches the whole process group: the program's
-    # children handle it themselves; the zygote stays for the run.
+    # children handle it themselves; the zygote stays for the run. SIGINT is
+    # also blocked, so that a fork inherits it blocked: the kernel keeps a
+    # blocked signal pending even where it is ignored, and a child that gets
+    # Ctrl-C before it has taken on its requester's handler (finish_setup)
+    # still receives it then (see zygote_child.end_setup), as a forked or
+    # exec'd child would at once.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     if sys.stderr is not None:
         try:
             sys.stderr.reconfigure(line_buffering=True)   # as in every Python child

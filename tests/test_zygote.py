@@ -20,16 +20,9 @@ from dragon_mp import zygote, zygote_server
 
 from conftest import clean_env, leaked, our_segments, wait_until
 
-pytestmark = pytest.mark.usefixtures('zygote_loop')   # each test with both loops
+pytestmark = pytest.mark.usefixtures('zygote_loop', 'zygote_enabled')   # each test with both loops
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(autouse=True)
-def zygote_enabled(monkeypatch):
-    """These tests are about the zygote: on even if the session runs with DRAGON_MP_ZYGOTE=0."""
-    if os.environ.get('DRAGON_MP_ZYGOTE') == '0':
-        monkeypatch.delenv('DRAGON_MP_ZYGOTE')
 
 
 def exit_with(code):
