@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from conftest import wait_until
+from conftest import cpu_hogs, wait_until
 from multinode import (PRELUDE, ROOT, cluster_fixture, dragon_argv, no_leaks_fixture,
                        run_processes, write_prog, _env)
 
@@ -172,18 +172,13 @@ if __name__ == '__main__':
 
 def test_every_waiter_on_a_lost_node_fails_in_time(net):
     prog = write_prog(net, 'loss.py', PROG)
-    hog = subprocess.Popen(['stress-ng', '--cpu', '2', '--cpu-load', '60', '-q', '--timeout',
-                            str(30 * ROUNDS)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     failures = []
-    try:
+    with cpu_hogs(2, 0.6):
         for rnd in range(ROUNDS):
             problems = one_round(net, prog)
             if problems:
                 failures.append((rnd, problems))
                 print(f'round {rnd}: {problems}')
-    finally:
-        hog.kill()
-        hog.wait()
     assert not failures, f'{len(failures)} of {ROUNDS} rounds failed: {failures[:3]}'
 
 

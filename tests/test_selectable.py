@@ -201,7 +201,19 @@ def test_send_handle_to_a_child(mp):
 # --- dragon_mp only ----------------------------------------------------------------------------
 
 def _open_fds():
-    return len(os.listdir('/proc/self/fd'))
+    """The open descriptors as (number, what it is): a set that other code
+    (a collected object of an earlier test) closing its own cannot grow."""
+    fds = set()
+    for name in os.listdir('/proc/self/fd'):
+        try:
+            fds.add((int(name), os.readlink(f'/proc/self/fd/{name}')))
+        except OSError:         # listdir's own descriptor, closed since
+            pass
+    return fds
+
+
+def _new_fds(before):
+    return _open_fds() - before
 
 
 def _threads_named(name):
@@ -219,10 +231,10 @@ def test_nothing_until_fileno_and_nothing_left_after():
     a, b = dmp_connection.Pipe()
     a.send(1)
     assert b.recv() == 1
-    assert _open_fds() == fds and len(_threads_named(name)) == threads
+    assert not _new_fds(fds) and len(_threads_named(name)) == threads
     b.fileno()
     a.fileno()
-    assert len(_threads_named(name)) == threads + 2
+    assert _new_fds(fds) and len(_threads_named(name)) == threads + 2
     b.close()
     with pytest.raises(OSError):
         b.fileno()
@@ -232,9 +244,9 @@ def test_nothing_until_fileno_and_nothing_left_after():
     del a
     gc.collect()
     deadline = time.monotonic() + 5
-    while (_open_fds() != fds or len(_threads_named(name)) != threads) and time.monotonic() < deadline:
+    while (_new_fds(fds) or len(_threads_named(name)) != threads) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert _open_fds() == fds and len(_threads_named(name)) == threads
+    assert not _new_fds(fds) and len(_threads_named(name)) == threads
 
 
 def test_recv_in_another_thread_leaves_no_false_signal():
@@ -252,3 +264,53 @@ def test_recv_in_another_thread_leaves_no_false_signal():
     assert wait_not_readable(fd)
     a.close()
     b.close()
+
+
+def _take_under_lock(conn, lock, taken, results):
+    # pebble's worker: wait until readable, then under the shared lock look
+    # again with a zero timeout and recv only if readable. Each time the
+    # descriptor says readable under the lock with nothing to receive, a
+    # blocking recv would hang holding the lock.
+    fd = conn.fileno()
+    got, false_ready = [], 0
+    while True:
+        if not readable(fd, JOIN):
+            break
+        with lock:
+            if not readable(fd, 0):
+                continue
+            if not conn.poll(0):
+                false_ready += 1
+                continue
+            item = conn.recv()
+        if item is None:
+            break
+        got.append(item)
+        taken.put(item)
+    results.put((got, false_ready))
+
+
+def test_readable_under_a_shared_lock_means_a_message_waits(mp):
+    # Three processes read one end (pebble's task pipe) and the writer sends
+    # the next message once the last one is taken, so every message wakes
+    # every reader's watcher from an empty pipe: they race each other's recv.
+    # A byte written for a message another process has just taken must be
+    # gone before that recv returns.
+    n, readers = 1500, 3
+    r, w = mp.Pipe(duplex=False)
+    lock, taken, results = mp.ctx.Lock(), mp.ctx.Queue(), mp.ctx.Queue()
+    procs = [mp.Process(target=_take_under_lock, args=(r, lock, taken, results))
+             for _ in range(readers)]
+    for p in procs:
+        p.start()
+    for i in range(n):
+        w.send(i)
+        assert taken.get(timeout=JOIN) == i
+    for _ in range(readers):
+        w.send(None)
+    outs = [results.get(timeout=JOIN) for _ in procs]
+    for p in procs:
+        p.join(JOIN)
+        assert p.exitcode == 0
+    assert sorted(x for got, _ in outs for x in got) == list(range(n))
+    assert sum(f for _, f in outs) == 0

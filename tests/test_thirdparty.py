@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from conftest import clean_env
+from conftest import clean_env, require_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -92,18 +92,9 @@ PROGRAMS = {
 }
 
 
-def _require(module):
-    try:
-        __import__(module)
-    except ImportError:
-        if os.environ.get('CI'):
-            raise
-        pytest.skip(f'{module} is not installed (pip install -r tests/requirements-thirdparty.txt)')
-
-
 @pytest.mark.parametrize('library', sorted(PROGRAMS))
 def test_same_results_as_stdlib(tmp_path, library):
-    _require(library)
+    require_module(library)
     prog = tmp_path / f'prog_{library}.py'
     prog.write_text(PRELUDE + textwrap.dedent(PROGRAMS[library]))
     env = clean_env()
