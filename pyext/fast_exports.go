@@ -128,6 +128,57 @@ func dmp_chan_ptr(addr C.uint64_t) (p C.uint64_t) {
 	return C.uint64_t(uintptr(c.Header()))
 }
 
+// dmp_chan_tag: the tag (channel.Options.Tag) of this process's handle on the
+// channel at addr, 0 when dmp_chan_ptr would give 0. pyext/fastpath.c
+// compares it with the header's on each operation: another tag there means
+// the channel's memory holds another channel since (a stale handle), and the
+// operation goes through Go, which raises.
+//
+//export dmp_chan_tag
+func dmp_chan_tag(addr C.uint64_t) (t C.uint64_t) {
+	defer func() {
+		if recover() != nil {
+			t = 0
+		}
+	}()
+	if addr == 0 || isRemote(int64(addr)) {
+		return 0
+	}
+	c, err := channelAt(int64(addr))
+	if err != nil || c.Header() == nil {
+		return 0
+	}
+	return C.uint64_t(c.Tag())
+}
+
+// dmp_object_tag: the tag word (runtime.ObjectTag) of the live sync or raw
+// object at addr, 0 if there is none. pyext/fastpath.c compares the word
+// dmp_object_tag_offset bytes before the object's payload with it on each
+// operation (see runtime.Address).
+//
+//export dmp_object_tag
+func dmp_object_tag(addr C.uint64_t) (t C.uint64_t) {
+	defer func() {
+		if recover() != nil {
+			t = 0
+		}
+	}()
+	r, err := current()
+	if err != nil {
+		return 0
+	}
+	a := runtime.Address(addr)
+	if _, err := r.Object(a, 0); err != nil {
+		return 0
+	}
+	return C.uint64_t(runtime.ObjectTag(a))
+}
+
+// dmp_object_tag_offset: how far before an object's payload its tag word is.
+//
+//export dmp_object_tag_offset
+func dmp_object_tag_offset() C.uint64_t { return C.uint64_t(runtime.ObjectTagOffset) }
+
 // dmp_chan_layout copies min(n, channel.LayoutWords) words of channel.Layout()
 // (field offsets and constants of the channel header, in the order of the
 // channel.Layout* constants) to out and returns channel.LayoutWords.

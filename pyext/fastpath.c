@@ -96,7 +96,10 @@ static i64 (*go_sendv)(u64 addr, const void *const *bufs, const u64 *lens, u64 n
 static i64 (*go_msg_alloc)(u64 addr, u64 n, i64 timeout_ns, u64 *out_off);
 static i64 (*go_send_block)(u64 addr, u64 off, u64 n, i64 timeout_ns);
 static u64 (*go_chan_ptr)(u64 addr);                    /* pyext/fast_exports.go */
+static u64 (*go_chan_tag)(u64 addr);
 static u64 (*go_chan_layout)(u64 *out, u64 n);
+static u64 (*go_object_tag)(u64 addr);
+static u64 (*go_object_tag_offset)(void);
 
 static const struct {
     const char *name;
@@ -115,7 +118,10 @@ static const struct {
     {"dmp_msg_alloc", (void **)&go_msg_alloc},
     {"dmp_send_block", (void **)&go_send_block},
     {"dmp_chan_ptr", (void **)&go_chan_ptr},
+    {"dmp_chan_tag", (void **)&go_chan_tag},
     {"dmp_chan_layout", (void **)&go_chan_layout},
+    {"dmp_object_tag", (void **)&go_object_tag},
+    {"dmp_object_tag_offset", (void **)&go_object_tag_offset},
 };
 #define NOPTIONAL (sizeof OPTIONAL_SYMBOLS / sizeof OPTIONAL_SYMBOLS[0])
 
@@ -467,7 +473,7 @@ typedef struct {
     u64 tail_idx;           /* +96  */
     u64 spare;              /* +104 */
     u64 chunks;             /* +112 */
-    u64 reserved;           /* +120 */
+    u64 tag;                /* +120 channel.Options.Tag: tells reuses of the memory apart */
 } chan_hdr;
 
 #define CHAN_CHUNK_HEADER 64
@@ -486,7 +492,7 @@ static const u64 CHAN_LAYOUT[] = {
     offsetof(chan_hdr, ne_seq), offsetof(chan_hdr, ne_waiters), offsetof(chan_hdr, nf_seq),
     offsetof(chan_hdr, nf_waiters), offsetof(chan_hdr, head), offsetof(chan_hdr, head_idx),
     offsetof(chan_hdr, tail), offsetof(chan_hdr, tail_idx), offsetof(chan_hdr, spare),
-    MUTEX_CONTENDED,
+    MUTEX_CONTENDED, offsetof(chan_hdr, tag),
 };
 #define CHAN_LAYOUT_WORDS (sizeof CHAN_LAYOUT / sizeof CHAN_LAYOUT[0])
 
@@ -501,7 +507,7 @@ static void chan_direct_setup(void)
     const char *env = getenv("DRAGON_MP_FASTCHAN");
     if (env != NULL && strcmp(env, "0") == 0)
         return;
-    if (go_chan_ptr == NULL || go_chan_layout == NULL)
+    if (go_chan_ptr == NULL || go_chan_tag == NULL || go_chan_layout == NULL)
         return;
     u64 got[CHAN_LAYOUT_WORDS + 1];
     memset(got, 0, sizeof got);
@@ -521,6 +527,7 @@ typedef struct {
     chan_hdr *hdr;
     char *base;                  /* the pool mapping: chunk offsets are relative to it */
     u64 epoch;
+    u64 tag;                     /* the channel's tag (Go's handle's): another one in hdr is a reuse */
 } chan_direct;
 
 static void chan_direct_init(chan_direct *d, u64 addr)
@@ -530,12 +537,17 @@ static void chan_direct_init(chan_direct *d, u64 addr)
     d->epoch = epoch;
     if (!chan_direct_ok || state != ST_READY)
         return;
-    u64 p = go_chan_ptr(addr), base = go_pool_base();
-    /* The header is at the address's offset (bits 47..0) in the pool. */
-    if (p == 0 || base == 0 || p % 8 != 0 || p - base != (addr & ((1ULL << 48) - 1)))
+    u64 p = go_chan_ptr(addr), base = go_pool_base(), tag = go_chan_tag(addr);
+    /* The header is at the address's offset in the pool (runtime.Address:
+     * bits 35..0 are the offset / 64). A handle whose tag is no longer the
+     * header's (the channel's memory reused since) is stale: through Go,
+     * which says so. */
+    if (p == 0 || base == 0 || p % 8 != 0 || p - base != (addr & ((1ULL << 36) - 1)) << 6 ||
+        LOAD(&((chan_hdr *)(uintptr_t)p)->tag) != tag)
         return;
     d->hdr = (chan_hdr *)(uintptr_t)p;
     d->base = (char *)(uintptr_t)base;
+    d->tag = tag;
 }
 
 static inline chan_hdr *chan_direct_hdr(chan_direct *d)
@@ -586,7 +598,7 @@ static int chan_try_send(chan_direct *d, const void *buf, u64 n)
     }
     char *base = d->base;
     int done = 0, wake = 0;
-    if (LOAD(&h->magic) == CHAN_MAGIC && h->closed == 0 && n <= h->inline_ &&
+    if (LOAD(&h->magic) == CHAN_MAGIC && h->tag == d->tag && h->closed == 0 && n <= h->inline_ &&
         (h->capacity == 0 || h->count < h->capacity)) {
         u64 tail = h->tail, idx = h->tail_idx;
         int room = 1;
@@ -642,7 +654,7 @@ static int chan_try_recv(chan_direct *d, char *dst, u64 cap, u64 *len)
     }
     char *base = d->base;
     int done = 0, wake = 0;
-    if (LOAD(&h->magic) == CHAN_MAGIC && h->count > 0) {
+    if (LOAD(&h->magic) == CHAN_MAGIC && h->tag == d->tag && h->count > 0) {
         u64 head = h->head, idx = h->head_idx;
         char *s = chan_slot(base, h, head, idx);
         u64 n = *(u64 *)s;
@@ -1525,14 +1537,40 @@ static int timeout_arg(PyObject *timeout, i64 *out)
  */
 
 
-/* The struct's address in this process from ptr_fn(addr) if it equals `word`
- * (the caller's claim; 0: do not touch it); else NULL (everything through Go). */
-static void *checked_word(u64 (*ptr_fn)(u64), u64 addr, u64 word)
+/* An object's handle is good while the tag word before its payload (the
+ * object header's magic and generation, gocore/runtime.ObjectTag) is the one
+ * it was made with: once the object is freed, or its memory holds a newer
+ * object, the handle goes through Go, which raises. One 8-byte load, in the
+ * cache line of the struct itself. */
+typedef struct {
+    const u64 *tagp;
+    u64 tag;
+} obj_guard;
+
+static inline int guard_ok(const obj_guard *g)
 {
-    if (word == 0 || ptr_fn == NULL || state != ST_READY)
+    return LOAD(g->tagp) == g->tag;
+}
+
+/* The struct's address in this process from ptr_fn(addr) if it equals `word`
+ * (the caller's claim; 0: do not touch it), with its guard; else NULL
+ * (everything through Go). */
+static void *checked_word(u64 (*ptr_fn)(u64), u64 addr, u64 word, obj_guard *g)
+{
+    g->tagp = NULL;
+    g->tag = 0;
+    if (word == 0 || ptr_fn == NULL || go_object_tag == NULL || go_object_tag_offset == NULL ||
+        state != ST_READY)
         return NULL;
     u64 p = ptr_fn(addr);
-    return p != 0 && p == word ? (void *)(uintptr_t)p : NULL;
+    if (p == 0 || p != word)
+        return NULL;
+    u64 tag = go_object_tag(addr), off = go_object_tag_offset();
+    if (tag == 0 || off > p || (p - off) % 8 != 0)
+        return NULL;
+    g->tagp = (const u64 *)(uintptr_t)(p - off);
+    g->tag = tag;
+    return guard_ok(g) ? (void *)(uintptr_t)p : NULL;
 }
 
 typedef struct {
@@ -1540,6 +1578,7 @@ typedef struct {
     u64 addr;
     uint32_t *word;              /* count, max, waiters, spin; NULL: everything through Go */
     u64 epoch;
+    obj_guard guard;
     unsigned long last_tid;      /* thread of the last acquire here */
     long count;                  /* acquires minus releases in this process (stdlib's count) */
     PyObject *owner;             /* kept alive as long as this object (and its bound methods) */
@@ -1548,7 +1587,8 @@ typedef struct {
 
 static inline uint32_t *sem_word(Sem *s)
 {
-    if (UNLIKELY(s->word != NULL && s->epoch != epoch))
+    /* epoch first: the guard's word is pool memory, unmapped with it */
+    if (UNLIKELY(s->word != NULL && (s->epoch != epoch || !guard_ok(&s->guard))))
         s->word = NULL;
     return s->word;
 }
@@ -1582,7 +1622,7 @@ static int sem_init(PyObject *self, PyObject *args, PyObject *kwargs)
     s->epoch = epoch;
     s->count = 0;
     s->last_tid = 0;
-    s->word = checked_word(go_sem_ptr, addr, word);
+    s->word = checked_word(go_sem_ptr, addr, word, &s->guard);
     return 0;
 }
 
@@ -1798,13 +1838,15 @@ typedef struct {
     u64 addr;
     uint32_t *word;              /* the shmsync struct; NULL: everything through Go */
     u64 epoch;
+    obj_guard guard;
     PyObject *owner;             /* kept alive as long as this object (and its bound methods) */
     PyObject *weakreflist;
 } ShObj;
 
 static inline uint32_t *obj_word(ShObj *o)
 {
-    if (UNLIKELY(o->word != NULL && o->epoch != epoch))
+    /* epoch first: the guard's word is pool memory, unmapped with it */
+    if (UNLIKELY(o->word != NULL && (o->epoch != epoch || !guard_ok(&o->guard))))
         o->word = NULL;
     return o->word;
 }
@@ -1825,7 +1867,7 @@ static int obj_init(PyObject *self, PyObject *args, PyObject *kwargs, const char
     Py_XSETREF(o->owner, owner);
     o->addr = addr;
     o->epoch = epoch;
-    o->word = checked_word(ptr_fn, addr, word);
+    o->word = checked_word(ptr_fn, addr, word, &o->guard);
     return 0;
 }
 

@@ -94,7 +94,7 @@ type header struct {
 	tailIdx    uint64        // +96  slot index written next in tail. C: read/written under mu
 	spare      uint64        // +104 cached empty chunk, 0 = none. C: taken/refilled under mu (never allocates or frees)
 	chunks     uint64        // +112 chunks owned (list + spare)
-	_          uint64        // +120 reserved, 0
+	tag        uint64        // +120 Options.Tag, set before the magic. C: compared with the handle's, as the magic
 }
 
 // Layout words, in this order, for a C mirror of the hot path (KEEP IN SYNC
@@ -126,6 +126,7 @@ const (
 	LayoutOffTailIdx
 	LayoutOffSpare
 	LayoutMutexContended
+	LayoutOffTag
 	LayoutWords // number of words
 )
 
@@ -160,6 +161,7 @@ func Layout() [LayoutWords]uint64 {
 		LayoutOffTailIdx:     uint64(unsafe.Offsetof(h.tailIdx)),
 		LayoutOffSpare:       uint64(unsafe.Offsetof(h.spare)),
 		LayoutMutexContended: 1 << 31, // shmsync.Mutex: bit 31 of the word (the rest: holder pid)
+		LayoutOffTag:         uint64(unsafe.Offsetof(h.tag)),
 	}
 }
 
@@ -168,6 +170,11 @@ type Options struct {
 	Capacity   uint64 // max queued messages, 0 = unbounded
 	Inline     uint32 // largest inline payload, 0 = DefaultInline
 	ChunkSlots uint32 // slots per chunk, 0 = automatic (~64 KiB chunks; at most Capacity)
+	// Tag is stored in the header for the channel's life; Attach must
+	// name it, and a handle stops working when the header's tag is no
+	// longer its own (another channel reuses the memory). The runtime
+	// passes the channel's Address, whose generation tells reuses apart.
+	Tag uint64
 }
 
 // Message describes a received message. An inline message was copied into
@@ -191,6 +198,7 @@ type Channel struct {
 	slotSize   uint64
 	slots      uint64
 	chunkBytes uint64
+	tag        uint64      // the header's tag when this handle was made
 	dead       atomic.Bool // set once this handle destroyed the channel
 	// lastLarge is the size of the last message this handle received if it
 	// was large, 0 otherwise (the zero value: no stream of large messages
@@ -236,6 +244,7 @@ func CreateOptions(hp Heap, o Options) (*Channel, error) {
 	clear(b)
 	h := (*header)(unsafe.Pointer(&b[0]))
 	h.version = version
+	h.tag = o.Tag
 	h.capacity = o.Capacity
 	h.inline = inline
 	h.slotSize = uint32(slotSize)
@@ -265,14 +274,16 @@ func newChannel(hp Heap, off uint64, h *header) *Channel {
 		slotSize:   uint64(h.slotSize),
 		slots:      uint64(h.chunkSlots),
 		chunkBytes: chunkHeader + uint64(h.chunkSlots)*uint64(h.slotSize),
+		tag:        h.tag,
 	}
 }
 
-// Attach returns a handle on the channel at off in h. It returns
-// ErrBadHandle when off does not hold a live channel (garbage, out of
-// range, or destroyed) instead of crashing. Attach takes no reference: a
-// process that keeps the channel calls Retain.
-func Attach(hp Heap, off uint64) (c *Channel, err error) {
+// Attach returns a handle on the channel at off in h made with tag
+// (Options.Tag). It returns ErrBadHandle when off does not hold a live
+// channel with that tag (garbage, out of range, destroyed, or another
+// channel since) instead of crashing. Attach takes no reference: a process
+// that keeps the channel calls Retain.
+func Attach(hp Heap, off, tag uint64) (c *Channel, err error) {
 	if off == 0 || off%8 != 0 || off&^offsetMask != 0 {
 		return nil, ErrBadHandle
 	}
@@ -293,7 +304,7 @@ func Attach(hp Heap, off uint64) (c *Channel, err error) {
 		return nil, ErrBadHandle
 	}
 	h := (*header)(unsafe.Pointer(&b[0]))
-	if atomic.LoadUint64(&h.magic) != magicLive || h.version != version ||
+	if atomic.LoadUint64(&h.magic) != magicLive || h.tag != tag || h.version != version ||
 		h.inline == 0 || h.inline > MaxInline || h.chunkSlots == 0 ||
 		uint64(h.slotSize) != roundUp(slotHeader+uint64(h.inline), 64) {
 		return nil, ErrBadHandle
@@ -302,15 +313,19 @@ func Attach(hp Heap, off uint64) (c *Channel, err error) {
 }
 
 // Header returns the address of the channel header in this process's
-// mapping of the heap, or nil once this handle destroyed the channel. It is
-// for a C mirror of the hot path (pyext/fastpath.c, see header): valid while
-// the caller holds a reference and the heap stays mapped.
+// mapping of the heap, or nil once the channel is destroyed or its memory
+// holds another channel (another tag). It is for a C mirror of the hot path
+// (pyext/fastpath.c, see header): valid while the caller holds a reference
+// and the heap stays mapped.
 func (c *Channel) Header() unsafe.Pointer {
-	if c.dead.Load() {
+	if c.dead.Load() || atomic.LoadUint64(&c.h.magic) != magicLive || atomic.LoadUint64(&c.h.tag) != c.tag {
 		return nil
 	}
 	return unsafe.Pointer(c.h)
 }
+
+// Tag returns the channel's tag (Options.Tag) as this handle knows it.
+func (c *Channel) Tag() uint64 { return c.tag }
 
 // Offset returns the channel's offset in its heap: its handle in every
 // process.
@@ -341,7 +356,7 @@ func (c *Channel) lock() error {
 		return ErrBadHandle
 	}
 	c.h.mu.Lock()
-	if atomic.LoadUint64(&c.h.magic) != magicLive {
+	if atomic.LoadUint64(&c.h.magic) != magicLive || c.h.tag != c.tag {
 		c.h.mu.Unlock()
 		return ErrBadHandle
 	}

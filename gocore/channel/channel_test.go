@@ -596,11 +596,54 @@ func TestShortBufferKeepsMessage(t *testing.T) {
 	}
 }
 
+// A handle stops working when its channel's memory holds another channel
+// (another tag), and Attach names the tag it expects.
+func TestTagTellsReusesApart(t *testing.T) {
+	hp := newShmHeap(t, testHeapSize, true)
+	c := mustCreate(t, hp, Options{Inline: 32, Tag: 7})
+	off := c.Offset()
+	if _, err := Attach(hp, off, 8); err != ErrBadHandle {
+		t.Fatalf("Attach with another tag = %v", err)
+	}
+	stale, err := Attach(hp, off, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stale.Retain(); err != nil {
+		t.Fatal(err)
+	}
+	// Over-release: both references dropped through c; stale still thinks it holds one.
+	for i := 0; i < 2; i++ {
+		if _, err := c.Release(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cur := mustCreate(t, hp, Options{Inline: 32, Tag: 9})
+	if cur.Offset() != off {
+		t.Fatalf("new channel at %#x, old at %#x: not a reuse", cur.Offset(), off)
+	}
+	for name, err := range map[string]error{
+		"Send":  stale.Send([]byte("x"), 0),
+		"Recv":  func() error { _, err := stale.RecvBytes(0); return err }(),
+		"Close": stale.Close(),
+	} {
+		if err != ErrBadHandle {
+			t.Errorf("%s on a stale handle = %v, want ErrBadHandle", name, err)
+		}
+	}
+	if !stale.WaitReady(WaitMessage, 0) {
+		t.Error("a stale handle waits: it must say ready (the caller then gets ErrBadHandle)")
+	}
+	if err := cur.Send([]byte("y"), 0); err != nil || cur.Len() != 1 {
+		t.Fatalf("new channel: %v, %d queued (the stale handle must not have touched it)", err, cur.Len())
+	}
+}
+
 func TestReleaseDestroys(t *testing.T) {
 	hp := newShmHeap(t, testHeapSize, true)
 	c := mustCreate(t, hp, Options{Inline: 32, ChunkSlots: 2})
 	off := c.Offset()
-	other, err := Attach(hp, off)
+	other, err := Attach(hp, off, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -624,7 +667,7 @@ func TestReleaseDestroys(t *testing.T) {
 	if u, n := hp.Used(); u != 0 || n != 0 {
 		t.Fatalf("after destroy: %d bytes in %d blocks still allocated", u, n)
 	}
-	if _, err := Attach(hp, off); err != ErrBadHandle {
+	if _, err := Attach(hp, off, 0); err != ErrBadHandle {
 		t.Fatalf("Attach after destroy = %v", err)
 	}
 	if err := other.Send([]byte("x"), 0); err != ErrBadHandle {
@@ -674,12 +717,12 @@ func TestAttachBadHandles(t *testing.T) {
 	}
 	for _, tc := range tests {
 		for _, h := range []Heap{hp, noSize{hp}} {
-			if got, err := Attach(h, tc.off); err != ErrBadHandle || got != nil {
+			if got, err := Attach(h, tc.off, 0); err != ErrBadHandle || got != nil {
 				t.Errorf("%s (%T): Attach(%#x) = %v, %v", tc.name, h, tc.off, got, err)
 			}
 		}
 	}
-	if got, err := Attach(noSize{hp}, c.Offset()); err != nil || got.Cap() != 0 {
+	if got, err := Attach(noSize{hp}, c.Offset(), 0); err != nil || got.Cap() != 0 {
 		t.Fatalf("good handle: %v", err)
 	}
 }
@@ -688,7 +731,7 @@ func TestAttachSharesState(t *testing.T) {
 	hp := newShmHeap(t, testHeapSize, true)
 	a := mustCreate(t, hp, Options{Capacity: 5, Inline: 100})
 	defer a.Release()
-	b, err := Attach(hp, a.Offset())
+	b, err := Attach(hp, a.Offset(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -863,7 +906,7 @@ func TestLayout(t *testing.T) {
 		LayoutOffCount: 24, LayoutOffInline: 32, LayoutOffSlotSize: 36, LayoutOffChunkSlots: 40,
 		LayoutOffClosed: 44, LayoutOffNeSeq: 48, LayoutOffNeWaiters: 52, LayoutOffNfSeq: 56,
 		LayoutOffNfWaiters: 60, LayoutOffHead: 72, LayoutOffHeadIdx: 80, LayoutOffTail: 88,
-		LayoutOffTailIdx: 96, LayoutOffSpare: 104, LayoutMutexContended: 1 << 31,
+		LayoutOffTailIdx: 96, LayoutOffSpare: 104, LayoutMutexContended: 1 << 31, LayoutOffTag: 120,
 	}
 	if got := Layout(); got != want {
 		t.Fatalf("Layout() = %v, want %v (update pyext/fastpath.c too)", got, want)

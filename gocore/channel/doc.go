@@ -6,11 +6,13 @@
 //
 // # Handles
 //
-// A channel is named by the offset of its header in the heap (Offset);
-// Attach turns an offset into a handle in any process and answers
-// ErrBadHandle, never a crash, for garbage or a destroyed channel. Shared
-// memory holds offsets only, never pointers: processes map the heap at
-// different addresses.
+// A channel is named by the offset of its header in the heap (Offset) and
+// its tag (Options.Tag, stored in the header); Attach turns the two into a
+// handle in any process and answers ErrBadHandle, never a crash, for
+// garbage, a destroyed channel, or another channel made since at the same
+// offset (another tag). A handle whose header's tag changed fails likewise
+// (its operations check under the lock). Shared memory holds offsets only,
+// never pointers: processes map the heap at different addresses.
 //
 // # Layout
 //
@@ -36,7 +38,7 @@
 //	+96  tailIdx    uint64  next slot to write in tail
 //	+104 spare      uint64  one cached empty chunk, 0 = none
 //	+112 chunks     uint64  chunks owned (queue + spare)
-//	+120 reserved   uint64  0
+//	+120 tag        uint64  Options.Tag, for the channel's life
 //
 // Create zeroes the header, so every zero field means what it says:
 // unlocked, empty, open, no waiters, no chunk; the magic is stored last.

@@ -49,12 +49,19 @@ func TestRecvAfterLargeMessage(t *testing.T) {
 	if _, err := c.RecvBytes(0); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	if _, err := c.Recv(make([]byte, DefaultInline), 100*time.Microsecond); err != ErrEmpty {
-		t.Fatalf("Recv on an empty channel: %v, want ErrEmpty", err)
+	// The best of three: a loaded machine can hold a thread off the CPU for
+	// tens of ms once (54 ms seen with two test suites beside this one); a
+	// spin that ignores the timeout overruns every time.
+	best := time.Hour
+	for i := 0; i < 3; i++ {
+		start := time.Now()
+		if _, err := c.Recv(make([]byte, DefaultInline), 100*time.Microsecond); err != ErrEmpty {
+			t.Fatalf("Recv on an empty channel: %v, want ErrEmpty", err)
+		}
+		best = min(best, time.Since(start))
 	}
-	if el := time.Since(start); el > 50*time.Millisecond {
-		t.Errorf("a 100µs timeout took %v", el)
+	if best > 50*time.Millisecond {
+		t.Errorf("a 100µs timeout took %v (best of 3)", best)
 	}
 	if d := c.largeSpin(); d != largeSpinMax {
 		t.Fatalf("a wait cut short by its timeout forgot the stream: largeSpin = %v", d)

@@ -43,7 +43,7 @@ func (c *Channel) ready(mode WaitMode) bool {
 		return true
 	}
 	h := c.h
-	if atomic.LoadUint64(&h.magic) != magicLive || atomic.LoadUint32(&h.closed) != 0 {
+	if atomic.LoadUint64(&h.magic) != magicLive || h.tag != c.tag || atomic.LoadUint32(&h.closed) != 0 {
 		return true
 	}
 	return mode == WaitMessage && atomic.LoadUint64(&h.count) != 0

@@ -47,7 +47,7 @@ func runHelper(role string) int {
 		return fail("%v", err)
 	}
 	defer syscall.Munmap(hp.mem)
-	c, err := Attach(hp, envU64(helperChan))
+	c, err := Attach(hp, envU64(helperChan), 0)
 	if err != nil {
 		return fail("Attach: %v", err)
 	}

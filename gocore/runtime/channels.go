@@ -5,11 +5,14 @@ import "github.com/dragon-mp/dragon_mp/gocore/channel"
 // NewChannel creates a channel in the run's pool holding one reference.
 // capacity 0 means unbounded; inline 0 picks the default inline size.
 func (r *Runtime) NewChannel(capacity uint64, inline uint32) (Address, error) {
-	c, err := channel.Create(r.Pool, capacity, inline)
+	// The header's tag carries the address's generation, which tells this
+	// channel from the ones its memory holds before and after it.
+	gen := r.nextGen()
+	c, err := channel.CreateOptions(r.Pool, channel.Options{Capacity: capacity, Inline: inline, Tag: chanTag(gen)})
 	if err != nil {
 		return 0, err
 	}
-	a := MakeAddress(r.Node, c.Offset())
+	a := MakeAddress(r.Node, gen, c.Offset())
 	r.mu.Lock()
 	r.channels[a] = c
 	r.mu.Unlock()
@@ -31,7 +34,7 @@ func (r *Runtime) Channel(a Address) (*channel.Channel, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c, err = channel.Attach(r.Pool, off); err != nil {
+	if c, err = channel.Attach(r.Pool, off, chanTag(a.Gen())); err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
@@ -63,3 +66,8 @@ func (r *Runtime) ReleaseChannel(a Address) error {
 	_, err = c.Release()
 	return err
 }
+
+// chanTag is the header tag (channel.Options.Tag) of a channel made under
+// generation gen: a nonzero word, so that no channel made by this package
+// has the zero tag of a channel made without one.
+func chanTag(gen uint32) uint64 { return 1<<63 | uint64(gen) }

@@ -4,9 +4,10 @@
 // A run is one program's set of processes. Its head calls Create, which makes
 // the pool segment "dragon_mp.<id>.pool"; every other process of the run
 // calls Attach with the same id. Objects (channels, semaphores) are named by
-// an Address that holds the node index and the object's pool offset, so the
-// same value names the same object in every process and, once routed, on
-// every node.
+// an Address that holds the node index, the object's generation and its pool
+// offset, so the same value names the same object in every process and, once
+// routed, on every node, and never a later object at the same offset (see
+// Address).
 //
 // Sync objects (semaphores) sit behind a small header {magic, kind, refs}
 // that makes a stale or forged address an error instead of a crash, and

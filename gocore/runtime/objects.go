@@ -25,13 +25,24 @@ const objectMagic = 0x4f504d44 // "DMPO"
 var ErrBadObject = errors.New("runtime: invalid or destroyed object")
 
 // objectHeader precedes every sync object's payload in the pool.
+//
+// magic and gen form the header's first word, the object's tag: a C mirror
+// (pyext/fastpath.c) reads it on each operation, one 8-byte load, to know
+// that its handle still names this object (see Address).
 type objectHeader struct {
 	magic uint32 // objectMagic while alive, 0 once freed
+	gen   uint32 // the generation of the address it was made under
 	kind  uint32
-	refs  int32 // references held by Python objects in any process
-	_     uint32
+	refs  int32  // references held by Python objects in any process
 	size  uint64 // allocation size, for Free
 }
+
+// ObjectTag is the first header word of the live object named by a: what a
+// C mirror compares the word at ObjectTagOffset before its payload with.
+func ObjectTag(a Address) uint64 { return uint64(objectMagic) | uint64(a.Gen())<<32 }
+
+// ObjectTagOffset is how far before an object's payload its tag word is.
+const ObjectTagOffset = headerSize
 
 const headerSize = uint64(unsafe.Sizeof(objectHeader{}))
 
@@ -44,9 +55,10 @@ func (r *Runtime) newObject(kind uint32, payload uintptr) (Address, unsafe.Point
 	b := r.Pool.Bytes(off, size)
 	clear(b) // pool memory is not zeroed; zero values must be meaningful
 	h := (*objectHeader)(unsafe.Pointer(&b[0]))
-	h.kind, h.refs, h.size = kind, 1, size
+	gen := r.nextGen()
+	h.gen, h.kind, h.refs, h.size = gen, kind, 1, size
 	atomic.StoreUint32(&h.magic, objectMagic)
-	return MakeAddress(r.Node, off), unsafe.Add(unsafe.Pointer(&b[0]), headerSize), nil
+	return MakeAddress(r.Node, gen, off), unsafe.Add(unsafe.Pointer(&b[0]), headerSize), nil
 }
 
 // object validates a and returns its header and payload; kind 0 accepts any kind.
@@ -59,7 +71,7 @@ func (r *Runtime) object(a Address, kind uint32) (*objectHeader, unsafe.Pointer,
 		return nil, nil, ErrBadObject
 	}
 	h := (*objectHeader)(r.Pool.Pointer(off))
-	if atomic.LoadUint32(&h.magic) != objectMagic || (kind != 0 && h.kind != kind) {
+	if atomic.LoadUint32(&h.magic) != objectMagic || h.gen != a.Gen() || (kind != 0 && h.kind != kind) {
 		return nil, nil, ErrBadObject
 	}
 	return h, unsafe.Add(unsafe.Pointer(h), headerSize), nil

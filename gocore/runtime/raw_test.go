@@ -107,12 +107,12 @@ func TestRawKindChecked(t *testing.T) {
 	if _, err := r.Semaphore(a); !errors.Is(err, ErrBadObject) {
 		t.Fatalf("Semaphore accepted a raw object: %v", err)
 	}
-	for _, bad := range []Address{0, 64, 12345, MakeAddress(0, 1<<29), a + 32} {
+	for _, bad := range []Address{0, 64, 12345, MakeAddress(0, 0, 1<<29), a + 1, a ^ 1<<genShift} {
 		if _, _, err := r.Raw(bad); err == nil {
 			t.Errorf("Raw(%#x) accepted a bad address", uint64(bad))
 		}
 	}
-	if _, _, err := r.Raw(MakeAddress(2, a.Offset())); !errors.Is(err, ErrRemote) {
+	if _, _, err := r.Raw(MakeAddress(2, a.Gen(), a.Offset())); !errors.Is(err, ErrRemote) {
 		t.Errorf("Raw on another node: %v", err)
 	}
 }

@@ -26,6 +26,7 @@ const (
 	wordNode      // the node index of the run's pool (0 on one node)
 	wordLostMarks // pool offset of the lost-node marks (0: none; see nodes.go)
 	wordLedgers   // pool offset of the ledger directory (0: none yet; see ledger.go)
+	wordGen       // objects made so far: their generations (see Address)
 )
 
 var (
@@ -71,6 +72,10 @@ func CreateNode(id string, node uint16, reserve uint64) (*Runtime, error) {
 	}
 	if reserve == 0 {
 		reserve = pool.DefaultReserve
+	}
+	if reserve > MaxOffset/2 { // the segment is twice the reservation
+		return nil, fmt.Errorf("runtime: a pool reservation of %d bytes is above the %d that addresses can name",
+			reserve, uint64(MaxOffset/2))
 	}
 	p, err := pool.Create(SegmentName(id, "pool"), reserve)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/dragon-mp/dragon_mp/gocore/channel"
@@ -11,7 +12,7 @@ import (
 
 func newTestRun(t *testing.T) *Runtime {
 	t.Helper()
-	r, err := Create(fmt.Sprintf("rtest-%d-%s", os.Getpid(), t.Name()), 1<<30)
+	r, err := Create(fmt.Sprintf("rtest-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-")), 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,13 +23,94 @@ func newTestRun(t *testing.T) *Runtime {
 func TestAddressRoundTrip(t *testing.T) {
 	tests := []struct {
 		node uint16
+		gen  uint32
 		off  uint64
-	}{{0, 64}, {1, 1 << 40}, {65535, 1<<48 - 64}}
+	}{{0, 0, 64}, {1, 1, 1 << 40}, {65535, 4095, MaxOffset - 64}, {7, 4096 + 5, 4096}}
 	for _, tc := range tests {
-		a := MakeAddress(tc.node, tc.off)
-		if a.Node() != tc.node || a.Offset() != tc.off {
-			t.Errorf("MakeAddress(%d, %#x) = %#x: node %d off %#x", tc.node, tc.off, uint64(a), a.Node(), a.Offset())
+		a := MakeAddress(tc.node, tc.gen, tc.off)
+		if a.Node() != tc.node || a.Gen() != tc.gen%4096 || a.Offset() != tc.off {
+			t.Errorf("MakeAddress(%d, %d, %#x) = %#x: node %d gen %d off %#x",
+				tc.node, tc.gen, tc.off, uint64(a), a.Node(), a.Gen(), a.Offset())
 		}
+	}
+}
+
+// A handle kept past its object's end (an over-release) must fail, not reach
+// the object made next at the same offset.
+func TestStaleAddressesFail(t *testing.T) {
+	tests := []struct {
+		name  string
+		make  func(r *Runtime) (Address, error)
+		use   func(r *Runtime, a Address) error
+		free  func(r *Runtime, a Address) error
+		stale error
+	}{
+		{"semaphore", func(r *Runtime) (Address, error) { return r.NewSemaphore(1, 1) },
+			func(r *Runtime, a Address) error { _, err := r.Semaphore(a); return err },
+			(*Runtime).ReleaseObject, ErrBadObject},
+		{"raw", func(r *Runtime) (Address, error) { return r.NewRaw(64) },
+			func(r *Runtime, a Address) error { _, _, err := r.Raw(a); return err },
+			(*Runtime).ReleaseObject, ErrBadObject},
+		{"channel", func(r *Runtime) (Address, error) { return r.NewChannel(0, 0) },
+			func(r *Runtime, a Address) error {
+				c, err := r.Channel(a)
+				if err != nil {
+					return err
+				}
+				return c.Send([]byte("x"), 0)
+			},
+			(*Runtime).ReleaseChannel, channel.ErrBadHandle},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTestRun(t)
+			old, err := tc.make(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.use(r, old); err != nil {
+				t.Fatalf("live object: %v", err)
+			}
+			// Another process uses it too, and keeps its handle (a channel's is cached).
+			other, err := Attach(r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+			if err := tc.use(other, old); err != nil {
+				t.Fatalf("live object, other process: %v", err)
+			}
+			if err := tc.free(r, old); err != nil {
+				t.Fatal(err)
+			}
+			// The memory is reused by a new object of the same kind.
+			cur, err := tc.make(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cur.Offset() != old.Offset() || cur == old {
+				t.Fatalf("new object at %#x (gen %d), old at %#x (gen %d): not a reuse",
+					cur.Offset(), cur.Gen(), old.Offset(), old.Gen())
+			}
+			if err := tc.use(r, old); !errors.Is(err, tc.stale) {
+				t.Errorf("stale handle: %v, want %v", err, tc.stale)
+			}
+			if err := tc.use(r, cur); err != nil {
+				t.Errorf("new object: %v", err)
+			}
+			if err := tc.use(other, old); !errors.Is(err, tc.stale) {
+				t.Errorf("stale handle, other process: %v, want %v", err, tc.stale)
+			}
+			// A process that never saw the old object, by the stale address.
+			fresh, err := Attach(r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fresh.Close()
+			if err := tc.use(fresh, old); !errors.Is(err, tc.stale) {
+				t.Errorf("stale handle, fresh attach: %v, want %v", err, tc.stale)
+			}
+		})
 	}
 }
 
@@ -63,7 +145,7 @@ func TestSemaphoreObjectLifecycle(t *testing.T) {
 
 func TestBadAddresses(t *testing.T) {
 	r := newTestRun(t)
-	for _, a := range []Address{0, 64, 12345, MakeAddress(0, 1<<29), MakeAddress(3, 4096)} {
+	for _, a := range []Address{0, 64, 12345, MakeAddress(0, 0, 1<<29), MakeAddress(3, 0, 4096)} {
 		if _, err := r.Semaphore(a); err == nil {
 			t.Errorf("Semaphore(%#x) accepted a bad address", uint64(a))
 		}
