@@ -124,7 +124,7 @@ def _attach(runid):
 def _create(runid=None, node=0):
     global _run
     runid = runid or new_runid()
-    reserve = int(os.environ.get('DRAGON_MP_POOL_RESERVE', 0))
+    reserve = _reserve_setting()
     gocore = _core.gocore()
     if not reserve:
         reserve = _default_reserve()
@@ -154,6 +154,23 @@ def _create(runid=None, node=0):
 
 DEFAULT_RESERVE = 64 << 30      # gocore/pool.DefaultReserve
 MIN_RESERVE = 16 << 20
+MAX_RESERVE = 2 << 40           # gocore/runtime.MaxOffset / 2: what addresses can name
+
+
+def _reserve_setting():
+    """DRAGON_MP_POOL_RESERVE in bytes (0 or unset: the default); ValueError
+    naming it when it is not a reservation the pool can have."""
+    text = os.environ.get('DRAGON_MP_POOL_RESERVE', '').strip()
+    if not text:
+        return 0
+    try:
+        reserve = int(text)
+    except ValueError:
+        reserve = -1
+    if reserve != 0 and not 1 << 20 <= reserve <= MAX_RESERVE:
+        raise ValueError(f'DRAGON_MP_POOL_RESERVE={text!r}: the pool reservation is a size in bytes '
+                         f'from {1 << 20} (1 MiB) to {MAX_RESERVE} (2 TiB), or 0 for the default')
+    return reserve
 
 
 def _default_reserve():

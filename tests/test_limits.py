@@ -79,6 +79,24 @@ def test_a_reservation_too_large_for_the_limit_names_the_setting(tmp_path):
     assert r.stdout.startswith('OSError') and 'DRAGON_MP_POOL_RESERVE' in r.stdout, r.stdout
 
 
+@pytest.mark.parametrize('value', ['64G', '-1', str(1 << 19), str(4 << 40)])
+def test_a_bad_reservation_setting_is_a_value_error(tmp_path, value):
+    prog = tmp_path / 'bad.py'
+    prog.write_text(textwrap.dedent("""
+        import dragon_mp as mp
+        try:
+            mp.Queue()
+        except ValueError as e:
+            print('ValueError', e)
+    """))
+    env = clean_env(DRAGON_MP_POOL_RESERVE=value)
+    env['PYTHONPATH'] = ROOT
+    r = subprocess.run([sys.executable, str(prog)], capture_output=True, text=True, timeout=120,
+                       cwd=str(tmp_path), env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.startswith('ValueError') and 'DRAGON_MP_POOL_RESERVE' in r.stdout, r.stdout
+
+
 # A container's /dev/shm: Docker gives 64 MB. A program that cycles bursts
 # of large messages through it keeps working, and between bursts the memory
 # goes back to the filesystem for others (gocore/pool/scavenge.go).
