@@ -112,20 +112,30 @@ func dmp_event_is_set(addr C.uint64_t) (rc int64) {
 // to the channel and the run lives.
 //
 //export dmp_chan_ptr
-func dmp_chan_ptr(addr C.uint64_t) (p C.uint64_t) {
+func dmp_chan_ptr(addr C.uint64_t) C.uint64_t {
+	if c := liveLocalChannel(addr); c != nil {
+		return C.uint64_t(uintptr(c.Header()))
+	}
+	return 0
+}
+
+// liveLocalChannel is this process's handle on the live channel at addr of
+// this node, nil for anything else (another node's, not a channel, a stale
+// handle, no run, or a panic on a bad address).
+func liveLocalChannel(addr C.uint64_t) (c *channel.Channel) {
 	defer func() {
 		if recover() != nil {
-			p = 0
+			c = nil
 		}
 	}()
 	if addr == 0 || isRemote(int64(addr)) {
-		return 0
+		return nil
 	}
 	c, err := channelAt(int64(addr))
-	if err != nil {
-		return 0
+	if err != nil || c.Header() == nil {
+		return nil
 	}
-	return C.uint64_t(uintptr(c.Header()))
+	return c
 }
 
 // dmp_chan_tag: the tag (channel.Options.Tag) of this process's handle on the
@@ -135,20 +145,11 @@ func dmp_chan_ptr(addr C.uint64_t) (p C.uint64_t) {
 // operation goes through Go, which raises.
 //
 //export dmp_chan_tag
-func dmp_chan_tag(addr C.uint64_t) (t C.uint64_t) {
-	defer func() {
-		if recover() != nil {
-			t = 0
-		}
-	}()
-	if addr == 0 || isRemote(int64(addr)) {
-		return 0
+func dmp_chan_tag(addr C.uint64_t) C.uint64_t {
+	if c := liveLocalChannel(addr); c != nil {
+		return C.uint64_t(c.Tag())
 	}
-	c, err := channelAt(int64(addr))
-	if err != nil || c.Header() == nil {
-		return 0
-	}
-	return C.uint64_t(c.Tag())
+	return 0
 }
 
 // dmp_object_tag: the tag word (runtime.ObjectTag) of the live sync or raw
