@@ -6,7 +6,9 @@ refers to one holds one reference, counted in shared memory: creating or
 unpickling takes one, garbage collection drops it, and the last drop frees the
 memory. Pickling takes a reference on behalf of the receiver (the sender may
 drop its own before the receiver attaches); a pickle that is never loaded
-leaks that object until the run ends, never longer.
+leaks that object until the run ends, never longer. Each reference a process
+holds is recorded in its ledger (gocore/ledger), so that when the process is
+killed the run's head drops its references for it.
 """
 
 import time
@@ -68,6 +70,9 @@ class SharedObject:
         self._gen = _runtime.generation()
         self._finalizer = weakref.finalize(self if anchor is None else anchor,
                                            _drop, self._drop_fn, addr, self._gen)
+        # Recorded in this process's ledger: if it is killed, the run's head
+        # drops the reference for it (pyext/refs.go).
+        _core.gocore().RefAdopt(addr, self._drop_fn == 'ChannelRelease')
 
     def _setup(self, addr):
         """Take over one counted reference to addr (subclasses bind more)."""
@@ -94,6 +99,8 @@ def _drop(fn_name, addr, gen):
     # A reference of an ended run points at memory that no longer exists.
     if _runtime.alive(gen):
         try:
-            _core.call(getattr(_core.gocore(), fn_name), addr)
+            go = _core.gocore()
+            go.RefForget(addr)      # first: killed in between, it leaks instead of dropping twice
+            _core.call(getattr(go, fn_name), addr)
         except Exception:
             pass

@@ -12,9 +12,9 @@ import (
 )
 
 // Blocks this process holds outside any channel (a large message it is
-// filling, or one it took and has not freed) are recorded in its ledger
-// (gocore/ledger), so that when it is killed the run's head gives them back
-// (tendPool). held maps each such block to its ledger entry. A process
+// filling, or one it took and has not freed), and the references it holds
+// (refs.go), are recorded in its ledger (gocore/ledger), so that when it is
+// killed the run's head gives them back (tendPool). held maps each such block to its ledger entry. A process
 // may take part in several runs one after the other (each run its own
 // pool): held belongs to run r and is dropped when r ends (forgetRun).
 var held struct {
@@ -22,30 +22,46 @@ var held struct {
 	r      *runtime.Runtime
 	ledger *ledger.Ledger // r's ledger for this process; nil: none (directory full)
 	byOff  map[uint64]*ledger.Entry
+	refs   map[uint64][]*ledger.Entry // references held, by address (refs.go)
 }
 
-// reserveEntry returns a ledger entry for a block about to be taken (nil
-// when there is none: the block then goes unrecorded).
-func reserveEntry(r *runtime.Runtime) *ledger.Entry {
-	held.mu.Lock()
+// ledgerLocked returns this process's ledger of run r, registering it on
+// first use. Called with held.mu held.
+func ledgerLocked(r *runtime.Runtime) *ledger.Ledger {
 	if held.r != r {
-		held.r, held.ledger, held.byOff = r, nil, make(map[uint64]*ledger.Entry)
+		held.r, held.ledger = r, nil
+		held.byOff, held.refs = make(map[uint64]*ledger.Entry), make(map[uint64][]*ledger.Entry)
 		if d, err := r.Ledgers(); err == nil {
 			if start, err := proc.StartTime(os.Getpid()); err == nil {
 				held.ledger, _ = d.Register(os.Getpid(), start)
 			}
 		}
 	}
-	l := held.ledger
+	return held.ledger
+}
+
+// reserveEntry returns a ledger entry for a block about to be taken (nil
+// when there is none: the block then goes unrecorded).
+func reserveEntry(r *runtime.Runtime) *ledger.Entry {
+	held.mu.Lock()
+	l := ledgerLocked(r)
 	held.mu.Unlock()
 	return l.Reserve()
+}
+
+// reserveRefEntry returns a ledger entry for a reference (nil: none left).
+func reserveRefEntry(r *runtime.Runtime) *ledger.Entry {
+	held.mu.Lock()
+	l := ledgerLocked(r)
+	held.mu.Unlock()
+	return l.ReserveRef()
 }
 
 // forgetRun drops what held knows of the run that is ending (its pool is
 // about to be unmapped).
 func forgetRun() {
 	held.mu.Lock()
-	held.r, held.ledger, held.byOff = nil, nil, nil
+	held.r, held.ledger, held.byOff, held.refs = nil, nil, nil, nil
 	held.mu.Unlock()
 }
 
@@ -111,13 +127,14 @@ const (
 )
 
 // tendPool, every reapInterval until stop is closed, gives back the blocks
-// recorded by the run's processes that have died, and gives the pages of
-// long-free blocks back to the kernel (the head runs it).
+// and references recorded by the run's processes that have died, and gives
+// the pages of long-free blocks back to the kernel (the head runs it).
 func tendPool(r *runtime.Runtime, stop <-chan struct{}) {
 	d, err := r.Ledgers()
 	if err != nil {
 		return
 	}
+	release := releaseRef(r)
 	t := time.NewTicker(reapInterval)
 	defer t.Stop()
 	for {
@@ -125,7 +142,7 @@ func tendPool(r *runtime.Runtime, stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-t.C:
-			d.Reap(proc.Alive)
+			d.Reap(proc.Alive, release)
 			age := uint64(scavengeAge)
 			if r.Pool.Tight() {
 				age = scavengeAgeTight

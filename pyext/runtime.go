@@ -127,6 +127,7 @@ func RuntimeStats() (s string, err error) {
 	if d, err := r.Ledgers(); err == nil {
 		// blocks processes hold outside channels (gocore/ledger)
 		stats["ledgers"], stats["held_blocks"], stats["held_bytes"] = d.Stats()
+		stats["held_refs"] = d.Refs()
 	}
 	b, _ := json.Marshal(stats)
 	return string(b), nil

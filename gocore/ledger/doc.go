@@ -1,5 +1,6 @@
 // Package ledger records the pool blocks each process of a run holds outside
-// any channel, so that the blocks of a process that died are given back.
+// any channel, and the references it holds to the run's objects, so that
+// what a process that died held is given back.
 //
 // A large message lives in a pool block. While it is in a channel, the
 // channel owns it (destroying the channel frees it). Before that, while its
@@ -8,6 +9,13 @@
 // allocated until the run ends (a 64 MiB message takes a 128 MiB block). The
 // ledger is where a process writes down such blocks, and where a survivor
 // finds them.
+//
+// References. A channel or a lock lives until the last of its counted
+// references is dropped; every handle a process holds is one (see
+// dragon_mp/_shared.py). A process killed with handles in hand never drops
+// them, and its channels (64 KiB and more each) would stay until the run
+// ends. So a process records each reference it adopts, and the reaper
+// releases those of a dead process.
 //
 // # Contract
 //
@@ -29,10 +37,18 @@
 //     lock boundary a block is in exactly one place, a channel or a ledger.
 //     The process frees a block after Clear, never before: a block freed
 //     while still recorded could be reallocated and then freed again.
-//   - Directory.Reap(alive) frees every block recorded by every registered
-//     process that alive reports dead, then its ledger, and empties its slot.
-//     Any number of processes may reap at once: a slot is claimed by a CAS
-//     of its pid word.
+//   - Ledger.ReserveRef returns a free entry for a reference (nil when
+//     MaxRefs entries already hold references: the other Entries-MaxRefs
+//     stay for blocks). Entry.HoldRef(addr, kind) records a reference to the
+//     object at addr, of kind RefChannel or RefObject; Entry.Clear forgets it.
+//     A process clears the record before it drops the reference, never after:
+//     killed in between, the reference leaks (as before this record existed)
+//     instead of being released twice.
+//   - Directory.Reap(alive, release) frees every block recorded by every
+//     registered process that alive reports dead, calls release(addr, kind)
+//     for every reference it recorded, then frees its ledger and empties its
+//     slot. Any number of processes may reap at once: a slot is claimed by a
+//     CAS of its pid word.
 //
 // # Limits
 //
@@ -45,10 +61,12 @@
 // # Layout (in the pool)
 //
 //	directory: Slots x {pid u64 (high bit: being reaped), start u64, ledger u64, pad u64}
-//	ledger:    Entries x {off u64, len u64}; len == reserved: reserved, no block yet
+//	ledger:    Entries x {off u64, len u64}; len == reserved: reserved, no block yet;
+//	           len == 1<<62 | kind: a reference to the object at address off
 //
 // # Lock order
 //
 // None of its own: every step is an atomic on a word; Register and Reap call
-// the pool's Alloc/Free (a leaf lock).
+// the pool's Alloc/Free (a leaf lock). Reap calls release with no lock of its
+// own held (release takes the object's lock).
 package ledger

@@ -11,8 +11,10 @@ import (
 const (
 	// Slots is the number of processes a run's directory can name at once.
 	Slots = 8192
-	// Entries is the number of blocks a process can record at once.
+	// Entries is the number of blocks and references a process can record at once.
 	Entries = 256
+	// MaxRefs is how many of them may be references: the rest stay for blocks.
+	MaxRefs = Entries - 64
 
 	slotBytes  = 32
 	entryBytes = 16
@@ -21,7 +23,21 @@ const (
 
 	reaping  = uint64(1) << 63 // pid word: a reaper has claimed the slot
 	reserved = ^uint64(0)      // entry len: reserved, no block recorded yet
+	refMark  = uint64(1) << 62 // entry len: refMark|kind records a reference, not a block
 )
+
+// Kinds of reference a ledger records (what releases it).
+const (
+	RefChannel = 1 // a gocore/channel channel
+	RefObject  = 2 // any other counted object (sync objects, raw arrays, pipes)
+)
+
+// Reaped counts what Reap gave back.
+type Reaped struct {
+	Blocks int    // blocks freed
+	Bytes  uint64 // their sizes
+	Refs   int    // references released
+}
 
 // ErrFull is returned by Register when every slot of the directory is taken.
 var ErrFull = errors.New("ledger: directory full")
@@ -85,11 +101,11 @@ func (d *Directory) entries(off uint64) *[Entries]entry {
 	return (*[Entries]entry)(unsafe.Pointer(unsafe.SliceData(d.p.Bytes(off, ledgerSize))))
 }
 
-// Reap frees the recorded blocks, the ledger and the slot of every
+// Reap frees the recorded blocks, releases the recorded references (with
+// release(addr, kind)), and frees the ledger and the slot of every
 // registered process for which alive(pid, start) is false; start is 0 for a
-// process that died while registering. It returns the number of blocks and
-// bytes freed.
-func (d *Directory) Reap(alive func(pid int, start uint64) bool) (blocks int, bytes uint64) {
+// process that died while registering.
+func (d *Directory) Reap(alive func(pid int, start uint64) bool, release func(addr uint64, kind int)) (r Reaped) {
 	for i := range d.slots {
 		s := &d.slots[i]
 		pid := atomic.LoadUint64(&s.pid)
@@ -108,9 +124,16 @@ func (d *Directory) Reap(alive func(pid int, start uint64) bool) (blocks int, by
 					continue
 				}
 				n := atomic.LoadUint64(&e.n)
+				if n != reserved && n&refMark != 0 {
+					if release != nil {
+						release(b, int(n&^refMark))
+						r.Refs++
+					}
+					continue
+				}
 				if d.p.Free(b, n) == nil {
-					blocks++
-					bytes += n
+					r.Blocks++
+					r.Bytes += n
 				}
 			}
 			d.p.Free(off, ledgerSize)
@@ -119,11 +142,11 @@ func (d *Directory) Reap(alive func(pid int, start uint64) bool) (blocks int, by
 		atomic.StoreUint64(&s.start, 0)
 		atomic.StoreUint64(&s.pid, 0)
 	}
-	return blocks, bytes
+	return r
 }
 
 // Stats returns how many processes are registered and the blocks and bytes
-// their ledgers record.
+// their ledgers record (references are not counted).
 func (d *Directory) Stats() (processes, blocks int, bytes uint64) {
 	for i := range d.slots {
 		s := &d.slots[i]
@@ -134,9 +157,10 @@ func (d *Directory) Stats() (processes, blocks int, bytes uint64) {
 		if off := atomic.LoadUint64(&s.ledger); off != 0 {
 			es := d.entries(off)
 			for j := range es {
-				if b := atomic.LoadUint64(&es[j].off); b != 0 {
+				b, n := atomic.LoadUint64(&es[j].off), atomic.LoadUint64(&es[j].n)
+				if b != 0 && n&refMark == 0 {
 					blocks++
-					bytes += atomic.LoadUint64(&es[j].n)
+					bytes += n
 				}
 			}
 		}
@@ -144,16 +168,32 @@ func (d *Directory) Stats() (processes, blocks int, bytes uint64) {
 	return processes, blocks, bytes
 }
 
+// Refs returns how many references the registered processes' ledgers record.
+func (d *Directory) Refs() (refs int) {
+	for i := range d.slots {
+		s := &d.slots[i]
+		if atomic.LoadUint64(&s.pid) == 0 {
+			continue
+		}
+		if off := atomic.LoadUint64(&s.ledger); off != 0 {
+			refs += (&Ledger{entries: d.entries(off)}).Refs()
+		}
+	}
+	return refs
+}
+
 // Ledger is one process's record of the blocks it holds. Its methods are
 // safe for concurrent use by the process's threads.
 type Ledger struct {
 	entries *[Entries]entry
 	hint    atomic.Uint32 // where the next Reserve starts looking
+	refs    atomic.Int32  // entries reserved for references
 }
 
 // Entry is one record of a Ledger.
 type Entry struct {
-	e *entry
+	e   *entry
+	ref *Ledger // set when the entry was reserved for a reference
 }
 
 // Reserve returns a free entry, reserved for this caller, or nil when all
@@ -174,11 +214,43 @@ func (l *Ledger) Reserve() *Entry {
 	return nil
 }
 
+// ReserveRef returns a free entry for a reference, or nil when MaxRefs
+// entries already hold references (the rest stay for blocks), all are in
+// use, or l is nil.
+func (l *Ledger) ReserveRef() *Entry {
+	if l == nil {
+		return nil
+	}
+	if l.refs.Add(1) > MaxRefs {
+		l.refs.Add(-1)
+		return nil
+	}
+	e := l.Reserve()
+	if e == nil {
+		l.refs.Add(-1)
+		return nil
+	}
+	e.ref = l
+	return e
+}
+
 // Held returns how many blocks l records (for tests and stats).
 func (l *Ledger) Held() int {
 	n := 0
 	for i := range l.entries {
-		if atomic.LoadUint64(&l.entries[i].off) != 0 {
+		if atomic.LoadUint64(&l.entries[i].off) != 0 && atomic.LoadUint64(&l.entries[i].n)&refMark == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// Refs returns how many references l records (for tests and stats).
+func (l *Ledger) Refs() int {
+	n := 0
+	for i := range l.entries {
+		e := &l.entries[i]
+		if atomic.LoadUint64(&e.off) != 0 && atomic.LoadUint64(&e.n)&refMark != 0 {
 			n++
 		}
 	}
@@ -194,14 +266,30 @@ func (e *Entry) Hold(off, n uint64) {
 	atomic.StoreUint64(&e.e.off, off)
 }
 
-// Clear forgets the entry's block (this process no longer owns it) and
-// frees the entry. Free the block only after Clear.
+// HoldRef records a reference of the given kind to the object at addr (a
+// runtime address, never 0) in an entry from ReserveRef. A nil Entry does
+// nothing.
+func (e *Entry) HoldRef(addr uint64, kind int) {
+	if e == nil {
+		return
+	}
+	atomic.StoreUint64(&e.e.n, refMark|uint64(kind))
+	atomic.StoreUint64(&e.e.off, addr)
+}
+
+// Clear forgets the entry's block or reference (this process no longer
+// owns it) and frees the entry. Free the block, or release the reference,
+// only after Clear.
 func (e *Entry) Clear() {
 	if e == nil {
 		return
 	}
 	atomic.StoreUint64(&e.e.off, 0)
 	atomic.StoreUint64(&e.e.n, 0)
+	if e.ref != nil {
+		e.ref.refs.Add(-1)
+		e.ref = nil
+	}
 }
 
 // Unreserve frees an entry that holds no block.

@@ -3,6 +3,7 @@ package ledger
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -37,40 +38,61 @@ func TestReapFreesWhatTheDeadHeld(t *testing.T) {
 	base := inUse(p)
 	dead := map[int]bool{}
 	alive := func(pid int, start uint64) bool { return !dead[pid] }
+	var released []uint64 // addr<<2 | kind of each reference the reaper released
+	release := func(addr uint64, kind int) { released = append(released, addr<<2|uint64(kind)) }
 
 	tests := []struct {
 		name  string
 		steps func(l *Ledger) // what the process does before it dies
 		freed int             // blocks the reaper must give back
+		refs  []uint64        // references it must release (addr<<2 | kind)
 	}{
 		{"holds two blocks", func(l *Ledger) {
 			for _, n := range []uint64{1 << 20, 100} {
 				off, _ := p.Alloc(n)
 				l.Reserve().Hold(off, n)
 			}
-		}, 2},
+		}, 2, nil},
 		{"held then cleared and freed", func(l *Ledger) {
 			off, _ := p.Alloc(4096)
 			e := l.Reserve()
 			e.Hold(off, 4096)
 			e.Clear()
 			p.Free(off, 4096)
-		}, 0},
-		{"reserved, never held", func(l *Ledger) { l.Reserve() }, 0},
+		}, 0, nil},
+		{"reserved, never held", func(l *Ledger) { l.Reserve(); l.ReserveRef() }, 0, nil},
 		{"recorded by the pool as it allocates", func(l *Ledger) {
 			e := l.Reserve()
 			off, err := p.AllocHeld(3<<20, e)
 			if err != nil || l.Held() != 1 {
 				t.Fatalf("AllocHeld: off %d err %v held %d", off, err, l.Held())
 			}
-		}, 1},
+		}, 1, nil},
 		{"handed to a channel (cleared, not freed)", func(l *Ledger) {
 			off, _ := p.Alloc(8192)
 			e := l.Reserve()
 			e.Hold(off, 8192)
 			e.Clear()
 			t.Cleanup(func() { p.Free(off, 8192) }) // the "channel" frees it
-		}, 0},
+		}, 0, nil},
+		{"holds references to a channel and an object", func(l *Ledger) {
+			l.ReserveRef().HoldRef(0x40, RefChannel)
+			l.ReserveRef().HoldRef(0x40, RefChannel) // two handles, two references
+			l.ReserveRef().HoldRef(1<<48|0x80, RefObject)
+		}, 0, []uint64{0x40<<2 | RefChannel, 0x40<<2 | RefChannel, (1<<48|0x80)<<2 | RefObject}},
+		{"a reference dropped by the process itself", func(l *Ledger) {
+			e := l.ReserveRef()
+			e.HoldRef(0x100, RefChannel)
+			e.Clear()
+		}, 0, nil},
+		{"a block and a reference", func(l *Ledger) {
+			off, _ := p.Alloc(4096)
+			l.Reserve().Hold(off, 4096)
+			l.ReserveRef().HoldRef(0x200, RefObject)
+			if l.Held() != 1 || l.Refs() != 1 {
+				t.Fatalf("held %d refs %d, want 1 and 1", l.Held(), l.Refs())
+			}
+		}, 1, []uint64{0x200<<2 | RefObject}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,15 +102,23 @@ func TestReapFreesWhatTheDeadHeld(t *testing.T) {
 				t.Fatal(err)
 			}
 			tt.steps(l)
-			if blocks, _ := d.Reap(alive); blocks != 0 {
-				t.Fatalf("reaped %d blocks of a live process", blocks)
+			released = nil
+			if r := d.Reap(alive, release); r.Blocks != 0 || r.Refs != 0 || released != nil || d.Refs() < len(tt.refs) {
+				t.Fatalf("reaped %+v of a live process", r)
 			}
 			dead[pid] = true
-			if blocks, _ := d.Reap(alive); blocks != tt.freed {
-				t.Fatalf("reaped %d blocks, want %d", blocks, tt.freed)
+			r := d.Reap(alive, release)
+			if r.Blocks != tt.freed || r.Refs != len(tt.refs) {
+				t.Fatalf("reaped %+v, want %d blocks and %d references", r, tt.freed, len(tt.refs))
 			}
-			if blocks, _ := d.Reap(alive); blocks != 0 {
-				t.Fatalf("second reap freed %d more", blocks)
+			slices.Sort(released)
+			want := slices.Clone(tt.refs)
+			slices.Sort(want)
+			if !slices.Equal(released, want) {
+				t.Fatalf("released %x, want %x", released, want)
+			}
+			if r := d.Reap(alive, release); r.Blocks != 0 || r.Refs != 0 {
+				t.Fatalf("second reap gave back %+v more", r)
 			}
 		})
 	}
@@ -149,6 +179,45 @@ func TestReserveAllThenFull(t *testing.T) {
 	}
 	var nilLedger *Ledger
 	nilLedger.Reserve().Hold(1, 2) // a process without a ledger: no-ops
+	nilLedger.ReserveRef().HoldRef(1, RefChannel)
+}
+
+// References may take MaxRefs entries, never the ones kept for blocks;
+// clearing one makes room for the next.
+func TestReferencesLeaveRoomForBlocks(t *testing.T) {
+	p, word := newPool(t)
+	d, _ := Open(p, word)
+	l, err := d.Register(6, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs []*Entry
+	for i := 0; i < MaxRefs; i++ {
+		e := l.ReserveRef()
+		if e == nil {
+			t.Fatalf("reference %d: nil", i)
+		}
+		e.HoldRef(uint64(64*(i+1)), RefObject)
+		refs = append(refs, e)
+	}
+	if l.ReserveRef() != nil {
+		t.Fatal("a reference took an entry kept for blocks")
+	}
+	for i := 0; i < Entries-MaxRefs; i++ {
+		if l.Reserve() == nil {
+			t.Fatalf("block entry %d: nil with MaxRefs references recorded", i)
+		}
+	}
+	refs[3].Clear()
+	if l.Refs() != MaxRefs-1 {
+		t.Fatalf("refs %d after one cleared, want %d", l.Refs(), MaxRefs-1)
+	}
+	if l.ReserveRef() == nil { // the cleared entry is free again
+		t.Fatal("a cleared reference's entry is not reused")
+	}
+	if l.ReserveRef() != nil || l.Reserve() != nil {
+		t.Fatal("reserved past Entries")
+	}
 }
 
 func TestConcurrentHoldAndReap(t *testing.T) {
@@ -186,12 +255,12 @@ func TestConcurrentHoldAndReap(t *testing.T) {
 				mu.Lock()
 				dead[pid] = true
 				mu.Unlock()
-				d.Reap(alive)
+				d.Reap(alive, nil)
 			}
 		}()
 	}
 	wg.Wait()
-	d.Reap(alive)
+	d.Reap(alive, nil)
 	if got := inUse(p); got != base {
 		t.Fatalf("in use %d after every process was reaped, want %d", got, base)
 	}
@@ -208,7 +277,7 @@ func TestRegisterFull(t *testing.T) {
 	if _, err := d.Register(Slots+1, 1); err != ErrFull {
 		t.Fatalf("err %v, want ErrFull", err)
 	}
-	if blocks, _ := d.Reap(func(int, uint64) bool { return false }); blocks != 0 {
+	if r := d.Reap(func(int, uint64) bool { return false }, nil); r.Blocks != 0 {
 		t.Fatal("empty ledgers freed blocks")
 	}
 	if _, err := d.Register(1, 1); err != nil {
