@@ -104,12 +104,12 @@ func dmp_event_is_set(addr C.uint64_t) (rc int64) {
 }
 
 // dmp_chan_ptr: the address of the channel header at addr in this process's
-// mapping of the pool, for dragon_mp._fastpath.Chan (and its send/recv), which runs the
-// uncontended send and receive of an inline message on it itself (KEEP IN
-// SYNC with gocore/channel/channel.go; see channel.Layout). 0 when addr is
-// another node's (every operation then goes through Go and the agent), not a
-// live channel, or there is no run. Valid while the caller holds a reference
-// to the channel and the run lives.
+// mapping of the pool, for dragon_mp._fastpath.Chan (and its send/recv), which
+// runs the uncontended send and receive of an inline message on it itself
+// (KEEP IN SYNC with gocore/channel: channel.go, chunks.go, send.go, recv.go;
+// see channel.Layout). 0 when addr is another node's (every operation then
+// goes through Go and the agent), not a live channel, or there is no run.
+// Valid while the caller holds a reference to the channel and the run lives.
 //
 //export dmp_chan_ptr
 func dmp_chan_ptr(addr C.uint64_t) C.uint64_t {

@@ -67,8 +67,9 @@ var le = binary.LittleEndian
 // KEEP IN SYNC with pyext/fastpath.c: its Chan methods run the uncontended
 // send and receive of an inline message on this header themselves (no call
 // into Go), touching every field marked "C:" below with the same protocol as
-// putLocked/takeLocked/send/recv here (shmsync.Mutex's CAS and unlock, the
-// spare chunk, the sequence words and waiter counts). C checks the offsets
+// putLocked/takeLocked (chunks.go), send (send.go) and recv (recv.go)
+// (shmsync.Mutex's CAS and unlock, the spare chunk, the sequence words and
+// waiter counts). C checks the offsets
 // and constants of Layout at startup and goes through Go for everything when
 // they differ; changing a field's meaning (not just its place) needs the C
 // side changed too.
