@@ -90,8 +90,18 @@ TOOLS = ("github.com/go-python/gopy", "golang.org/x/tools/cmd/goimports")
 # C sources of the CPython extension dragon_mp._fastpath (built by setup.py), relative to ROOT; they sit in
 # the Go package's directory and must be hidden from cgo (see the docstring).
 FASTPATH_SOURCES = ("pyext/fastpath.c",)
-# Files fastpath.c #includes (compiled with it, hidden from cgo likewise).
-FASTPATH_INCLUDES = ("pyext/fastpath_objects.c", "pyext/fastpath_alloc.c")
+# Files fastpath.c #includes (compiled with it; the .c ones hidden from cgo likewise). layout.h is generated
+# from the Go structs (go run ./pyext/internal/layoutgen); a header is never compiled by cgo on its own.
+FASTPATH_INCLUDES = (
+    "pyext/layout.h",
+    "pyext/fastpath_chan.c",
+    "pyext/fastpath_pickle.c",
+    "pyext/fastpath_objects.c",
+    "pyext/fastpath_alloc.c",
+    "pyext/fastpath_queue.c",
+    "pyext/fastpath_sync.c",
+    "pyext/fastpath_bind.c",
+)
 # C sources of dragon_mp._zygote_loop (the zygote's steady-state cycle); hidden from cgo likewise.
 ZYGOTE_LOOP_SOURCES = ("pyext/zygote_loop.c",)
 _GO_IGNORE_RE = re.compile(r"\A(?:[ \t]*(?://[^\n]*)?\n)*?//go:build ignore[ \t]*\n")
@@ -199,9 +209,17 @@ def _check_prereqs(python: str, env: dict) -> None:
 
 
 def _check_fastpath_sources() -> None:
-    """Each C extension source (FASTPATH_SOURCES, ZYGOTE_LOOP_SOURCES) must start with //go:build ignore,
-    or cgo links it into the Go library."""
+    """Each C extension source (FASTPATH_SOURCES, the .c files of FASTPATH_INCLUDES, ZYGOTE_LOOP_SOURCES) must
+    start with //go:build ignore, or cgo links it into the Go library; and every pyext/fastpath*.c must be
+    listed, or setup.py would not rebuild the extension when it changes."""
+    listed = set(FASTPATH_SOURCES + FASTPATH_INCLUDES)
+    for path in sorted((ROOT / "pyext").glob("fastpath*.c")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel not in listed:
+            raise BuildError("%s is not in pyext/build.py's FASTPATH_SOURCES or FASTPATH_INCLUDES" % rel)
     for rel in FASTPATH_SOURCES + FASTPATH_INCLUDES + ZYGOTE_LOOP_SOURCES:
+        if not rel.endswith(".c"):
+            continue
         path = ROOT / rel
         if path.exists() and not _GO_IGNORE_RE.match(path.read_text()):
             raise BuildError(

@@ -2,9 +2,9 @@
 
 /*
  * dragon_mp._fastpath, continued: objects holding large buffers. This file is
- * #included by fastpath.c (one translation unit, split for size); it uses that
- * file's calls into Go, sliced(), send_block_parts() and the pickling set up by
- * configure().
+ * #included by fastpath.c (one translation unit, split by concept); it uses
+ * that file's calls into Go and sliced(), send_block_parts() of
+ * fastpath_chan.c and the pickling set up by configure() (fastpath_pickle.c).
  *
  * Pickling to parts. An object that holds large buffers (bytes, bytearray,
  * numpy arrays, array.array, anything whose reduction gives a PickleBuffer, in
