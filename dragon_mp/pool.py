@@ -108,74 +108,60 @@ __all__ = ['Pool', 'ThreadPool', 'AsyncResult', 'ApplyResult', 'MapResult',
            'RemoteTraceback', 'MaybeEncodingError']
 
 #
-# Imports (stdlib only: nothing from dragon_mp at import time)
+# Imports (stdlib and the pool's private modules, themselves stdlib only:
+# nothing else from dragon_mp at import time)
 #
 
-import collections
 import contextlib
-import io
 import itertools
 import os
-import pickle
 import queue
-import signal
-import struct
-import sys
 import threading
-import time
-import traceback
-import types
 import warnings
 
-from _thread import allocate_lock as _allocate_lock
 from multiprocessing import util
-from multiprocessing.context import TimeoutError
-from multiprocessing.reduction import ForkingPickler
 # ThreadPool runs workers as threads of this process and never touches the
 # context's queues or processes, so stdlib's is the right one to offer.
 from multiprocessing import pool as _stdlib_pool
 from multiprocessing.pool import ThreadPool           # noqa: F401
 
-#
-# Constants representing the state of a pool
-#
-
-INIT = "INIT"
-RUN = "RUN"
-CLOSE = "CLOSE"
-TERMINATE = "TERMINATE"
-
-# Handler threads wait on the cross-process queues in slices of this length:
-# queue.get has no file descriptor to select on together with a "stop" event,
-# so the slice bounds how late a thread notices close/terminate.
-_POLL_INTERVAL = 0.1
-
-# How long terminate() waits for SIGTERMed workers before SIGKILLing them.
-_TERMINATE_GRACE = 1.0
-
-# Tags of the tuple messages on the result queue (see the module docstring);
-# results themselves travel as bytes.
-_STARTED = 0
-_DIED = 2
-
-# Trailers of the byte messages: a task is pickle((func, args, kwds)) followed
-# by (job, i); a result is pickle((success, value)) followed by (job, i, pid).
-# pickle.loads ignores bytes past the end of the pickle, so the receiver
-# unpickles the message as it is and reads the trailer with unpack_from.
-_TASK_TRAILER = struct.Struct('<qq')
-_RESULT_TRAILER = struct.Struct('<qqq')
-
-# Per-worker "current task" slots (a shared array of int64, three words per
-# worker): the worker writes job and i, then 1 into the state word before it
-# runs a task, and 0 after it has put the result. Only the worker handler
-# reads a slot, once the worker has exited (see "Worker death").
-_SLOT_WORDS = 3
+# The pool's parts live in private modules, one concept each:
+#   _pool_protocol  the messages between the pool and its workers, the errors
+#                   a result carries back, the workers' task slots
+#   _pool_handlers  the parent's three threads and the pool's termination
+#                   (_PoolHandlers, a base class of Pool), the pool's states
+#   _pool_results   ApplyResult, MapResult, IMapIterator, ... and their cache
+# This module keeps the Pool's API, the worker function and starting and
+# reaping workers. Every name it had before the split is still here (code
+# written against stdlib's multiprocessing.pool, the tests and the bench
+# tools reach for them as dragon_mp.pool.X), the modules it imported too.
+from ._pool_protocol import (                           # noqa: F401
+    _STARTED, _DIED, _TASK_TRAILER, _RESULT_TRAILER, _SLOT_WORDS,
+    _dumps, _loads, _last_byte, _STOP, _message_io, _decode,
+    RemoteTraceback, ExceptionWithTraceback, rebuild_exc,
+    MaybeEncodingError, WorkerLostError, _Slots)
+from ._pool_handlers import (                           # noqa: F401
+    INIT, RUN, CLOSE, TERMINATE, _POLL_INTERVAL, _TERMINATE_GRACE,
+    _describe_exitcode, _report_callback_error, _PoolHandlers)
+from ._pool_results import (                            # noqa: F401
+    job_counter, _PoolCache, ApplyResult, AsyncResult, MapResult,
+    IMapIterator, IMapUnorderedIterator)
+import collections                                      # noqa: F401
+import io                                               # noqa: F401
+import pickle                                           # noqa: F401
+import signal                                           # noqa: F401
+import struct                                           # noqa: F401
+import sys                                              # noqa: F401
+import time                                             # noqa: F401
+import traceback                                        # noqa: F401
+import types                                            # noqa: F401
+from _thread import allocate_lock as _allocate_lock     # noqa: F401
+from multiprocessing.context import TimeoutError        # noqa: F401
+from multiprocessing.reduction import ForkingPickler    # noqa: F401
 
 #
 # Miscellaneous
 #
-
-job_counter = itertools.count()
 
 def mapstar(args):
     return list(map(*args))
@@ -183,108 +169,9 @@ def mapstar(args):
 def starmapstar(args):
     return list(itertools.starmap(args[0], args[1]))
 
-def _dumps(obj):
-    # ForkingPickler: the reducers multiprocessing registers (connections,
-    # sockets, ...) apply as they would for a stdlib queue; bytes, not the
-    # memoryview ForkingPickler.dumps returns, so the payload itself pickles.
-    buf = io.BytesIO()
-    ForkingPickler(buf, pickle.HIGHEST_PROTOCOL).dump(obj)
-    return buf.getvalue()
-
-_loads = pickle.loads
-_last_byte = struct.Struct('B').unpack_from
-_STOP = 46      # pickle's STOP opcode ('.'): the last byte of every pickle, never of a trailer
-
-def _message_io(q):
-    """(put_with(obj, trailer=None), get(block=True, timeout=None)) for the
-    pool's messages on queue q.
-
-    put_with(obj, trailer) puts pickle(obj) + trailer as one message (a task
-    or a result; without a trailer it is q.put(obj)), get takes the next
-    message as it is. On a dragon_mp Queue these are its C methods: the
-    pickle goes straight into the pool (each large buffer of obj copied
-    once; the parts are never joined) and get hands over bytes or a
-    _fastpath.Message over the pool block, which the worker or the result
-    handler unpickles in place. On any other queue (dragon_mp's ctypes path,
-    a stdlib context's queue) a message is the bytes of pickle + trailer and
-    get unpickles what was put as an object.
-    """
-    fast = getattr(q, '_fast', None)
-    if fast is not None:
-        return fast.put_with, fast.get_msg
-
-    def put_with(obj, trailer=None):
-        q.put(obj if trailer is None else _dumps(obj) + trailer)
-    return put_with, q.get
-
-def _decode(msg):
-    """A message from _message_io's get: a result or task message as it is,
-    anything put as an object (None, a tuple) unpickled."""
-    cls = msg.__class__
-    if cls is bytes:                    # the common case: a small message
-        return _loads(msg) if msg[-1] == _STOP else msg
-    if msg is None or cls is tuple:
-        return msg
-    return _loads(msg) if _last_byte(msg, len(msg) - 1)[0] == _STOP else msg
-
-#
-# Hack to embed stringification of remote traceback in local traceback
-#
-
-class RemoteTraceback(Exception):
-    def __init__(self, tb):
-        self.tb = tb
-    def __str__(self):
-        return self.tb
-
-class ExceptionWithTraceback:
-    def __init__(self, exc, tb):
-        tb = traceback.format_exception(type(exc), exc, tb)
-        tb = ''.join(tb)
-        self.exc = exc
-        self.tb = '\n"""\n%s"""' % tb
-    def __reduce__(self):
-        return rebuild_exc, (self.exc, self.tb)
-
-def rebuild_exc(exc, tb):
-    exc.__cause__ = RemoteTraceback(tb)
-    return exc
-
 #
 # Code run by worker processes
 #
-
-class MaybeEncodingError(Exception):
-    """Wraps possible unpickleable errors, so they can be
-    safely sent through the queue."""
-
-    def __init__(self, exc, value):
-        self.exc = repr(exc)
-        self.value = repr(value)
-        super(MaybeEncodingError, self).__init__(self.exc, self.value)
-
-    def __str__(self):
-        return "Error sending result: '%s'. Reason: '%s'" % (self.value,
-                                                             self.exc)
-
-    def __repr__(self):
-        return "<%s: %s>" % (self.__class__.__name__, self)
-
-
-class WorkerLostError(Exception):
-    """The worker process running a task exited before returning its result
-    (killed by a signal, os._exit(), a crash in C code...)."""
-
-
-def _describe_exitcode(exitcode):
-    if exitcode is not None and exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = 'unknown signal'
-        return 'killed by signal %d (%s)' % (-exitcode, name)
-    return 'exited with exitcode %r' % (exitcode,)
-
 
 def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
            wrap_exception=False, slots=None, slot=None):
@@ -374,86 +261,15 @@ def _helper_reraises_exception(ex):
 # Class representing a process pool
 #
 
-class _PoolCache(dict):
-    """
-    Class that implements a cache for the Pool class that will notify
-    the pool management threads every time the cache is emptied. The
-    notification is done by the use of a queue that is provided when
-    instantiating the cache.
-    """
-    def __init__(self, /, *args, notifier=None, **kwds):
-        self.notifier = notifier
-        super().__init__(*args, **kwds)
-
-    def __delitem__(self, item):
-        super().__delitem__(item)
-
-        # Notify that the cache is empty. This is important because the
-        # pool keeps maintaining workers until the cache gets drained. This
-        # wakes the worker handler at once instead of at its next poll.
-        if not self:
-            self.notifier.put(None)
-
-class _Slots:
-    """The workers' "current task" slots: a shared int64 array (three words
-    per worker: state, job, i) and which worker holds which slot (parent
-    only). `lock` is held while workers are added or reaped: the worker
-    handler does both, and stdlib lets the program call _repopulate_pool()
-    from its own thread as well."""
-
-    def __init__(self, array, n):
-        self.array = array
-        self.words = memoryview(array).cast('B').cast('q')
-        self.owners = [None] * n
-        self.lock = threading.RLock()
-
-    @classmethod
-    def create(cls, ctx, n):
-        """Slots for n workers, or None when the context has no shared
-        arrays (the workers then announce each task with a message)."""
-        make = getattr(ctx, 'RawArray', None)
-        if make is None:
-            return None
-        try:
-            return cls(make('q', n * _SLOT_WORDS), n)
-        except Exception as e:
-            util.debug('pool: no task slots (%r); announcing tasks instead' % (e,))
-            return None
-
-    def reserve(self):
-        k = self.owners.index(None)
-        self.owners[k] = True
-        base = k * _SLOT_WORDS
-        self.words[base:base + _SLOT_WORDS] = memoryview(
-            bytes(8 * _SLOT_WORDS)).cast('q')
-        return k
-
-    def release(self, owner):
-        """Free the slot of a worker that has exited; (job, i) of the task it
-        had claimed and not finished, or None."""
-        for k, o in enumerate(self.owners):
-            if o is owner:
-                self.owners[k] = None
-                base = k * _SLOT_WORDS
-                words = self.words
-                if words[base] == 1:
-                    return (words[base + 1], words[base + 2])
-                return None
-        return None
-
-def _report_callback_error(what):
-    # A raising callback killed stdlib's result handler (and hung every
-    # later get()); report it like an unhandled thread exception and go on.
-    print('Exception in dragon_mp.pool %s:' % what, file=sys.stderr)
-    traceback.print_exc()
-
-class Pool(_stdlib_pool.Pool):
+class Pool(_PoolHandlers, _stdlib_pool.Pool):
     '''
     Class which supports an async version of applying functions to arguments.
     '''
     # A subclass of stdlib's Pool only so that code checking the type (dask's
     # isinstance(pool, multiprocessing.pool.Pool)) accepts it: every method
-    # stdlib's Pool has is defined here, none of its machinery runs.
+    # stdlib's Pool has is defined here or in _PoolHandlers (the handler
+    # threads and termination, dragon_mp._pool_handlers), none of its
+    # machinery runs.
     _wrap_exception = True
 
     @staticmethod
@@ -822,196 +638,6 @@ class Pool(_stdlib_pool.Pool):
         return result
 
     @staticmethod
-    def _wait_for_updates(change_notifier, timeout=_POLL_INTERVAL):
-        # Worker processes have no fd we could wait on together with the
-        # notifier (in general), so wake up every `timeout` to poll exitcodes.
-        try:
-            change_notifier.get(timeout=timeout)
-        except queue.Empty:
-            return
-        while True:
-            try:
-                change_notifier.get_nowait()
-            except queue.Empty:
-                return
-
-    @classmethod
-    def _handle_workers(cls, cache, taskqueue, ctx, Process, processes,
-                        pool, inqueue, outqueue, initializer, initargs,
-                        maxtasksperchild, wrap_exception, change_notifier,
-                        slots=None):
-        thread = threading.current_thread()
-
-        # Keep maintaining workers until the cache gets drained, unless the pool
-        # is terminated.
-        while thread._state == RUN or (cache and thread._state != TERMINATE):
-            cls._maintain_pool(ctx, Process, processes, pool, inqueue,
-                               outqueue, initializer, initargs,
-                               maxtasksperchild, wrap_exception, slots)
-            cls._wait_for_updates(change_notifier)
-        # send sentinel to stop workers
-        taskqueue.put(None)
-        util.debug('worker handler exiting')
-
-    @staticmethod
-    def _handle_tasks(taskqueue, put, outqueue, pool, cache):
-        thread = threading.current_thread()
-        pack_task = _TASK_TRAILER.pack
-
-        for taskseq, set_length in iter(taskqueue.get, None):
-            task = None
-            try:
-                # iterating taskseq cannot fail
-                for task in taskseq:
-                    if thread._state != RUN:
-                        util.debug('task handler found thread._state != RUN')
-                        break
-                    job, idx, func, args, kwds = task
-                    try:
-                        # Pickle here, not in the queue: the failure belongs
-                        # to this task alone (a feeder thread would just drop
-                        # the item and the result would never come).
-                        put((func, args, kwds), pack_task(job, idx))
-                    except Exception as e:
-                        try:
-                            cache[job]._set(idx, (False, e))
-                        except KeyError:
-                            pass
-                        except Exception:
-                            _report_callback_error('callback')
-                else:
-                    if set_length:
-                        util.debug('doing set_length()')
-                        idx = task[1] if task else -1
-                        set_length(idx + 1)
-                    continue
-                break
-            finally:
-                task = taskseq = job = func = args = kwds = None
-        else:
-            util.debug('task handler got sentinel')
-
-        if thread._state == TERMINATE:
-            # terminate() kills the workers and the result handler watches its
-            # own state: no sentinels.  Writing to the result queue now could
-            # even block for good: a worker SIGTERMed between sending its last
-            # result and releasing the queue's write lock (stdlib's Queue)
-            # never releases it.
-            util.debug('task handler exiting (terminated)')
-            return
-
-        try:
-            # tell result handler to finish when cache is empty
-            util.debug('task handler sending sentinel to result handler')
-            outqueue.put(None)
-
-            # tell workers there is no more work
-            util.debug('task handler sending sentinel to workers')
-            for p in pool:
-                put(None)
-        except (OSError, ValueError):
-            util.debug('task handler got OSError when sending sentinels')
-
-        util.debug('task handler exiting')
-
-    @staticmethod
-    def _handle_results(outqueue, cache):
-        thread = threading.current_thread()
-        # worker pid -> (job, i) of the task it announced (_STARTED: only
-        # workers without a slot announce tasks by message)
-        inflight = {}
-        # worker pid -> (job, i, pid) of its latest result
-        answered = {}
-        unpack = _RESULT_TRAILER.unpack_from
-        trailer = _RESULT_TRAILER.size
-
-        def dispatch(msg):
-            if msg.__class__ is not tuple:
-                t = unpack(msg, len(msg) - trailer)
-                job, i, pid = t
-                answered[pid] = t
-                try:
-                    obj = _loads(msg)
-                    msg = None      # a large result's pool block goes back now
-                except Exception as e:
-                    # e.g. an exception class that does not survive a pickle
-                    # round trip: fail the task rather than this thread.
-                    obj = (False, MaybeEncodingError(
-                        e, '<result of task %d of job %d>' % (i, job)))
-            elif msg[0] == _STARTED:
-                _, pid, job, i = msg
-                inflight[pid] = (job, i)
-                return
-            elif msg[0] == _DIED:
-                # Everything the worker put is before this message: the task
-                # it had claimed is lost unless its result is its last one.
-                _, pid, exitcode, claimed = msg
-                started = inflight.pop(pid, None)
-                last = answered.pop(pid, None)
-                if claimed is None:
-                    claimed = started
-                if claimed is None or (last is not None
-                                       and (last[0], last[1]) == claimed):
-                    return          # it was idle (e.g. maxtasksperchild)
-                job, i = claimed
-                obj = (False, WorkerLostError(
-                    'worker process %s %s while running task %d of job %d; '
-                    'that task\'s result is lost (the pool replaced the '
-                    'worker)' % (pid, _describe_exitcode(exitcode), i, job)))
-            else:
-                raise AssertionError('unknown pool message %r' % (msg,))
-            try:
-                result = cache[job]
-            except KeyError:
-                return
-            try:
-                result._set(i, obj)
-            except Exception:
-                _report_callback_error('callback')
-
-        _, get = _message_io(outqueue)
-        while 1:
-            try:
-                task = _decode(get(timeout=_POLL_INTERVAL))
-            except queue.Empty:
-                if thread._state != RUN:
-                    break
-                continue
-            except (OSError, EOFError, ValueError):
-                util.debug('result handler got EOFError/OSError -- exiting')
-                return
-
-            if thread._state != RUN:
-                assert thread._state == TERMINATE, "Thread not in TERMINATE"
-                util.debug('result handler found thread._state=TERMINATE')
-                break
-
-            if task is None:
-                util.debug('result handler got sentinel')
-                break
-
-            dispatch(task)
-            task = None
-
-        while cache and thread._state != TERMINATE:
-            try:
-                task = _decode(get(timeout=_POLL_INTERVAL))
-            except queue.Empty:
-                continue
-            except (OSError, EOFError, ValueError):
-                util.debug('result handler got EOFError/OSError -- exiting')
-                return
-
-            if task is None:
-                util.debug('result handler ignoring extra sentinel')
-                continue
-            dispatch(task)
-            task = None
-
-        util.debug('result handler exiting: len(cache)=%s, thread._state=%s',
-              len(cache), thread._state)
-
-    @staticmethod
     def _get_tasks(func, it, size):
         it = iter(it)
         while 1:
@@ -1049,299 +675,12 @@ class Pool(_stdlib_pool.Pool):
         for p in self._pool:
             p.join()
 
-    @staticmethod
-    def _help_stuff_finish(inqueue, task_handler, size):
-        # Drop the tasks nobody has taken yet, so live workers do not start
-        # them and a bounded queue cannot keep the task handler blocked in put.
-        util.debug('removing tasks from inqueue until task handler finished')
-        try:
-            _, get = _message_io(inqueue)
-            while True:
-                get(block=False)
-        except Exception:
-            # queue.Empty, or a queue already unusable (closed, the run torn
-            # down at exit): either way nothing more to drain, and terminate
-            # must go on to stop the workers.
-            pass
-
-    @staticmethod
-    def _close_queues(*queues):
-        for q in queues:
-            # Nothing left in them matters; a stdlib Queue must not make
-            # interpreter exit wait for its feeder thread to flush.
-            cancel = getattr(q, 'cancel_join_thread', None)
-            try:
-                if cancel is not None:
-                    cancel()
-                q.close()
-            except Exception:
-                pass
-
-    @classmethod
-    def _terminate_pool(cls, taskqueue, inqueue, outqueue, pool, change_notifier,
-                        worker_handler, task_handler, result_handler, cache):
-        # this is guaranteed to only be called once
-        util.debug('finalizing pool')
-
-        # Notify that the worker_handler state has been changed so the
-        # _handle_workers loop can be unblocked (and exited) in order to
-        # send the finalization sentinel all the workers.
-        worker_handler._state = TERMINATE
-        change_notifier.put(None)
-
-        task_handler._state = TERMINATE
-
-        util.debug('helping task handler/workers to finish')
-        cls._help_stuff_finish(inqueue, task_handler, len(pool))
-
-        # No sentinel on outqueue (stdlib puts one): the result handler sees
-        # its state within one poll slice, and the parent must not write to a
-        # queue whose lock a worker killed below may hold (see _handle_tasks).
-        result_handler._state = TERMINATE
-        change_notifier.put(None)
-
-        # We must wait for the worker handler to exit before terminating
-        # workers because we don't want workers to be restarted behind our back.
-        util.debug('joining worker handler')
-        if threading.current_thread() is not worker_handler:
-            worker_handler.join()
-
-        # Terminate workers which haven't already finished.
-        if pool and hasattr(pool[0], 'terminate'):
-            util.debug('terminating workers')
-            for p in pool:
-                if p.exitcode is None:
-                    p.terminate()
-
-        util.debug('joining task handler')
-        if threading.current_thread() is not task_handler:
-            task_handler.join()
-
-        util.debug('joining result handler')
-        if threading.current_thread() is not result_handler:
-            result_handler.join()
-
-        if pool and hasattr(pool[0], 'terminate'):
-            util.debug('joining pool workers')
-            # SIGTERM can be caught or ignored by user code; do not let that
-            # hang terminate() (or interpreter exit): kill after a grace period.
-            deadline = time.monotonic() + _TERMINATE_GRACE
-            for p in pool:
-                p.join(max(0.0, deadline - time.monotonic()))
-            for p in pool:
-                if p.exitcode is None:
-                    util.debug('killing worker %s' % p.pid)
-                    p.kill()
-                    p.join()
-
-        cls._close_queues(inqueue, outqueue)
-
     def __enter__(self):
         self._check_running()
         return self
 
     def __exit__(self, exc_type, exc_val, exc_tb):
         self.terminate()
-
-#
-# Class whose instances are returned by `Pool.apply_async()`
-#
-
-class ApplyResult(object):
-
-    def __init__(self, pool, callback, error_callback):
-        self._pool = pool
-        # Readiness is a flag plus a lock held until the result is set: a
-        # waiter takes the lock and gives it back at once (so every waiter
-        # passes). A bare lock costs a fraction of a threading.Event
-        # (a Condition and its waiter lock), on every task.
-        self._ready = False
-        self._done = _allocate_lock()
-        self._done.acquire()
-        self._job = next(job_counter)
-        self._cache = pool._cache
-        self._callback = callback
-        self._error_callback = error_callback
-        self._cache[self._job] = self
-
-    def ready(self):
-        return self._ready
-
-    def successful(self):
-        if not self.ready():
-            raise ValueError("{0!r} not ready".format(self))
-        return self._success
-
-    def wait(self, timeout=None):
-        if self._ready:
-            return
-        if timeout is None:
-            got = self._done.acquire()
-        else:
-            got = self._done.acquire(True, max(timeout, 0))
-        if got:
-            self._done.release()
-
-    def _set_ready(self):
-        self._ready = True
-        self._done.release()
-
-    def get(self, timeout=None):
-        self.wait(timeout)
-        if not self.ready():
-            raise TimeoutError
-        if self._success:
-            return self._value
-        else:
-            raise self._value
-
-    def _set(self, i, obj):
-        self._success, self._value = obj
-        try:
-            if self._callback and self._success:
-                self._callback(self._value)
-            if self._error_callback and not self._success:
-                self._error_callback(self._value)
-        finally:
-            # Even if a callback raised: the result is known, get() must not
-            # wait for it forever.
-            self._set_ready()
-            del self._cache[self._job]
-            self._pool = None
-
-    __class_getitem__ = classmethod(types.GenericAlias)
-
-AsyncResult = ApplyResult       # create alias -- see #17805
-
-#
-# Class whose instances are returned by `Pool.map_async()`
-#
-
-class MapResult(ApplyResult):
-
-    def __init__(self, pool, chunksize, length, callback, error_callback):
-        ApplyResult.__init__(self, pool, callback,
-                             error_callback=error_callback)
-        # Both the task handler (pickling failures) and the result handler
-        # set chunks of the same MapResult.
-        self._lock = threading.Lock()
-        self._success = True
-        self._value = [None] * length
-        self._chunksize = chunksize
-        if chunksize <= 0:
-            self._number_left = 0
-            self._set_ready()
-            del self._cache[self._job]
-        else:
-            self._number_left = length//chunksize + bool(length % chunksize)
-
-    def _set(self, i, success_result):
-        with self._lock:
-            self._number_left -= 1
-            success, result = success_result
-            if success and self._success:
-                self._value[i*self._chunksize:(i+1)*self._chunksize] = result
-            elif not success and self._success:
-                # only store first exception
-                self._success = False
-                self._value = result
-            if self._number_left != 0:
-                return
-        # only consider the result ready once all jobs are done
-        try:
-            if self._success:
-                if self._callback:
-                    self._callback(self._value)
-            elif self._error_callback:
-                self._error_callback(self._value)
-        finally:
-            del self._cache[self._job]
-            self._set_ready()
-            self._pool = None
-
-#
-# Class whose instances are returned by `Pool.imap()`
-#
-
-class IMapIterator(object):
-
-    def __init__(self, pool):
-        self._pool = pool
-        self._cond = threading.Condition(threading.Lock())
-        self._job = next(job_counter)
-        self._cache = pool._cache
-        self._items = collections.deque()
-        self._index = 0
-        self._length = None
-        self._unsorted = {}
-        self._cache[self._job] = self
-
-    def __iter__(self):
-        return self
-
-    def next(self, timeout=None):
-        with self._cond:
-            try:
-                item = self._items.popleft()
-            except IndexError:
-                if self._index == self._length:
-                    self._pool = None
-                    raise StopIteration from None
-                self._cond.wait(timeout)
-                try:
-                    item = self._items.popleft()
-                except IndexError:
-                    if self._index == self._length:
-                        self._pool = None
-                        raise StopIteration from None
-                    raise TimeoutError from None
-
-        success, value = item
-        if success:
-            return value
-        raise value
-
-    __next__ = next                    # XXX
-
-    def _set(self, i, obj):
-        with self._cond:
-            if self._index == i:
-                self._items.append(obj)
-                self._index += 1
-                while self._index in self._unsorted:
-                    obj = self._unsorted.pop(self._index)
-                    self._items.append(obj)
-                    self._index += 1
-                self._cond.notify()
-            else:
-                self._unsorted[i] = obj
-
-            if self._index == self._length:
-                del self._cache[self._job]
-                self._pool = None
-
-    def _set_length(self, length):
-        with self._cond:
-            self._length = length
-            if self._index == self._length:
-                self._cond.notify()
-                del self._cache[self._job]
-                self._pool = None
-
-#
-# Class whose instances are returned by `Pool.imap_unordered()`
-#
-
-class IMapUnorderedIterator(IMapIterator):
-
-    def _set(self, i, obj):
-        with self._cond:
-            self._items.append(obj)
-            self._index += 1
-            self._cond.notify()
-            if self._index == self._length:
-                del self._cache[self._job]
-                self._pool = None
 
 
 from .context import _default_context as _ctx    # noqa: E402
