@@ -25,13 +25,13 @@
  *                   a request the fast path does not take: a zygote part to
  *                   import or compile, a new context, or no fresh spare;
  *   ("idle",)       nothing to do and Python asked (it has preloads left).
- * Python reports what it did with adopt_child() (a child it forked),
- * assign_spare() (a request it handed to the spare after all) and
- * drop_spare().
+ * Python reports what it did with adopt_child() (a child it forked) and
+ * assign_spare() (a request it handed to the spare after all). There is
+ * no other loop: the zygote does not start without this module.
  *
  * State: C globals, one zygote per process. Descriptor tables are indexed
- * by descriptor number. Replies are pickles (protocol 2) built by hand, so
- * the requester side is the same for both loops.
+ * by descriptor number. Replies are pickles (protocol 2) built by hand,
+ * which the requester (dragon_mp.zygote.request) unpickles like any other.
  *
  * Lock order: none; single-threaded, the GIL held throughout (the zygote
  * has no other thread; a blocking epoll_wait with the GIL held is fine).
@@ -284,7 +284,7 @@ static void requester_gone(int pidfd) {
 
 /* -- the spare ------------------------------------------------------------ */
 
-static void drop_spare_c(void) {
+static void drop_spare(void) {
     if (!spare.pid)
         return;
     close(spare.sock); /* the spare reads EOF and exits; reaped as a child */
@@ -340,7 +340,7 @@ static int fork_spare(long long state, int *in_child) {
 static int hand_to_spare(long long state, int conn, pid_t requester, const char *msg, size_t len,
                          const int *fds, int nfds) {
     if (!spare.pid || spare.state != state) {
-        drop_spare_c();
+        drop_spare();
         return 0;
     }
     int all[MAX_FDS + 1]; /* the request's descriptors, then its connection */
@@ -476,7 +476,7 @@ static PyObject *py_serve(PyObject *self, PyObject *args) {
     for (;;) {
         double busy_for = last_request + spare_idle - now();
         if (spare.pid && (busy_for <= 0 || spare.state != state))
-            drop_spare_c(); /* idle: give its memory back; or stale */
+            drop_spare(); /* idle: give its memory back; or stale */
         int want_spare = spares && !spare.pid && busy_for > 0 && handed < 0;
         int timeout = -1;
         if (idle_return || want_spare)
@@ -700,11 +700,6 @@ failed:
     return PyErr_SetFromErrno(PyExc_OSError);
 }
 
-static PyObject *py_drop_spare(PyObject *self, PyObject *unused) {
-    drop_spare_c();
-    Py_RETURN_NONE;
-}
-
 static PyMethodDef methods[] = {
     {"setup", py_setup, METH_VARARGS, "setup(listen_fd, owner_pidfd, zygote_pid)"},
     {"serve", py_serve, METH_VARARGS,
@@ -714,7 +709,6 @@ static PyMethodDef methods[] = {
     {"assign_spare", py_assign_spare, METH_VARARGS,
      "assign_spare(state, conn, requester, msg, fds) -> bool"},
     {"adopt_child", py_adopt_child, METH_VARARGS, "adopt_child(pid, conn, requester)"},
-    {"drop_spare", py_drop_spare, METH_NOARGS, "drop the spare (it exits)"},
     {"take_request", py_take_request, METH_VARARGS,
      "take_request(sock, avoid) -> None | (ctx, data_fd, tracker_fd, status_fd, avoid_taken)"},
     {NULL, NULL, 0, NULL},
