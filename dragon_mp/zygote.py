@@ -50,22 +50,28 @@ The loop in C
 Every fork of a spare shares the zygote's pages with a live child again, so
 each page the zygote's loop writes afterwards is a copy-on-write fault
 (~2 us on the 2-vCPU VMs we measure on). A loop in Python writes ~240 pages a
-start (frames, refcounts of every object it uses): ~0.6 ms of CPU per
-start. dragon_mp._zygote_loop (pyext/zygote_loop.c, built by setup.py) runs
-the steady-state cycle without creating a Python object: accept, the uid
-check, the requester's pidfd, reading the request, handing it to the spare,
+start (frames, refcounts of every object it uses). dragon_mp._zygote_loop
+(pyext/zygote_loop.c, built by setup.py; the zygote does not start without
+it) runs the steady-state cycle without creating a Python object: accept,
+the uid check, the requester's pidfd, reading the request, handing it to the spare,
 the reply, the reap and the exit status, forking the next spare (between
 PyOS_BeforeFork and PyOS_AfterFork_*, as os.fork; only once the spare
 handed the last request has taken it: a fork right after the hand-off held
-up the woken spare). The zygote then takes ~11 faults and ~0.35 ms of CPU a
-start. A spare it forked also takes its request in C (take_request: receive,
-install the descriptors), ~0.15 ms less on the start's path than the socket
-module's wrappers in a fresh fork. The loop returns to Python for what needs
-Python: a request with a zygote part (imports, compiles) or a new context,
-no fresh spare (Python forks for the request and hands the child to C),
-and preloading while idle. The same protocol either way;
-DRAGON_MP_ZYGOTE_LOOP=python (in the owner's environment) keeps the loop in
-Python, as does a build without the extension.
+up the woken spare). A spare it forked also takes its request in C
+(take_request: receive, install the descriptors), ~0.15 ms less on the
+start's path than the socket module's wrappers in a fresh fork. The loop
+returns to Python for what needs Python: a request with a zygote part
+(imports, compiles) or a new context, no fresh spare (Python forks for the
+request and hands the child to C), and preloading while idle.
+
+Measured when the Python loop was removed (2026-12-07, bench/start_cost.py's
+dragon_mp run, C loop vs the former Python loop, interleaved, 3 rounds x 500
+starts, medians, on the 2-vCPU VM while other jobs kept it busy, load ~1):
+per start+join, the zygote took 0.92 vs 1.86 ms of CPU and 11 vs 237 minor
+faults; all processes together 6.3 vs 7.2 ms of CPU; wall 4.29 vs 4.62 ms
+(bench/run.py's process_start row, same conditions: 5.39 vs 5.45 ms, within
+the noise of a busy machine). On few cores a start is bound by the CPU of
+all its processes, so the zygote's ~0.9 ms is what the C loop saves a start.
 
 Lifetime
 --------
@@ -195,8 +201,8 @@ ENV_ZYGOTE = 'DRAGON_MP_ZYGOTE'
 ENV_PRELOAD = 'DRAGON_MP_ZYGOTE_PRELOAD'
 ENV_SPARE = 'DRAGON_MP_ZYGOTE_SPARE'   # '0': no child forked ahead (fork on each request)
 ENV_SPARE_IDLE = 'DRAGON_MP_ZYGOTE_SPARE_IDLE'   # seconds without a request before the spare goes
-ENV_LOOP = 'DRAGON_MP_ZYGOTE_LOOP'   # 'python': the zygote's loop in Python even with _zygote_loop built
 SPARE_IDLE = 2.0
+# Limits of a request, enforced by the zygote (pyext/zygote_loop.c mirrors them).
 MAX_MSG = 1 << 20          # largest request (the environment dominates)
 MAX_FDS = 256
 HEAD = struct.Struct('<4sIII')   # magic, len(zygote part), len(context), number of fds

@@ -24,8 +24,8 @@ __all__ = []   # internal: nothing for `from ... import *`
 # What the child's first step (Process._bootstrap -> util._close_stdin) does,
 # done by the spare while it waits: stdin becomes /dev/null. The file object
 # costs ~0.1 ms in a fresh fork. Its descriptor is a high number, so that a
-# request's descriptors land elsewhere (else it is dropped: zygote_server's
-# _child_setup, or take_request in the C loop).
+# request's descriptors land elsewhere (else it is dropped: take_request in
+# the C loop says so, and finish_setup leaves the step to _bootstrap).
 STDIN_FD_MIN = 64
 stdin_ahead = None      # the /dev/null stdin the spare made, until _bootstrap's turn
 _close_stdin_orig = None

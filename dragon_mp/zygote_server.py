@@ -4,11 +4,11 @@ The design, the protocol and what a child inherits are described in
 dragon_mp.zygote, which is also the client side (what a requester runs).
 This module runs only in the zygote and in the children it forks:
 
-- _Server: the event loop (requests, spares, reaping, requesters' ends).
-  Its steady-state cycle runs in C when dragon_mp._zygote_loop is built
-  (pyext/zygote_loop.c; DRAGON_MP_ZYGOTE_LOOP=python keeps it in Python):
-  accept, hand the request to the spare, reply, reap, fork the next spare.
-  Python still does imports, compiles, new contexts and forks on request;
+- _Server: the event loop. Its steady-state cycle (accept, hand the
+  request to the spare, reply, reap, fork the next spare, requesters'
+  ends) is C: dragon_mp._zygote_loop (pyext/zygote_loop.c). Python does
+  what needs Python: imports, compiles, new contexts, preloading, and
+  forks on request when there is no spare;
 - the spare's wait and the child's setup (the steps themselves are in
   dragon_mp.zygote_child, which also runs the child and reports its exit);
 - the code cache: sources compiled once for every child;
@@ -17,15 +17,14 @@ This module runs only in the zygote and in the children it forks:
 
 import os
 import pickle
-import selectors
 import signal
 import socket
 import sys
 import time
 
 from . import zygote_child, zygote_preload
-from .zygote import (ENV_LOOP, ENV_SPARE, ENV_SPARE_IDLE, MAX_FDS, MAX_MSG, NO_PRELOAD,
-                     SPARE_IDLE, socket_address, split_request, unpack_start)
+from .zygote import (ENV_SPARE, ENV_SPARE_IDLE, NO_PRELOAD, SPARE_IDLE, socket_address,
+                     split_request, unpack_start)
 
 __all__ = ['main']
 
@@ -55,41 +54,19 @@ PRELOAD = (
 # the server
 # ---------------------------------------------------------------------------
 
-class _Child:
-    __slots__ = ('pid', 'pidfd', 'conn', 'requester')
-
-    def __init__(self, pid, pidfd, conn, requester):
-        self.pid, self.pidfd, self.conn, self.requester = pid, pidfd, conn, requester
-
-
-class _Spare:
-    __slots__ = ('child', 'sock', 'state')
-
-    def __init__(self, child, sock, state):
-        self.child, self.sock, self.state = child, sock, state
-
-
 class _Server:
     def __init__(self, name, owner_pidfd):
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         self.listener.bind(socket_address(name))
         self.listener.listen(64)
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(self.listener, selectors.EVENT_READ, ('accept', None))
-        self.pending = {}       # conn -> requester pid (request not read yet)
-        self.children = {}      # pidfd -> _Child
-        self.requesters = {}    # requester pid -> [pidfd, set of child pidfds]
         self.pid = os.getpid()
         self.preload = []       # modules still to import when idle
         self.owner_pidfd = owner_pidfd
-        self.sel.register(owner_pidfd, selectors.EVENT_READ, ('owner', None))
-        self.spare = None       # _Spare: a child forked ahead, waiting for a request
         self.spares = os.environ.get(ENV_SPARE, '1') != '0'
         try:
             self.spare_idle = max(float(os.environ.get(ENV_SPARE_IDLE, SPARE_IDLE)), 0.0)
         except ValueError:
             self.spare_idle = SPARE_IDLE
-        self.last_request = time.monotonic()    # a spare is kept only within spare_idle of it
         self.context = None     # context part of the last request (a spare applies it)
         self.context_parsed = None   # (cwd, env, stdout_tty, sigint_ignored) of it; env is the zygote's own
         self.trimmed = None     # _state() when the heap was last trimmed
@@ -98,55 +75,16 @@ class _Server:
 
     # -- events -------------------------------------------------------------
 
-    def serve(self):
-        """Serve until a child is forked: returns its setup in the child, never in the zygote."""
-        loop = _c_loop()
-        if loop is not None:
-            return self._serve_c(loop)
-        while True:
-            busy_for = self.last_request + self.spare_idle - time.monotonic()
-            if self.spare is not None and busy_for <= 0:
-                self._drop_spare()          # idle: give its memory back
-            want_spare = self.spares and self.spare is None and busy_for > 0
-            timeout = 0 if self.preload or want_spare else None
-            if self.spare is not None:
-                timeout = busy_for if timeout is None else min(timeout, busy_for)
-            events = self.sel.select(timeout)
-            if not events and self.preload:
-                _import_modules(self.preload[:1], any_module=True)   # when idle
-                del self.preload[:1]
-                continue
-            if not events and want_spare:
-                setup = self._fork_spare()                            # when idle
-                if setup is not None:
-                    return setup        # in the spare, once it has a request
-                continue
-            for key, _ in events:
-                kind, obj = key.data
-                try:
-                    if kind in ('accept', 'request'):
-                        child = self._accept() if kind == 'accept' else self._request(key.fileobj)
-                        if child is not None:
-                            return child
-                        self._load_packages()
-                    elif kind == 'child':
-                        self._reap(obj)
-                    elif kind == 'requester':
-                        self._requester_gone(obj)
-                    elif kind == 'owner':
-                        # The run's owner is gone: so is the zygote, and its
-                        # children with it (PR_SET_PDEATHSIG).
-                        os._exit(0)
-                except Exception:
-                    # A bug here must not take the run's processes down with
-                    # the zygote: report it and keep serving.
-                    import traceback
-                    traceback.print_exc()
+    def serve(self, loop):
+        """Serve until a child is forked: returns its setup in the child, never in the zygote.
 
-    # -- the steady-state cycle in C (dragon_mp._zygote_loop) ----------------
-
-    def _serve_c(self, loop):
-        """serve() with the cycle in C: Python only for imports, new contexts and forks on request."""
+        The steady-state cycle is loop's (dragon_mp._zygote_loop, see
+        dragon_mp.zygote, "The loop in C"); it returns here only for what
+        needs Python: a request with a zygote part or a new context, or with
+        no fresh spare (Python forks for it and hands the child to C), an
+        idle turn while modules are left to preload, and, in a spare it
+        forked, the spare's wait.
+        """
         loop.setup(self.listener.fileno(), self.owner_pidfd, self.pid)
         while True:
             try:
@@ -165,11 +103,13 @@ class _Server:
                     del self.preload[:1]
                     continue
                 _, conn, requester, msg, fds = event
-                child = self._serve_c_request(loop, conn, requester, msg, fds)
+                child = self._serve_request(loop, conn, requester, msg, fds)
                 if child is not None:
                     return child
                 self._load_packages()
             except Exception:
+                # A bug here must not take the run's processes down with
+                # the zygote: report it and keep serving.
                 import traceback
                 traceback.print_exc()
                 time.sleep(0.01)       # a persistent error must not spin
@@ -183,8 +123,9 @@ class _Server:
         gc.freeze()                    # nothing new after this: the C loop creates no objects
         return state[0] << 32 | state[1]
 
-    def _serve_c_request(self, loop, conn, requester, msg, fds):
-        """A request the C loop left to Python (conn: a descriptor): _serve with the C loop's spare."""
+    def _serve_request(self, loop, conn, requester, msg, fds):
+        """A request the C loop left to Python (conn: a descriptor): take it on, then
+        hand it to the C loop's spare, or fork for it."""
         try:
             known = self.context
             if not self._take_on(msg, fds):
@@ -204,86 +145,18 @@ class _Server:
             pid, setup = self._fork_for_request(msg, fds, conn)
         except OSError as e:
             with socket.socket(fileno=conn) as sock:
-                self._send(sock, {'error': f'zygote: fork failed: {e}'})
+                try:
+                    sock.send(pickle.dumps({'error': f'zygote: fork failed: {e}'}))
+                except OSError:
+                    pass
             return None
         if pid == 0:
             return setup
         loop.adopt_child(pid, conn, requester)
         return None
 
-    # -- the cycle in Python ----------------------------------------------------
-
-    def _accept(self):
-        """Accept a requester's connection and serve its request if it is there already.
-
-        The requester sends right after connecting: reading at once saves a
-        turn of the event loop. Returns a child's setup, in the child only.
-        """
-        try:
-            conn, _ = self.listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return None
-        try:
-            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-            pid, uid = int.from_bytes(creds[0:4], sys.byteorder), \
-                int.from_bytes(creds[4:8], sys.byteorder)
-            if uid != os.getuid():
-                raise PermissionError(f'uid {uid} may not use this zygote')
-            self._watch_requester(pid)
-            msg, fds, _, _ = socket.recv_fds(conn, MAX_MSG, MAX_FDS, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            self.pending[conn] = pid
-            self.sel.register(conn, selectors.EVENT_READ, ('request', None))
-            return None
-        except OSError:
-            conn.close()
-            return None
-        return self._serve(conn, pid, msg, fds)
-
-    def _watch_requester(self, pid):
-        if pid in self.requesters:
-            return
-        pidfd = os.pidfd_open(pid)
-        self.requesters[pid] = [pidfd, set()]
-        self.sel.register(pidfd, selectors.EVENT_READ, ('requester', pid))
-
-    def _request(self, conn):
-        requester = self.pending.pop(conn)
-        self.sel.unregister(conn)
-        try:
-            msg, fds, _, _ = socket.recv_fds(conn, MAX_MSG, MAX_FDS)
-        except OSError:
-            conn.close()
-            return None
-        return self._serve(conn, requester, msg, fds)
-
-    def _serve(self, conn, requester, msg, fds):
-        """Start the child a request asks for: hand it to the spare, or fork."""
-        if not self._take_on(msg, fds):
-            for fd in fds:
-                os.close(fd)
-            conn.close()
-            return None
-        if self.spare is not None and self._assign_spare(conn, requester, msg, fds):
-            return None
-        try:
-            pid, setup = self._fork_for_request(msg, fds, conn)
-        except OSError as e:
-            self._send(conn, {'error': f'zygote: fork failed: {e}'})
-            conn.close()
-            return None
-        if pid == 0:
-            return setup
-        child = self._track(pid, conn, requester)
-        if child is None:
-            conn.close()
-            return None
-        self._reply(child)
-        return None
-
     def _take_on(self, msg, fds):
         """What a request asks of the zygote itself: imports, compiles, its context. False: malformed."""
-        self.last_request = time.monotonic()
         try:
             zpart, ctx, _ = split_request(msg, len(fds))
             todo = pickle.loads(zpart) if zpart else {}
@@ -312,8 +185,8 @@ class _Server:
     def _fork_for_request(self, msg, fds, conn):
         """Fork a child for a request: (0, its setup) in the child, (pid, None) here; OSError: none.
 
-        conn: the request's connection, a socket (Python loop) or a descriptor
-        (C loop). On OSError, fds are closed and conn is left to the caller.
+        conn: the request's connection (a descriptor). On OSError, fds are
+        closed and conn is left to the caller.
         """
         try:
             pid = self._fork()
@@ -323,9 +196,7 @@ class _Server:
             raise
         if pid == 0:
             try:
-                # A socket object must not close the number later: detach it.
-                status = conn.detach() if isinstance(conn, socket.socket) else conn
-                return 0, self._child_setup(msg, fds + [status])
+                return 0, self._child_setup(msg, fds + [conn])
             except BaseException:
                 # Never let a child fall back into the zygote's loop.
                 import traceback
@@ -335,32 +206,6 @@ class _Server:
             os.close(fd)
         return pid, None
 
-    def _track(self, pid, conn=None, requester=None):
-        """Watch a child just forked (pidfd in the selector); None: it could not be, and is gone."""
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError:            # cannot happen for our own unreaped child
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return None
-        child = _Child(pid, pidfd, conn, requester)
-        self.children[pidfd] = child
-        self.sel.register(pidfd, selectors.EVENT_READ, ('child', pidfd))
-        return child
-
-    def _reply(self, child):
-        """Tie a started child to its requester and send its pid and pidfd."""
-        conn, pidfd = child.conn, child.pidfd
-        if child.requester in self.requesters:
-            self.requesters[child.requester][1].add(pidfd)
-        try:
-            socket.send_fds(conn, [pickle.dumps({'pid': child.pid})], [pidfd])
-        except OSError:
-            # The requester is gone or gave up: its child must not run on.
-            _kill(pidfd)
-            child.conn = None
-            conn.close()
-
     # -- spares ---------------------------------------------------------------
 
     def _state(self):
@@ -368,7 +213,8 @@ class _Server:
         return len(sys.modules), len(_code_cache)
 
     def _trimmed_state(self):
-        """_state(), with the heap trimmed once per state before spares are forked in it.
+        """_state(), with the heap trimmed once per state before spares are forked in it
+        (the C loop forks them in the state it was given).
 
         Imports leave free heap pages behind; every fork copies the page table
         entries of all of them and every exit unmaps them again. Giving them
@@ -379,34 +225,6 @@ class _Server:
             _malloc_trim(0)
             self.trimmed = state
         return state
-
-    def _fork_spare(self):
-        """Fork a child ahead of time; it waits for a request (returns its setup, in the spare only)."""
-        state = self._trimmed_state()
-        parent_end, child_end = socket.socketpair(socket.AF_UNIX,
-                                                  socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        try:
-            pid = self._fork()
-        except OSError:
-            parent_end.close()
-            child_end.close()
-            self.spares = False        # no longer single-threaded: fork per request (which fails)
-            return None
-        if pid == 0:
-            try:
-                parent_end.close()
-                return self._spare_wait(child_end.detach())
-            except BaseException:
-                import traceback
-                traceback.print_exc()
-                os._exit(1)
-        child_end.close()
-        child = self._track(pid)
-        if child is None:
-            parent_end.close()
-            return None
-        self.spare = _Spare(child, parent_end, state)
-        return None
 
     def _adopt_context(self, ctx):
         """Take on a new request context's environment, for the spares to inherit.
@@ -423,33 +241,6 @@ class _Server:
             return
         self.context, self.context_parsed = ctx, (cwd, env, stdout_tty, sigint_ignored)
 
-    def _drop_spare(self):
-        spare, self.spare = self.spare, None
-        if spare is not None:
-            spare.sock.close()         # the spare reads EOF and exits; reaped as a child
-            _kill(spare.child.pidfd)
-
-    def _assign_spare(self, conn, requester, msg, fds):
-        """Hand a request to the waiting spare; False: fork for it instead."""
-        spare = self.spare
-        if spare.state != self._state() or spare.child.pidfd not in self.children:
-            self._drop_spare()         # forked before modules or code the child needs
-            return False
-        self.spare = None
-        try:
-            socket.send_fds(spare.sock, [msg], fds + [conn.fileno()])
-        except OSError:
-            spare.sock.close()
-            _kill(spare.child.pidfd)
-            return False
-        spare.sock.close()
-        for fd in fds:
-            os.close(fd)
-        child = spare.child
-        child.conn, child.requester = conn, requester
-        self._reply(child)
-        return True
-
     def _fork(self):
         if not _may_fork():
             raise OSError('the zygote is no longer single-threaded')
@@ -457,42 +248,9 @@ class _Server:
         gc.freeze()     # the child's collections skip (and do not copy) the zygote's objects
         return os.fork()
 
-    def _reap(self, pidfd):
-        if self.spare is not None and self.spare.child.pidfd == pidfd:
-            self.spare.sock.close()    # died while waiting: fork another
-            self.spare = None
-        child = self.children.pop(pidfd)
-        self.sel.unregister(pidfd)
-        try:
-            _, status = os.waitpid(child.pid, 0)
-            code = os.waitstatus_to_exitcode(status)
-        except ChildProcessError:
-            code = -signal.SIGKILL
-        os.close(pidfd)
-        watch = self.requesters.get(child.requester)
-        if watch is not None:
-            watch[1].discard(pidfd)
-        if child.conn is not None:
-            self._send(child.conn, {'exitcode': code})
-            child.conn.close()
-
-    def _requester_gone(self, pid):
-        pidfd, kids = self.requesters.pop(pid)
-        self.sel.unregister(pidfd)
-        os.close(pidfd)
-        for kid in kids:
-            _kill(kid)      # reaped (and reported to nobody) when its pidfd fires
-
-    @staticmethod
-    def _send(conn, obj):
-        try:
-            conn.send(pickle.dumps(obj))
-        except OSError:
-            pass
-
     # -- in the child ---------------------------------------------------------
 
-    def _spare_wait(self, sock_fd, loop=None):
+    def _spare_wait(self, sock_fd, loop):
         """In a spare: drop the zygote's state, wait for a request, then become its child.
 
         While it waits, it does what a child of the zygote's last request's
@@ -500,7 +258,7 @@ class _Server:
         buffering): a request from the same context only installs descriptors.
         loop: the C loop that forked it, which also takes the request in.
         """
-        self._leave_zygote({sock_fd}, deathsig_set=loop is not None)
+        self._leave_zygote({sock_fd}, deathsig_set=True)
         applied = None
         if self.context_parsed is not None:
             try:
@@ -511,32 +269,21 @@ class _Server:
             except Exception:
                 pass                   # applied again, and reported, with the request
         zygote_child.close_stdin_ahead()
-        if loop is not None:
-            # Receiving and installing the descriptors in C: ~0.15 ms less
-            # on the start's path than the socket module's recv_fds and
-            # _child_setup's steps in a fresh fork.
-            ahead = zygote_child.stdin_ahead
-            got = loop.take_request(sock_fd, -1 if ahead is None else ahead.fileno())
-            if got is None:
-                os._exit(0)            # discarded by the zygote
-            ctx, data_fd, tracker_fd, status, stdin_taken = got
-            zygote_child.finish_setup(ctx, applied, status, stdin_taken)
-            return data_fd, tracker_fd
-        sock = socket.socket(fileno=sock_fd)
-        fds = []
-        try:
-            msg, fds, _, _ = socket.recv_fds(sock, MAX_MSG, MAX_FDS)
-        except BaseException:
-            os._exit(0)
-        if not msg:
+        # Receiving and installing the descriptors in C: ~0.15 ms less on
+        # the start's path than the socket module's recv_fds and
+        # _child_setup's steps in a fresh fork.
+        ahead = zygote_child.stdin_ahead
+        got = loop.take_request(sock_fd, -1 if ahead is None else ahead.fileno())
+        if got is None:
             os._exit(0)                # discarded by the zygote
-        sock.close()
-        return self._child_setup(msg, fds, left=True, applied=applied)
+        ctx, data_fd, tracker_fd, status, stdin_taken = got
+        zygote_child.finish_setup(ctx, applied, status, stdin_taken)
+        return data_fd, tracker_fd
 
     def _leave_zygote(self, keep, deathsig_set=False):
         """Drop the zygote's descriptors (all but keep and 0-2); its objects stay, unused.
 
-        deathsig_set: the C loop's fork did the first step already.
+        deathsig_set: the C loop's fork (of a spare) did the first step already.
         """
         # PDEATHSIG first: a forked copy never outlives the zygote.
         if not deathsig_set:
@@ -550,30 +297,20 @@ class _Server:
         zygote_child.left_behind = self
         zygote_child.close_fds_except(keep)
 
-    def _child_setup(self, msg, fds, left=False, applied=None):
-        """Turn the forked copy into the requested process's starting state.
+    def _child_setup(self, msg, fds):
+        """Turn a copy forked for a request (no spare) into the requested process's starting state.
 
         fds: the request's descriptors, then its connection (the child
-        reports its exit status there). left: the zygote's state is dropped
-        already (a spare); applied: the context the spare applied ahead of
-        the request.
+        reports its exit status there). What a spare does ahead (context,
+        stdin) is left to finish_setup and _bootstrap, as in an exec'd child.
         """
-        if not left:
-            self._leave_zygote(set(fds))
+        self._leave_zygote(set(fds))
         status = fds.pop()
         _, ctx, start = split_request(msg, len(fds))
         targets, data_fd, tracker_fd = unpack_start(start, len(fds))
         status = zygote_child.install_fds(fds, targets, status)
-        ahead = zygote_child.stdin_ahead
-        zygote_child.finish_setup(ctx, applied, status, ahead is not None and ahead.fileno() in targets)
+        zygote_child.finish_setup(ctx, None, status, False)
         return data_fd, tracker_fd
-
-
-def _kill(pidfd):
-    try:
-        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 _prctl = None           # libc's prctl, resolved in the zygote before any fork
@@ -596,13 +333,18 @@ def _may_fork():
 
 
 def _c_loop():
-    """dragon_mp._zygote_loop (the steady-state cycle in C), unless not built or not wanted."""
-    if os.environ.get(ENV_LOOP) == 'python':
-        return None
+    """dragon_mp._zygote_loop, the steady-state cycle in C; ImportError if it is not built.
+
+    There is no other loop: without it the zygote does not start (main()
+    imports it first; the requester then starts its processes by exec, as
+    for any zygote that cannot start, and the error is on its stderr).
+    """
     try:
         from . import _zygote_loop
-    except ImportError:
-        return None
+    except ImportError as e:
+        raise ImportError('dragon_mp: the zygote needs the C extension dragon_mp._zygote_loop '
+                          '(pyext/zygote_loop.c), which is not built; `pip install .` builds it '
+                          'with a C compiler') from e
     return _zygote_loop
 
 
@@ -748,6 +490,9 @@ def main():
     # processes are only the ones the program started.
     if os.getppid() != owner:
         os._exit(1)
+    # Without the C loop, no zygote: the ImportError (on the owner's stderr)
+    # ends this process before it is ready, and the owner starts by exec.
+    loop = _c_loop()
     owner_pidfd = os.pidfd_open(owner)
     if os.fork() != 0:
         os._exit(0)
@@ -780,7 +525,7 @@ def main():
     server.preload = _preload_list()
     os.write(ready_fd, f'{os.getpid()}\n'.encode())
     os.close(ready_fd)
-    data_fd, tracker_fd = server.serve()
+    data_fd, tracker_fd = server.serve(loop)
     del server
     zygote_child.run(data_fd, tracker_fd)
 

@@ -111,25 +111,6 @@ def clean_env(**extra):
     return env
 
 
-@pytest.fixture(params=['c', 'python'])
-def zygote_loop(request, monkeypatch):
-    """Run a test with each of the zygote's two loops: C (dragon_mp._zygote_loop) and Python.
-
-    The zygote reads DRAGON_MP_ZYGOTE_LOOP when it starts: a fresh one serves the test.
-    """
-    from dragon_mp import zygote
-    if request.param == 'c':
-        try:
-            from dragon_mp import _zygote_loop  # noqa: F401
-        except ImportError:
-            pytest.fail('dragon_mp._zygote_loop is not built (setup.py builds it with a C compiler)')
-    if request.param == 'python':
-        monkeypatch.setenv(zygote.ENV_LOOP, 'python')
-    zygote.shutdown()
-    yield request.param
-    zygote.shutdown()        # the next test starts a zygote of its own settings
-
-
 @pytest.fixture
 def zygote_enabled(monkeypatch):
     """For tests about the zygote: on even if the session runs with DRAGON_MP_ZYGOTE=0."""

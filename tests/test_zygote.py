@@ -20,7 +20,7 @@ from dragon_mp import zygote, zygote_server
 
 from conftest import clean_env, leaked, our_segments, wait_until
 
-pytestmark = pytest.mark.usefixtures('zygote_loop', 'zygote_enabled')   # each test with both loops
+pytestmark = pytest.mark.usefixtures('zygote_enabled')
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -79,12 +79,50 @@ def alive(pid):
         return False
 
 
-def test_the_loop_in_use(zygote_loop):
+def test_the_loop_in_use():
     p = mp.Process(target=exit_with, args=(0,))
     p.start()
     p.join(30)
+    assert forked(p)
     with open(f'/proc/{zygote.owned_pid()}/maps') as f:
-        assert ('_zygote_loop' in f.read()) == (zygote_loop == 'c')
+        assert '_zygote_loop' in f.read()
+
+
+# A program whose zygote cannot import dragon_mp._zygote_loop (as in a build
+# without it): sitecustomize, run by every interpreter of the run, blocks it.
+NO_C_LOOP = '''
+import sys
+sys.modules['dragon_mp._zygote_loop'] = None    # its import raises ImportError
+'''
+
+NO_C_LOOP_PROG = '''
+import dragon_mp as mp
+
+def noop():
+    pass
+
+if __name__ == '__main__':
+    for _ in range(2):
+        p = mp.Process(target=noop)
+        p.start()
+        p.join(30)
+        print(p.exitcode, p._popen._conn is not None, flush=True)
+'''
+
+
+def test_without_the_c_loop_the_zygote_fails_clearly_and_starts_exec(tmp_path):
+    """No other loop: the zygote does not start, says why, and the program's starts use exec."""
+    (tmp_path / 'sitecustomize.py').write_text(NO_C_LOOP)
+    (tmp_path / 'prog.py').write_text(NO_C_LOOP_PROG)
+    env = clean_env(PYTHONPATH=os.pathsep.join([str(tmp_path), ROOT]))
+    env.pop('DRAGON_MP_ZYGOTE', None)
+    r = subprocess.run([sys.executable, str(tmp_path / 'prog.py')], capture_output=True, text=True,
+                       timeout=120, cwd=str(tmp_path), env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split() == ['0', 'False'] * 2          # both started by exec, and ran
+    error = ('ImportError: dragon_mp: the zygote needs the C extension dragon_mp._zygote_loop '
+             '(pyext/zygote_loop.c), which is not built; `pip install .` builds it with a C compiler')
+    assert r.stderr.count(error) == 1, r.stderr            # one attempt per run
 
 
 def _minor_faults(pid):
@@ -92,26 +130,28 @@ def _minor_faults(pid):
         return int(f.read().rsplit(')', 1)[1].split()[7])
 
 
-def test_the_c_loop_serves_starts_without_python(zygote_loop):
+def test_the_c_loop_serves_starts_without_python():
     """Steady-state starts never return to Python in the C loop: the zygote then writes to a
-    handful of pages per start, not to the ~200 its Python loop touches (each a copy-on-write
-    fault, since every start forks a spare that shares them)."""
+    handful of pages per start, not to the ~240 a loop in Python touched (each a copy-on-write
+    fault, since every start forks a spare that shares them).
+
+    The best of three batches: while the zygote still imports its preload list (in Python,
+    one module per idle turn), a batch on a busy machine meets some of those imports."""
     for _ in range(5):                    # the first starts import, compile, take the context on
         p = mp.Process(target=exit_with, args=(0,))
         p.start()
         p.join(30)
     zpid = zygote.owned_pid()
-    before = _minor_faults(zpid)
-    for _ in range(20):
-        p = mp.Process(target=exit_with, args=(0,))
-        p.start()
-        p.join(30)
-        assert p.exitcode == 0
-    per_start = (_minor_faults(zpid) - before) / 20
-    if zygote_loop == 'c':
-        assert per_start < 60, per_start
-    else:
-        assert per_start > 100, per_start       # what the C loop saves: the test can tell
+    batches = []
+    for _ in range(3):
+        before = _minor_faults(zpid)
+        for _ in range(20):
+            p = mp.Process(target=exit_with, args=(0,))
+            p.start()
+            p.join(30)
+            assert p.exitcode == 0
+        batches.append((_minor_faults(zpid) - before) / 20)
+    assert min(batches) < 60, batches           # a loop in Python: ~240
 
 
 @pytest.mark.parametrize('target,args,code', [

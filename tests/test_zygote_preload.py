@@ -19,7 +19,7 @@ from conftest import clean_env, require_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-pytestmark = pytest.mark.usefixtures('zygote_loop', 'zygote_enabled')   # each test with both loops
+pytestmark = pytest.mark.usefixtures('zygote_enabled')
 
 
 # What a child reports: its parent (the zygote) and what that process has

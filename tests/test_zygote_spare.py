@@ -17,7 +17,7 @@ from dragon_mp import zygote
 
 from conftest import wait_until
 
-pytestmark = pytest.mark.usefixtures('zygote_loop', 'zygote_enabled')   # each test with both loops
+pytestmark = pytest.mark.usefixtures('zygote_enabled')
 
 
 def report(q):
