@@ -7,24 +7,25 @@ made before first use stays safe), and a forked child that touches it gets a
 RuntimeError naming the fix instead of a hang.
 
 Two doors lead into the same library: the gopy module (control plane:
-create, attach, start processes) and ctypes on its //export functions (data
-plane: send, recv, acquire), which pass pointers instead of copying through
-the Go heap. Errors from Go carry a code; `raise_for` maps a code to the
-exception stdlib multiprocessing raises in the same situation.
+create, attach, start processes) and the C extension dragon_mp._fastpath
+(data plane: send, recv, acquire; dragon_mp._fast loads it), which calls the
+library's //export functions with pointers instead of copying through the
+Go heap. Both are required: a build without the C extension fails to load
+with an ImportError naming it. Errors from Go carry a code; `raise_for` maps
+a code to the exception stdlib multiprocessing raises in the same situation.
 """
 
-import ctypes
 import errno
 import os
 import queue
 import threading
 
-__all__ = ['gocore', 'clib', 'fast', 'raise_for', 'GoError']
+__all__ = ['gocore', 'fast', 'library_path', 'raise_for', 'GoError']
 
 _lock = threading.Lock()
 _gocore = None      # the gopy module, once loaded
-_clib = None        # ctypes.CDLL over the same .so
-_fp = None          # dragon_mp._fastpath on the same .so, or None (ctypes only)
+_fp = None          # dragon_mp._fastpath, initialized on the same .so
+_so_path = None     # the path of that .so
 _loaded_pid = None
 _forked_child = False
 
@@ -61,20 +62,20 @@ def gocore():
     return _gocore
 
 
-def clib():
-    """The ctypes view of the same library's //export functions."""
-    _check_fork()
-    if _clib is None:
-        _load()
-    return _clib
-
-
 def fast():
-    """The C fast path (dragon_mp._fastpath) into the same library, or None: use clib()."""
+    """The data plane: dragon_mp._fastpath, calling into the same library."""
     _check_fork()
     if _gocore is None:
         _load()
     return _fp
+
+
+def library_path():
+    """The path of the loaded library (the gopy extension's .so), loading it on first call."""
+    _check_fork()
+    if _gocore is None:
+        _load()
+    return _so_path
 
 
 # Address space Go's runtime reserves when it starts (page-allocator
@@ -110,58 +111,33 @@ def _check_address_space():
 
 
 def _load():
-    global _gocore, _clib, _fp, _loaded_pid
+    global _gocore, _fp, _so_path, _loaded_pid
     with _lock:
         if _gocore is not None:
             return
         _check_address_space()
         from ._gobind import load
         module, so_path = load()
-        lib = ctypes.CDLL(so_path)
-        _declare(lib)
         from . import _fast
         _fp = _fast.load(so_path)
         _loaded_pid = os.getpid()
-        _clib = lib
+        _so_path = so_path
         _gocore = module
 
 
-def _declare(lib):
-    u64, i64, vp = ctypes.c_uint64, ctypes.c_int64, ctypes.c_void_p
-    p64 = ctypes.POINTER(ctypes.c_uint64)
-    signatures = {
-        'dmp_send': (i64, [u64, vp, u64, i64]),
-        'dmp_sendv': (i64, [u64, vp, vp, u64, i64]),
-        'dmp_recv': (i64, [u64, vp, u64, i64, p64, p64]),
-        'dmp_release_msg': (i64, [u64, u64, u64]),
-        'dmp_pool_base': (u64, []),
-        'dmp_sem_acquire': (i64, [u64, i64]),
-        'dmp_sem_release': (i64, [u64]),
-        'dmp_last_error': (i64, [vp, u64]),
-        'dmp_raw_read': (i64, [u64, u64, u64, vp]),
-        'dmp_raw_write': (i64, [u64, u64, u64, vp]),
-    }
-    for name, (res, args) in signatures.items():
-        fn = getattr(lib, name)
-        fn.restype, fn.argtypes = res, args
-
-
-# Codes shared with pyext/codes.go: ctypes functions return them negated,
+# Codes shared with pyext/codes.go: //export functions return them negated,
 # gopy errors carry them as an "E<code>:" prefix.
 TIMEOUT, FULL, CLOSED, BADHANDLE, NOSPACE, TOOLARGE, INVALID, \
     TOOMANYRELEASES, NOTOWNER, OSERR, INTERNAL, NODELOST = range(1, 13)
 
 
 def last_error():
-    if _fp is not None:
-        return _fp.last_error()
-    buf = ctypes.create_string_buffer(4096)
-    n = clib().dmp_last_error(buf, len(buf))
-    return buf.raw[:max(n, 0)].decode('utf-8', 'replace')
+    """The message of this thread's last error from an //export function."""
+    return fast().last_error()
 
 
 def raise_for(code, what=''):
-    """Raise the Python exception for a negative ctypes result code."""
+    """Raise the Python exception for a negative result code of an //export function."""
     code = -code
     if code == TIMEOUT:
         raise queue.Empty

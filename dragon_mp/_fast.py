@@ -1,11 +1,15 @@
-"""The optional C fast path into the Go core: dragon_mp._fastpath (pyext/fastpath.c).
+"""The data plane's door into the Go core: dragon_mp._fastpath (pyext/fastpath.c).
 
-`load(so_path)` returns the extension module, initialized and configured, or
-None when it is not built (dragon_mp._core's ctypes path is the fallback) or
-is disabled with DRAGON_MP_FASTPATH=0. Call it once the gopy library is
-loaded, with the path dragon_mp._gobind.load() returned: the extension
-resolves the Go functions in that already-loaded library and never loads a
-second copy (a second Go runtime).
+`load(so_path)` returns the extension module, initialized and configured.
+dragon_mp._core calls it once the gopy library is loaded, with the path
+dragon_mp._gobind.load() returned: the extension resolves the Go functions in
+that already-loaded library and never loads a second copy (a second Go
+runtime). The extension is part of every build (setup.py fails without it);
+a source tree where it was not compiled gets an ImportError naming it.
+
+`bound(name, signature)` is an //export function without a method of its own
+in the extension (dmp_cond_wait, dmp_raw_read...), through the extension's
+generic binder, made once per process.
 
 `sem_word(addr)`, `rlock_word(addr)` and `event_word(addr)` are what
 `_fastpath.Sem/RLock/Event(addr, word)` need to run the steps that never wait
@@ -13,48 +17,44 @@ as atomics in C, without calling Go. Go computes them (pyext/fast_exports.go),
 so Python and C know nothing of the object header's layout.
 """
 
-import os
 import pickle
 
-__all__ = ['load', 'sem_word', 'rlock_word', 'event_word']
+__all__ = ['load', 'bound', 'sem_word', 'rlock_word', 'event_word']
 
-_module = None
+_bound = {}         # //export name -> its _fastpath.bind() callable
 
 
 def load(so_path):
-    """The dragon_mp._fastpath module, ready for calls into the library at so_path, or None."""
-    global _module
-    if os.environ.get('DRAGON_MP_FASTPATH', '1') == '0':
-        return None
+    """The dragon_mp._fastpath module, ready for calls into the library at so_path."""
     try:
         from . import _fastpath
-    except ImportError:
-        return None
-    try:
-        _fastpath.init(so_path)
-    except (OSError, AttributeError):
-        return None
+    except ImportError as e:
+        raise ImportError(
+            'dragon_mp._fastpath (pyext/fastpath.c), the C extension every send, recv and '
+            'lock goes through, is not built or does not load here: reinstall dragon_mp '
+            '(pip install .), or run `python setup.py build_ext --inplace` in a source tree; '
+            f'building it needs a C compiler and the Python headers ({e})',
+            name='dragon_mp._fastpath') from e
+    _fastpath.init(so_path)
     from . import _core
     from .reduction import dumps_parts
     _fastpath.configure(_core.raise_for, dumps_parts, pickle.loads)
-    _module = _fastpath
     return _fastpath
 
 
-_ptr_fns = {}       # dmp_*_ptr name -> _fastpath.bind() callable (per loaded module)
+def bound(name, signature, timed_out=0):
+    """_fastpath.bind(name, signature, timed_out) for the //export function name,
+    made on first use: a call into Go that the extension has no method for.
+    Every argument is a 64-bit integer (a buffer is passed by its address)."""
+    fn = _bound.get(name)
+    if fn is None:
+        from . import _core
+        fn = _bound[name] = _core.fast().bind(name, signature, timed_out)
+    return fn
 
 
 def _word(fn_name, validate, addr):
-    fp = _module
-    if fp is None:
-        return 0
-    fn = _ptr_fns.get(fn_name)
-    if fn is None:
-        try:
-            fn = _ptr_fns[fn_name] = fp.bind(fn_name, 'u')
-        except AttributeError:      # an older Go library: everything through Go
-            return 0
-    word = fn(addr)
+    word = bound(fn_name, 'u')(addr)
     if word <= 0:
         from . import _core
         _core.call(getattr(_core.gocore(), validate), addr)   # raises what stdlib would

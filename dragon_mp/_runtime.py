@@ -301,8 +301,7 @@ def shutdown(at_exit=False):
         _generation += 1
         _run = None
         atexit.unregister(shutdown)
-        if _core._fp is not None:
-            _core._fp.invalidate()      # no Sem touches the pool once it is unmapped
+        _core.fast().invalidate()       # no Sem touches the pool once it is unmapped
         gc = _core.gocore()
         zygote = sys.modules.get('dragon_mp.zygote')
         if zygote is not None:

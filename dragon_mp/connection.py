@@ -61,7 +61,7 @@ from multiprocessing.context import AuthenticationError, BufferTooShort  # noqa:
 
 from . import _core, _runtime
 from ._shared import SharedObject, WAIT_SLICE_NS
-from .queues import _Channel, _buffer
+from .queues import _Channel
 from .reduction import ForkingPickler
 
 __all__ = ['Client', 'Listener', 'Pipe', 'wait']
@@ -93,20 +93,27 @@ _MODE_MESSAGE, _MODE_CLOSE = 0, 1
 _PEER_CHECK_INTERVAL = 0.05
 _PEER_CHECK_INTERVAL_REMOTE = 1.0
 
-_declared = False
+_dmp_wait = None
 
 
-def _lib():
-    """The ctypes library, with the signatures this module adds."""
-    global _declared
-    lib = _core.clib()
-    if not _declared:
+def _wait_fn():
+    """dmp_wait(addrs, modes, n, fds, nfds, timeout_ns, ready) (pyext/conn.go).
+
+    THE ONE DATA-PLANE CALL STILL MADE THROUGH ctypes: it takes seven
+    arguments, and _fastpath.bind() passes at most six (MAX_ARGS in
+    pyext/fastpath.c). It moves to the C extension once that has a wait
+    method (or bind takes seven arguments); the arrays below are ctypes
+    arrays for it.
+    """
+    global _dmp_wait
+    path = _core.library_path()         # loads the library; refuses in a forked child
+    if _dmp_wait is None:
+        fn = ctypes.CDLL(path).dmp_wait
         vp = ctypes.c_void_p
-        lib.dmp_wait.restype = ctypes.c_int64
-        lib.dmp_wait.argtypes = [vp, vp, ctypes.c_uint64, vp, ctypes.c_uint64,
-                                 ctypes.c_int64, vp]
-        _declared = True
-    return lib
+        fn.restype = ctypes.c_int64
+        fn.argtypes = [vp, vp, ctypes.c_uint64, vp, ctypes.c_uint64, ctypes.c_int64, vp]
+        _dmp_wait = fn
+    return _dmp_wait
 
 
 class _PipeState(SharedObject):
@@ -149,22 +156,10 @@ def _register_finalizer(conn):
         exitpriority=-10)
 
 
-def _bytes_at(obj, offset):
-    """What ctypes passes as a pointer to obj[offset:] (obj: bytes), no copy."""
-    if offset == 0:
-        return obj                      # ctypes passes a bytes object's buffer
-    return ctypes.cast(ctypes.c_char_p(obj), ctypes.c_void_p).value + offset
-
-
-class _RecvState(threading.local):
-    """Per-thread out-parameters of dmp_recv."""
-
-    def __init__(self):
-        self.length, self.offset = ctypes.c_uint64(), ctypes.c_uint64()
-        self.plength, self.poffset = ctypes.byref(self.length), ctypes.byref(self.offset)
-
-
-_recv_state = _RecvState()
+def _release(data):
+    """Free a message _recv_fast(whole=True) returned (bytes: nothing to free)."""
+    if data.__class__ is not bytes:
+        data.release()
 
 
 class Connection(_stdlib.Connection):
@@ -320,59 +315,31 @@ class Connection(_stdlib.Connection):
             raise ValueError("size is negative")
         elif offset + size > n:
             raise ValueError("buffer length < offset + size")
-        if _core.fast() is not None and (m.c_contiguous or size == 0):
-            # Fast path: C takes any buffer, read-only too, and copies it once.
-            self._send(buf if type(buf) is bytes and offset == 0 and size == n
-                       else m[offset:offset + size], size)
-        elif type(buf) is bytes:
-            # Straight from the bytes object (which stays alive meanwhile).
-            self._send(_bytes_at(buf, offset), size)
+        if type(buf) is bytes and offset == 0 and size == n:
+            data = buf
         else:
-            self._send_view(m[offset:offset + size])
+            data = m[offset:offset + size]
+            if not m.c_contiguous and size:
+                data = data.tobytes()   # C takes contiguous buffers only
+        # C takes any such buffer, read-only too, and copies it once.
+        self._send(data)
 
     def send(self, obj):
         """Send a (picklable) object"""
         self._check_closed()
         self._check_writable()
-        fp = _core.fast()
-        if fp is None:
-            data = ForkingPickler.dumps(obj)    # a memoryview over a BytesIO
-            n = data.nbytes
-            # Small pickles: a bytes copy is cheaper than a ctypes view.
-            return self._send(data.tobytes() if n <= 65536 else (ctypes.c_char * n).from_buffer(data), n)
         if time.monotonic() >= self._peer_check_at:
             self._peer_gone()               # see _send
         # Pickled as a Queue's put does: large buffers go into the pool with
         # one copy (dragon_mp.reduction.dumps_parts).
-        self._check_rc(fp.send_obj(self._wch._addr, obj, 0))
+        self._check_rc(_core.fast().send_obj(self._wch._addr, obj, 0))
 
-    def _send_view(self, data):
-        view = memoryview(data)
-        n = view.nbytes
-        if n == 0:
-            return self._send(None, 0)
-        if not view.c_contiguous:
-            view = memoryview(view.tobytes())
-        if view.readonly:
-            obj = view.obj
-            if type(obj) is not bytes or view.nbytes != len(obj):
-                obj = view.tobytes()
-            self._send(obj, n)
-        else:
-            self._send((ctypes.c_char * n).from_buffer(view.cast('B')), n)
-
-    def _send(self, ptr, n):
+    def _send(self, data):
         if time.monotonic() >= self._peer_check_at:
             # Messages to a reader that died would pile up unread: now and
             # then, look (a dead reader's pipe gets closed: BrokenPipeError).
             self._peer_gone()
-        fp = _core.fast()
-        if fp is not None and not isinstance(ptr, int):
-            # Fast path: the C extension takes any buffer (None: empty).
-            rc = fp.send(self._wch._addr, b'' if ptr is None else ptr, 0)
-        else:
-            rc = _core.clib().dmp_send(self._wch._addr, ptr, n, 0)
-        self._check_rc(rc)
+        self._check_rc(_core.fast().send(self._wch._addr, data, 0))
 
     @staticmethod
     def _check_rc(rc):
@@ -383,30 +350,10 @@ class Connection(_stdlib.Connection):
 
     # --- receiving ------------------------------------------------------------
 
-    def _recv_raw(self):
-        """Take the next message: (large, length, pool offset, inline buffer)."""
-        lib = _core.clib()
-        addr = self._rch._addr
-        buf = _buffer(self._rch._inline)
-        st = _recv_state
-        while True:
-            rc = lib.dmp_recv(addr, buf, len(buf), WAIT_SLICE_NS, st.plength, st.poffset)
-            if rc >= 0:
-                return rc == 1, st.length.value, st.offset.value, buf
-            if rc == _TIMED_OUT:
-                if self._handle is None:
-                    raise OSError(errno.EBADF, "handle is closed")
-                # Nothing for a whole slice: has the other end died?
-                self._peer_gone()
-                continue
-            if rc == _CLOSED:
-                raise EOFError
-            _core.raise_for(rc)
-
     def _recv_fast(self, whole=False):
-        """recv_bytes through the C extension: bytes straight from the channel.
+        """The next message's bytes, straight from the channel (C copies them once).
         whole: a large message as it is, a _fastpath.Message over its pool
-        block (to unpickle from; release() it after)."""
+        block (to read or unpickle from; _release() it after)."""
         fp, addr, inline = _core.fast(), self._rch._addr, self._rch._inline
         recv = fp.recv_msg if whole else fp.recv
         while True:
@@ -422,17 +369,6 @@ class Connection(_stdlib.Connection):
                 raise EOFError
             _core.raise_for(r)
 
-    def _release(self, large, length, offset):
-        if large:
-            _core.clib().dmp_release_msg(self._rch._addr, offset, length)
-
-    @staticmethod
-    def _memory(large, length, offset, buf):
-        """A ctypes array over the message's bytes."""
-        if large:
-            return (ctypes.c_char * length).from_address(_core.clib().dmp_pool_base() + offset)
-        return (ctypes.c_char * length).from_buffer(buf)
-
     def recv_bytes(self, maxlength=None):
         """
         Receive bytes data as a bytes object.
@@ -441,21 +377,15 @@ class Connection(_stdlib.Connection):
         self._check_readable()
         if maxlength is not None and maxlength < 0:
             raise ValueError("negative maxlength")
-        if maxlength is None and _core.fast() is not None:
+        if maxlength is None:
             data = self._recv_fast()
-            if self._ready is not None:
-                self._ready.consumed()
-            return data
-        large, length, offset, buf = self._recv_raw()
-        try:
-            if maxlength is not None and length > maxlength:
-                data = None
-            elif large:
-                data = ctypes.string_at(_core.clib().dmp_pool_base() + offset, length)
-            else:
-                data = ctypes.string_at(buf, length)
-        finally:
-            self._release(large, length, offset)
+        else:
+            # Too long: the message is taken (and dropped) all the same.
+            msg = self._recv_fast(whole=True)
+            try:
+                data = bytes(msg) if len(msg) <= maxlength else None
+            finally:
+                _release(msg)
         if self._ready is not None:
             self._ready.consumed()
         if data is None:
@@ -477,19 +407,19 @@ class Connection(_stdlib.Connection):
                 raise ValueError("negative offset")
             elif offset > bytesize:
                 raise ValueError("offset too large")
-            large, size, moff, ibuf = self._recv_raw()
+            msg = self._recv_fast(whole=True)
             try:
-                src = self._memory(large, size, moff, ibuf)
+                size = len(msg)
                 if bytesize < offset + size:
-                    raise BufferTooShort(bytes(src))
+                    raise BufferTooShort(bytes(msg))
                 # Message can fit in dest (copied as stdlib's readinto does).
-                with memoryview(src) as s, \
+                with memoryview(msg) as s, \
                         m[offset // itemsize:(offset + size) // itemsize] as d, \
                         d.cast('B') as dst:
                     k = min(dst.nbytes, size)
-                    dst[:k] = s.cast('B')[:k]
+                    dst[:k] = s[:k]
             finally:
-                self._release(large, size, moff)
+                _release(msg)
                 if self._ready is not None:
                     self._ready.consumed()
             return size
@@ -498,30 +428,15 @@ class Connection(_stdlib.Connection):
         """Receive a (picklable) object"""
         self._check_closed()
         self._check_readable()
-        if _core.fast() is not None:
-            data = self._recv_fast(whole=True)
-            if self._ready is not None:
-                self._ready.consumed()
-            if data.__class__ is bytes:
-                return ForkingPickler.loads(data)
-            # Unpickled straight from the pool block: each large payload is
-            # copied once, into its new object.
-            with data:
-                return ForkingPickler.loads(data)
-        else:
-            large, length, offset, buf = self._recv_raw()
-            if large:
-                try:
-                    if self._ready is not None:
-                        self._ready.consumed()
-                    # Unpickled in place from the pool block: no intermediate copy.
-                    return ForkingPickler.loads(self._memory(large, length, offset, buf))
-                finally:
-                    self._release(large, length, offset)
-            data = ctypes.string_at(buf, length)
+        data = self._recv_fast(whole=True)
         if self._ready is not None:
             self._ready.consumed()
-        return ForkingPickler.loads(data)
+        if data.__class__ is bytes:
+            return ForkingPickler.loads(data)
+        # Unpickled straight from the pool block: each large payload is
+        # copied once, into its new object.
+        with data:
+            return ForkingPickler.loads(data)
 
     def poll(self, timeout=0.0):
         """Whether there is any input available to be read"""
@@ -599,14 +514,14 @@ class _Readiness:
 
     def _ready_now(self, conn, force=False):
         ready = (ctypes.c_uint8 * 1)()
-        rc = _lib().dmp_wait(self._addrs, self._modes, 1, None, 0, 0, ready)
+        rc = _wait_fn()(self._addrs, self._modes, 1, None, 0, 0, ready)
         return rc != 0 or conn._peer_gone(force)
 
     def _signalled(self):
         return bool(select.select([self.fd], [], [], 0)[0])
 
     def _watch(self):
-        lib = _lib()
+        dmp_wait = _wait_fn()
         fds = (ctypes.c_int32 * 1)(self._stop_r)
         ready = (ctypes.c_uint8 * 2)()
         try:
@@ -617,7 +532,7 @@ class _Readiness:
                         self._take_back_if_gone()
                     if self._closed:
                         return
-                rc = lib.dmp_wait(self._addrs, self._modes, 1, fds, 1, WAIT_SLICE_NS, ready)
+                rc = dmp_wait(self._addrs, self._modes, 1, fds, 1, WAIT_SLICE_NS, ready)
                 conn = self._conn()
                 if conn is None:
                     return
@@ -717,10 +632,10 @@ def _deadline(timeout):
 
 def _wait_loop(conns, addrs, modes, n, fdarr, nf, ready, deadline):
     """dmp_wait in slices until something is ready (True) or the deadline."""
-    lib = _lib()
+    dmp_wait = _wait_fn()
     slice_ns = _next_slice(deadline)
     while True:
-        rc = lib.dmp_wait(addrs, modes, n, fdarr, nf, slice_ns, ready)
+        rc = dmp_wait(addrs, modes, n, fdarr, nf, slice_ns, ready)
         if rc < 0:
             _core.raise_for(rc)
         # A peer may have died without closing its end: if so its pipe is

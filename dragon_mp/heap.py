@@ -17,7 +17,7 @@ import sys
 
 from multiprocessing.heap import Arena, Heap       # noqa: F401  re-exported
 
-from . import _core, _runtime
+from . import _core, _fast, _runtime
 from ._shared import SharedObject
 
 __all__ = ['BufferWrapper']
@@ -60,10 +60,14 @@ class BufferWrapper(SharedObject):
         """True when the block lives on another node of a multi-node run."""
         return (self._addr >> 48) != _runtime.node_index()
 
+    # dmp_raw_read/dmp_raw_write(addr, offset, n, buffer) (pyext/remote_data.go),
+    # through _fastpath.bind: the buffer goes by its address (a ctypes buffer's,
+    # alive until the call returns); offset and n as Go reads them, int64.
+
     def read(self, offset, n):
         """A copy of n bytes at offset (works on any node)."""
         buf = ctypes.create_string_buffer(n)
-        rc = _core.clib().dmp_raw_read(self._addr, offset, n, buf)
+        rc = _fast.bound('dmp_raw_read', 'uiiu')(self._addr, offset, n, ctypes.addressof(buf))
         if rc < 0:
             _core.raise_for(rc)
         return buf.raw
@@ -71,7 +75,8 @@ class BufferWrapper(SharedObject):
     def write(self, offset, data):
         """Copy data to offset (works on any node)."""
         data = bytes(data)
-        rc = _core.clib().dmp_raw_write(self._addr, offset, len(data), data)
+        buf = (ctypes.c_char * len(data)).from_buffer_copy(data)
+        rc = _fast.bound('dmp_raw_write', 'uiiu')(self._addr, offset, len(data), ctypes.addressof(buf))
         if rc < 0:
             _core.raise_for(rc)
 
@@ -79,7 +84,7 @@ class BufferWrapper(SharedObject):
         # Only numbers here: the wrapper refers to nothing that refers back to
         # it, so dropping the last user frees the block at once, without gc.
         offset = _core.call(_core.gocore().RawOffset, self._addr)
-        base = _core.clib().dmp_pool_base()
+        base = _core.fast().pool_base()
         if not base:
             raise ValueError('dragon_mp runtime is not running in this process')
         self._pointer = base + offset

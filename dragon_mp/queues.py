@@ -9,7 +9,6 @@ it was.
 """
 
 import atexit
-import ctypes
 import os
 import threading
 import weakref
@@ -18,20 +17,12 @@ from multiprocessing import queues as _stdlib_queues
 from queue import Empty, Full        # noqa: F401  (stdlib raises these)
 
 from . import _core, _runtime
-from ._shared import SharedObject, sliced, timeout_ns
+from ._shared import SharedObject, timeout_ns
 from .reduction import ForkingPickler
 
 __all__ = ['Queue', 'SimpleQueue', 'JoinableQueue']
 
-_TIMED_OUT = -_core.TIMEOUT
 _PUMP_SLICE = 0.1      # how often SimpleQueue's reader thread looks at close()
-_FULL = -_core.FULL         # how dmp_send reports that a bounded channel stayed full
-_tls = threading.local()
-
-# bytes objects at least this large skip pickle.dumps (see send_pickled_bytes).
-_GATHER_MIN = 1 << 16
-_PICKLE_BYTES8 = bytes([0x80, 5, 0x8e])     # PROTO 5, BINBYTES8 (the length follows)
-_PICKLE_STOP = b"."
 
 
 class _Channel(SharedObject):
@@ -59,82 +50,19 @@ class _Channel(SharedObject):
         return _Channel._attach, (self._reference_for_pickle(), self._inline)
 
     def send(self, data, block=True, timeout=None):
-        fp = _core.fast()
-        if fp is not None:
-            rc = fp.send(self._addr, data, timeout_ns(block, timeout))
-        else:
-            lib, addr = _core.clib(), self._addr
-            data, n = _pointer(data)
-            rc = sliced(lambda ns: lib.dmp_send(addr, data, n, ns),
-                        timeout_ns(block, timeout), _FULL)
+        """Send the bytes-like data (C copies it once, from the caller's buffer)."""
+        rc = _core.fast().send(self._addr, data, timeout_ns(block, timeout))
         if rc < 0:
-            _core.raise_for(rc)         # _FULL: queue.Full
-
-    def send_pickled_bytes(self, data, block=True, timeout=None):
-        """Send pickle.dumps(data) for a bytes object, copying data only once.
-
-        The pickle of a large bytes object is a few opcode bytes around the
-        payload; they are gathered into the channel with the payload instead
-        of building the whole pickle in a new object first (saves a copy
-        and a fresh allocation of the message's size).
-        """
-        head = _PICKLE_BYTES8 + len(data).to_bytes(8, 'little')
-        parts = (head, data, _PICKLE_STOP)
-        ptrs = (ctypes.c_void_p * 3)(*[ctypes.cast(ctypes.c_char_p(p), ctypes.c_void_p).value
-                                       for p in parts])
-        lens = (ctypes.c_uint64 * 3)(*[len(p) for p in parts])
-        lib, addr = _core.clib(), self._addr
-        rc = sliced(lambda ns: lib.dmp_sendv(addr, ptrs, lens, 3, ns),
-                    timeout_ns(block, timeout), _FULL)
-        if rc < 0:
-            _core.raise_for(rc)
+            _core.raise_for(rc)         # -FULL (a bounded channel stayed full): queue.Full
 
     def recv(self, block=True, timeout=None):
-        fp = _core.fast()
-        if fp is not None:
-            r = fp.recv(self._addr, timeout_ns(block, timeout), self._inline)
-            if r.__class__ is bytes:
-                return r
-            _core.raise_for(r)          # _TIMED_OUT: queue.Empty
-        lib, addr = _core.clib(), self._addr
-        buf = _buffer(self._inline)
-        length, offset = ctypes.c_uint64(), ctypes.c_uint64()
-        rc = sliced(lambda ns: lib.dmp_recv(addr, buf, len(buf), ns,
-                                            ctypes.byref(length), ctypes.byref(offset)),
-                    timeout_ns(block, timeout), _TIMED_OUT)
-        if rc == 0:
-            return ctypes.string_at(buf, length.value)
-        if rc == 1:
-            # A large message: read it straight from the pool, then free it.
-            try:
-                return ctypes.string_at(lib.dmp_pool_base() + offset.value, length.value)
-            finally:
-                lib.dmp_release_msg(addr, offset.value, length.value)
-        _core.raise_for(rc)
+        r = _core.fast().recv(self._addr, timeout_ns(block, timeout), self._inline)
+        if r.__class__ is bytes:
+            return r
+        _core.raise_for(r)              # -TIMEOUT: queue.Empty
 
     def __len__(self):
         return _core.call(_core.gocore().ChannelLen, self._addr)
-
-
-def _pointer(data):
-    """(something ctypes passes as a pointer, length) for a bytes-like object."""
-    if type(data) is bytes:
-        return data, len(data)
-    view = memoryview(data).cast('B')
-    n = view.nbytes
-    if n == 0:
-        return b'', 0
-    if view.readonly:
-        return bytes(view), n
-    return (ctypes.c_char * n).from_buffer(view), n
-
-
-def _buffer(size):
-    """A per-thread receive buffer for inline messages."""
-    buf = getattr(_tls, 'buf', None)
-    if buf is None or len(buf) < size:
-        buf = _tls.buf = ctypes.create_string_buffer(max(size, 64))
-    return buf
 
 
 _chan_classes = {}
@@ -168,7 +96,6 @@ class Queue(_stdlib_queues.Queue):
         self._maxsize = max(int(maxsize), 0)      # 0: unbounded, as in stdlib
         self._channel = _Channel(self._maxsize)
         self._closed = False
-        self._used = False          # put was called (through Python; the C Chan keeps its own)
         self._bind_fast()
 
     def __getstate__(self):
@@ -177,23 +104,19 @@ class Queue(_stdlib_queues.Queue):
     def __setstate__(self, state):
         self._maxsize, self._channel = state
         self._closed = False
-        self._used = False
         self._bind_fast()
 
     def _bind_fast(self):
-        """put/get are the C methods of a _fastpath.Chan when the fast path is there."""
-        self._fast = None
-        fp = _core.fast()
-        if fp is not None:
-            ch = self._channel
-            c = self._fast = _picklable_chan(fp)(ch._addr, ch._inline, ch)   # owner: keeps the channel alive
-            c._queue = weakref.ref(self)
-            if type(self) is Queue:
-                # Fast path: the bound C methods, no Python frame per call
-                # (C gathers large bytes around pickle too). A subclass's
-                # overrides must stay in charge, so only here.
-                self.put, self.get = c.put, c.get
-                self.put_nowait, self.get_nowait = c.put_nowait, c.get_nowait
+        """put/get go through the C methods of a _fastpath.Chan (which pickles, and
+        gathers a large payload into the channel with one copy)."""
+        ch = self._channel
+        c = self._fast = _picklable_chan(_core.fast())(ch._addr, ch._inline, ch)   # owner: keeps the channel alive
+        c._queue = weakref.ref(self)
+        if type(self) is Queue:
+            # The bound C methods themselves: no Python frame per call. A
+            # subclass's overrides must stay in charge, so only here.
+            self.put, self.get = c.put, c.get
+            self.put_nowait, self.get_nowait = c.put_nowait, c.get_nowait
 
     def _synchronous_puts(self):
         """This process's puts to another node's queue wait for the owner's
@@ -207,22 +130,11 @@ class Queue(_stdlib_queues.Queue):
             raise ValueError(f"Queue {self!r} is closed")
 
     def put(self, obj, block=True, timeout=None):
-        if self._fast is not None:
-            return self._fast.put(obj, block, timeout)
-        self._used = True
-        if obj.__class__ is bytes and len(obj) >= _GATHER_MIN:
-            self._check_closed()
-            return self._channel.send_pickled_bytes(obj, block, timeout)
-        self._check_closed()
-        # Pickle first: a failure leaves the queue untouched.
-        data = ForkingPickler.dumps(obj)
-        self._channel.send(data, block, timeout)
+        # Pickled before anything is sent: a failure leaves the queue untouched.
+        return self._fast.put(obj, block, timeout)
 
     def get(self, block=True, timeout=None):
-        if self._fast is not None:
-            return self._fast.get(block, timeout)
-        self._check_closed()
-        return ForkingPickler.loads(self._channel.recv(block, timeout))
+        return self._fast.get(block, timeout)
 
     def put_nowait(self, obj):
         return self.put(obj, False)
@@ -236,7 +148,7 @@ class Queue(_stdlib_queues.Queue):
     def empty(self):
         # As stdlib's: once this process has put and closed, its handle is
         # closed (there, close() shuts the pipe once the feeder has started).
-        if self._closed and (self._used or (self._fast is not None and self._fast.used)):
+        if self._closed and self._fast.used:
             raise OSError("handle is closed")
         return self.qsize() == 0
 
@@ -246,8 +158,7 @@ class Queue(_stdlib_queues.Queue):
     def close(self):
         """This process will put and get no more (the queue lives on for others)."""
         self._closed = True
-        if self._fast is not None:
-            self._fast.close()
+        self._fast.close()
 
     def join_thread(self):
         # There is no feeder thread. A put to this node's queue has completed
@@ -473,18 +384,13 @@ class SimpleQueue(_stdlib_queues.SimpleQueue):
         if self._reader_obj is not None:
             # Once a reader exists it may hold the next message: keep the order.
             return self._reader_obj.recv()
-        fp, ch = _core.fast(), self._channel
-        if fp is not None:
-            return fp.get(ch._addr, -1, ch._inline)
-        return ForkingPickler.loads(ch.recv())
+        ch = self._channel
+        return _core.fast().get(ch._addr, -1, ch._inline)
 
     def put(self, obj):
         if self._closed:
             raise OSError("handle is closed")
-        fp, ch = _core.fast(), self._channel
-        if fp is not None:
-            return fp.put(ch._addr, obj, -1)
-        ch.send(ForkingPickler.dumps(obj))
+        return _core.fast().put(self._channel._addr, obj, -1)
 
 
 from ._stdlib import complete as _complete    # noqa: E402  (last: every stdlib name not defined above)

@@ -20,11 +20,11 @@ The other primitives behave like CPython's multiprocessing.synchronize:
 - Barrier: threading.Barrier's logic over a Condition, with its state and
   count in a small shared block, as in stdlib.
 
-With the C fast path (dragon_mp._fastpath; DRAGON_MP_FASTPATH=0 turns it
-off), Lock/Semaphore acquire and release, RLock acquire and release and
-Event set/clear/is_set/wait are C methods bound onto each object: the steps
+Lock/Semaphore acquire and release, RLock acquire and release and Event
+set/clear/is_set/wait are the C methods of the data plane's objects
+(dragon_mp._fastpath Sem, RLock, Event), bound onto each object: the steps
 that never wait are atomics on the shared words (the same steps as
-gocore/shmsync), waiting goes through Go. Without it, ctypes calls into Go.
+gocore/shmsync), waiting goes through Go.
 
 Every blocking wait runs in <=100 ms slices (_shared.sliced) so Ctrl-C stays
 prompt. Every object pickles by taking a reference (through a Queue too, not
@@ -36,9 +36,7 @@ lock, ValueError for releasing a Lock too many times, and
 threading.BrokenBarrierError from a broken Barrier.
 """
 
-import ctypes
 import errno
-import itertools
 import math
 import os
 import sys
@@ -49,7 +47,7 @@ from multiprocessing import process
 from threading import BrokenBarrierError        # noqa: F401  (what Barrier raises)
 
 from . import _core, _fast, _runtime
-from ._shared import SharedObject, sliced, timeout_ns
+from ._shared import SharedObject, timeout_ns
 
 __all__ = ['Lock', 'RLock', 'Semaphore', 'BoundedSemaphore', 'Condition', 'Event',
            'Barrier']
@@ -59,45 +57,14 @@ _TIMED_OUT = 0
 # Largest semaphore value (pyext SemCreate's limit).
 SEM_VALUE_MAX = 2**31 - 1
 
-# ctypes signatures of this module's //export functions (pyext/sync_more.go).
-_u64, _i64 = ctypes.c_uint64, ctypes.c_int64
-_SIGNATURES = {
-    'dmp_rlock_acquire': (_i64, [_u64, _u64, _i64]),
-    'dmp_rlock_release': (_i64, [_u64, _u64]),
-    'dmp_event_wait': (_i64, [_u64, _i64]),
-    'dmp_cond_wait': (_i64, [_u64, _u64, _i64]),
-}
-_declared = None        # the CDLL the signatures were set on
-
-
-def _lib():
-    """_core.clib() with this module's functions declared."""
-    global _declared
-    lib = _core.clib()
-    if _declared is not lib:
-        for name, (res, args) in _SIGNATURES.items():
-            fn = getattr(lib, name)
-            fn.restype, fn.argtypes = res, args
-        _declared = lib
-    return lib
-
-
 def _go():
     return _core.gocore()
 
 
-# ---- the C fast path (dragon_mp._fastpath), when there is one
-
-_cond_wait_fast = {}     # the _fastpath module -> its bind('dmp_cond_wait') callable
-
-
-def _fast_cond_wait(fp):
-    """dmp_cond_wait through the C fast path: waits in <=100 ms slices without the
-    GIL, running signal handlers between slices, like sliced()."""
-    fn = _cond_wait_fast.get(fp)
-    if fn is None:
-        fn = _cond_wait_fast[fp] = fp.bind('dmp_cond_wait', 'uut', _TIMED_OUT)
-    return fn
+def _cond_wait():
+    """dmp_cond_wait(addr, waiter, timeout_ns) (pyext/sync_more.go): waits in <=100 ms
+    slices without the GIL, running signal handlers between slices, like sliced()."""
+    return _fast.bound('dmp_cond_wait', 'uut', _TIMED_OUT)
 
 
 def _word(find, addr):
@@ -108,34 +75,10 @@ def _word(find, addr):
         return 0        # not a live object of that kind: the calls through Go report it
 
 
-# ---- thread identity for RLock owners
-
-_thread_numbers = itertools.count(1)
-_tls = threading.local()
-
-
-def _after_fork_in_child():
-    global _tls
-    _tls = threading.local()    # a forked child is another process: new identities
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 def _owner_id():
-    """This thread's RLock owner identity: node << 54 | pid << 32 | thread number (never 0).
-
-    With the C fast path, the identity its RLock methods use (the same scheme).
-    """
-    fp = _core._fp
-    if fp is not None:
-        return fp.thread_owner()
-    try:
-        return _tls.owner
-    except AttributeError:
-        node = int(os.environ.get('DRAGON_MP_NODE', 0) or 0) & 0x1ff
-        owner = _tls.owner = (node << 54) | (os.getpid() << 32) | (next(_thread_numbers) & 0xffffffff)
-        return owner
+    """This thread's RLock owner identity: node << 54 | pid << 32 | thread number (never 0),
+    the one the C RLock methods use (a forked child's threads get new ones)."""
+    return _core.fast().thread_owner()
 
 
 def _holder_name():
@@ -158,39 +101,21 @@ class SemLock(SharedObject):
         self._setup(_core.call(_core.gocore().SemCreate, value, maxvalue))
 
     def _setup(self, addr):
-        """Own the reference to addr. With the C fast path, acquire and release are
-        the C methods of a _fastpath.Sem (the steps that never wait are atomics on
-        the shared words, no call into Go); the reference is dropped when that
-        object dies, since a bound method (lock.acquire) may outlive this one."""
-        self._owner = None          # (pid, thread ident) of the last acquirer here
-        self._acquired = 0          # acquires minus releases here (the ctypes path)
-        self._sem = None
-        fp = _core.fast()
-        if fp is not None:
-            sem = self._sem = fp.Sem(addr, _word(_fast.sem_word, addr))
-            self.acquire, self.release = sem.acquire, sem.release
-        self._adopt(addr, anchor=self._sem)
+        """Own the reference to addr. acquire and release are the C methods of a
+        _fastpath.Sem (the steps that never wait are atomics on the shared words,
+        no call into Go); the reference is dropped when that object dies, since a
+        bound method (lock.acquire) may outlive this one."""
+        sem = self._sem = _core.fast().Sem(addr, _word(_fast.sem_word, addr))
+        self.acquire, self.release = sem.acquire, sem.release
+        self._adopt(addr, anchor=sem)
 
+    # Bound onto each object by _setup; these serve code that calls them
+    # through the class (a subclass's super().acquire()).
     def acquire(self, block=True, timeout=None):
-        lib, addr = _core.clib(), self._addr
-        rc = lib.dmp_sem_acquire(addr, 0)       # uncontended: no slicing needed
-        if rc == _TIMED_OUT and block:
-            rc = sliced(lambda ns: lib.dmp_sem_acquire(addr, ns),
-                        timeout_ns(block, timeout), _TIMED_OUT)
-        if rc < 0:
-            _core.raise_for(rc)
-        if rc:
-            self._owner = (process.current_process().pid, threading.get_ident())
-            self._acquired += 1
-        return rc == 1
+        return self._sem.acquire(block, timeout)
 
     def release(self):
-        rc = _core.clib().dmp_sem_release(self._addr)
-        if rc < 0:
-            _core.raise_for(rc)
-        self._owner = None
-        if self._acquired > 0:
-            self._acquired -= 1
+        self._sem.release()
 
     def __enter__(self):
         return self.acquire()
@@ -212,21 +137,15 @@ class SemLock(SharedObject):
 
     def _is_mine(self):
         """Acquired by this thread through this object (stdlib's SemLock._is_mine)."""
-        if self._sem is not None:
-            return self._sem._is_mine()
-        return self._owner == (process.current_process().pid, threading.get_ident())
+        return self._sem._is_mine()
 
     def _count(self):
         """Acquires minus releases through this object in this process (stdlib's _count)."""
-        if self._sem is not None:
-            return self._sem._count()
-        return self._acquired
+        return self._sem._count()
 
     def _held_here(self):
         """Acquired through this object in this process and not released yet."""
-        if self._sem is not None:
-            return self._sem._count() > 0
-        return self._owner is not None and self._owner[0] == process.current_process().pid
+        return self._sem._count() > 0
 
     # What a Condition over this lock needs.
     _is_owned = _is_mine
@@ -309,29 +228,18 @@ class RLock(SharedObject):
         self._setup(_core.call(_go().RLockCreate))
 
     def _setup(self, addr):
-        """Own the reference to addr; with the C fast path, acquire and release are
-        the C methods of a _fastpath.RLock (which owns the reference, as for SemLock)."""
-        self._fast = None
-        fp = _core.fast()
-        if fp is not None:
-            lk = self._fast = fp.RLock(addr, _word(_fast.rlock_word, addr))
-            self.acquire, self.release = lk.acquire, lk.release
-        self._adopt(addr, anchor=self._fast)
+        """Own the reference to addr; acquire and release are the C methods of a
+        _fastpath.RLock (which owns the reference, as for SemLock)."""
+        lk = self._fast = _core.fast().RLock(addr, _word(_fast.rlock_word, addr))
+        self.acquire, self.release = lk.acquire, lk.release
+        self._adopt(addr, anchor=lk)
 
+    # Bound onto each object by _setup (see SemLock).
     def acquire(self, block=True, timeout=None):
-        lib, addr, owner = _lib(), self._addr, _owner_id()
-        rc = lib.dmp_rlock_acquire(addr, owner, 0)      # free or ours: no slicing needed
-        if rc == _TIMED_OUT and block:
-            rc = sliced(lambda ns: lib.dmp_rlock_acquire(addr, owner, ns),
-                        timeout_ns(block, timeout), _TIMED_OUT)
-        if rc < 0:
-            _core.raise_for(rc)
-        return rc == 1
+        return self._fast.acquire(block, timeout)
 
     def release(self):
-        rc = _lib().dmp_rlock_release(self._addr, _owner_id())
-        if rc < 0:
-            _core.raise_for(rc)     # NOTOWNER: AssertionError, as stdlib
+        self._fast.release()        # not ours: AssertionError, as stdlib
 
     def __enter__(self):
         return self.acquire()
@@ -457,13 +365,7 @@ class Condition(SharedObject):
         try:
             rc = _TIMED_OUT
             try:
-                fp = _core.fast()
-                if fp is not None:
-                    rc = _fast_cond_wait(fp)(addr, waiter, timeout_ns(True, timeout))
-                else:
-                    lib = _lib()
-                    rc = sliced(lambda ns: lib.dmp_cond_wait(addr, waiter, ns),
-                                timeout_ns(True, timeout), _TIMED_OUT)
+                rc = _cond_wait()(addr, waiter, timeout_ns(True, timeout))
             finally:
                 # Leave the queue before waiting for the lock: a notification
                 # that comes meanwhile goes to a waiter that still waits, and
@@ -529,32 +431,25 @@ class Event(SharedObject):
         self._setup(_core.call(_go().EventCreate))
 
     def _setup(self, addr):
-        """Own the reference to addr; with the C fast path, set/clear/is_set/wait are
-        the C methods of a _fastpath.Event (which owns the reference, as for SemLock)."""
-        self._fast = None
-        fp = _core.fast()
-        if fp is not None:
-            e = self._fast = fp.Event(addr, _word(_fast.event_word, addr))
-            self.set, self.clear, self.is_set, self.wait = e.set, e.clear, e.is_set, e.wait
-        self._adopt(addr, anchor=self._fast)
+        """Own the reference to addr; set/clear/is_set/wait are the C methods of a
+        _fastpath.Event (which owns the reference, as for SemLock)."""
+        e = self._fast = _core.fast().Event(addr, _word(_fast.event_word, addr))
+        self.set, self.clear, self.is_set, self.wait = e.set, e.clear, e.is_set, e.wait
+        self._adopt(addr, anchor=e)
 
+    # Bound onto each object by _setup (see SemLock).
     def is_set(self):
-        return bool(_core.call(_go().EventIsSet, self._addr))
+        return self._fast.is_set()
 
     def set(self):
-        _core.call(_go().EventSet, self._addr)
+        self._fast.set()
 
     def clear(self):
-        _core.call(_go().EventClear, self._addr)
+        self._fast.clear()
 
     def wait(self, timeout=None):
         """Wait until the flag is set (or was set meanwhile); return whether it was."""
-        lib, addr = _lib(), self._addr
-        rc = sliced(lambda ns: lib.dmp_event_wait(addr, ns),
-                    timeout_ns(True, timeout), _TIMED_OUT)
-        if rc < 0:
-            _core.raise_for(rc)
-        return rc == 1
+        return self._fast.wait(timeout)
 
     def __repr__(self) -> str:
         try:

@@ -687,11 +687,11 @@ def send_and_exit(conn, how):
 def _pipe_closed(conn):
     """Whether conn's pipe was closed, looked at without the dead-peer check."""
     import ctypes
-    lib = dmp_connection._lib()
+    dmp_wait = dmp_connection._wait_fn()
     addr, mode = conn._wait_target()
     ready = (ctypes.c_uint8 * 1)()
-    return lib.dmp_wait((ctypes.c_uint64 * 1)(addr), (ctypes.c_uint8 * 1)(mode), 1,
-                        None, 0, 0, ready) == 1 and not conn._rch.__len__()
+    return dmp_wait((ctypes.c_uint64 * 1)(addr), (ctypes.c_uint8 * 1)(mode), 1,
+                    None, 0, 0, ready) == 1 and not conn._rch.__len__()
 
 
 @pytest.mark.parametrize('how', ['return', 'os._exit'])

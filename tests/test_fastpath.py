@@ -30,10 +30,7 @@ def so_path():
 
 @pytest.fixture
 def fp():
-    if os.environ.get('DRAGON_MP_FASTPATH') == '0':
-        pytest.skip('fast path disabled (DRAGON_MP_FASTPATH=0)')
     module = _fast.load(so_path())
-    assert module is not None, 'dragon_mp._fastpath is not built'
     yield module
     # conftest shuts the run down after each test: no Sem may touch its pool after that.
     module.invalidate()
@@ -124,7 +121,7 @@ def test_recv_default_capacity_and_short_buffer(fp):
     assert fp.recv(chan(q), 0, INLINE) == b'z' * 100
 
 
-def test_wire_format_matches_the_ctypes_path(fp):
+def test_wire_format_matches_queue_put_get(fp):
     q = mp.Queue()
     for size in (10, 1 << 20):
         fp.send(chan(q), pickle.dumps(payload(size)), 0)
@@ -302,7 +299,7 @@ def test_sem_lock_semantics(fp, make_sem):
     assert s.acquire(block=False) is False
     assert s.acquire(True, 0.05) is False
     assert s.acquire(timeout=0) is False
-    assert not lock.acquire(block=False)                 # visible to the ctypes path
+    assert not lock.acquire(block=False)                 # visible to the Lock's own methods
     s.release()
     assert not s._is_mine() and s._count() == 0
     with pytest.raises(ValueError):
@@ -310,7 +307,7 @@ def test_sem_lock_semantics(fp, make_sem):
     with s:
         assert lock._get_value() == 0
     assert lock._get_value() == 1
-    assert lock.acquire(block=False)                     # and the ctypes path's changes to it
+    assert lock.acquire(block=False)                     # and their changes to it
     assert s.acquire(False) is False
     lock.release()
     with pytest.raises(TypeError):
@@ -573,7 +570,7 @@ def test_put_get_objects(fp, obj):
         assert got('101') == 5
     else:
         assert got == obj and type(got) is type(obj)
-    q.put(obj)                                           # interoperates with the ctypes path
+    q.put(obj)                                           # interoperates with the Queue's own put/get
     got = fp.get(chan(q), 0, INLINE)
     fp.put(chan(q), obj, 0)
     again = q.get(timeout=5)
@@ -1021,22 +1018,22 @@ needs_direct = pytest.mark.skipif(os.environ.get('DRAGON_MP_FASTCHAN') == '0',
 
 
 def go_send(addr, data, timeout_ns=0):
-    """dmp_send through ctypes: always Go."""
-    buf = ctypes.create_string_buffer(data, len(data)) if data else None
-    return _core.clib().dmp_send(addr, buf, len(data), timeout_ns)
+    """dmp_send through _fastpath.bind: always Go."""
+    buf = ctypes.create_string_buffer(data, len(data))
+    return _fast.bound('dmp_send', 'uuut', FULL)(addr, ctypes.addressof(buf), len(data), timeout_ns)
 
 
 def go_recv(fp, addr, timeout_ns=0, cap=65536):
-    """dmp_recv through ctypes: always Go. bytes, or a negative code."""
-    lib = _core.clib()
+    """dmp_recv through _fastpath.bind: always Go. bytes, or a negative code."""
     buf = ctypes.create_string_buffer(max(cap, 1))
     n, off = ctypes.c_uint64(), ctypes.c_uint64()
-    rc = lib.dmp_recv(addr, buf, cap, timeout_ns, ctypes.byref(n), ctypes.byref(off))
+    rc = _fast.bound('dmp_recv', 'uuutuu', TIMEOUT)(addr, ctypes.addressof(buf), cap, timeout_ns,
+                                                    ctypes.addressof(n), ctypes.addressof(off))
     if rc == 0:
         return buf.raw[:n.value]
     if rc == 1:
         data = ctypes.string_at(fp.pool_base() + off.value, n.value)
-        assert lib.dmp_release_msg(addr, off.value, n.value) == 0
+        assert _fast.bound('dmp_release_msg', 'uuu')(addr, off.value, n.value) == 0
         return data
     return rc
 
@@ -1243,9 +1240,9 @@ def test_pipe_messages_c_both_ways(fp):
 
 
 def _chan_producer(q, k, n, direct):
+    # direct None: the Queue's own put (what a program calls).
     fp = _core.fast()
     if direct is None:
-        assert fp is None              # DRAGON_MP_FASTPATH=0: the ctypes path
         c = q
     else:
         c = fp.Chan(q._channel._addr, q._channel._inline, q._channel, direct=direct)
@@ -1272,16 +1269,9 @@ def _run_mix(fp, q, producers, consumers, n):
     out = mp.Queue()
     procs = [mp.Process(target=_chan_producer, args=(q, k, n, d)) for k, d in enumerate(producers)]
     cons = [mp.Process(target=_chan_consumer, args=(q, out, d)) for d in consumers]
-    old = os.environ.get('DRAGON_MP_FASTPATH')
     try:
         for p in procs + cons:
-            if p._args[-1] is None:
-                os.environ['DRAGON_MP_FASTPATH'] = '0'
             p.start()
-            if old is None:
-                os.environ.pop('DRAGON_MP_FASTPATH', None)
-            else:
-                os.environ['DRAGON_MP_FASTPATH'] = old
         for p in procs:
             p.join(120)
             assert p.exitcode == 0
@@ -1292,10 +1282,6 @@ def _run_mix(fp, q, producers, consumers, n):
             p.join(60)
             assert p.exitcode == 0
     finally:
-        if old is None:
-            os.environ.pop('DRAGON_MP_FASTPATH', None)
-        else:
-            os.environ['DRAGON_MP_FASTPATH'] = old
         for p in procs + cons:
             if p.exitcode is None:
                 p.kill()

@@ -205,8 +205,6 @@ def test_pool_numpy_tasks_and_results():
 
 def test_sender_makes_no_copy_of_the_payload():
     """put pickles straight into the pool: no allocation of the payload's size on the way."""
-    if _core.fast() is None:
-        pytest.skip("the ctypes path (DRAGON_MP_FASTPATH=0) pickles into a buffer first")
     q = dragon_mp.Queue()
     for obj in (np.ones(32 * MiB, np.uint8), bytearray(32 * MiB), {"k": [np.zeros(16 * MiB, np.uint8)]}):
         tracemalloc.start()
@@ -232,8 +230,6 @@ def test_message_owns_its_block():
     freed by release() or the last reference, never while a view exists,
     and still valid after its channel is gone."""
     fp = _core.fast()
-    if fp is None:
-        pytest.skip("no C fast path")
     r, w = dragon_mp.Pipe(duplex=False)
     base = in_use()
     w.send_bytes(b"m" * MiB)
@@ -355,8 +351,6 @@ def test_payloads_are_aligned_and_lookalikes_left_alone():
     payload or frame whose last bytes merely look like a payload's opcode is
     not split."""
     fp = _core.fast()
-    if fp is None:
-        pytest.skip("no C fast path")
     from dragon_mp.reduction import dumps_parts
     a = np.arange(70_000, dtype=np.uint8) ^ 0x5A
     b = b"\x01" + bytes(range(256)) * 400

@@ -552,7 +552,7 @@ def test_pool_memory_returned():
 def test_memory_is_in_the_pool():
     from dragon_mp import _core
     sc = dragon_mp.sharedctypes
-    base = _core.clib().dmp_pool_base()
+    base = _core.fast().pool_base()
     for obj in (sc.RawValue('d'), sc.RawArray('i', 3), sc.Value('i').get_obj(),
                 sc.Array('c', 4).get_obj(), sc.copy(sc.RawValue('q'))):
         assert isinstance(obj._wrapper, dragon_mp.heap.BufferWrapper)

@@ -717,8 +717,7 @@ def test_dragon_context_makes_dragon_objects(name):
 
 # dragon_mp internals: an RLock owner identity keeps the node index of a
 # multi-node run (bits 54..62), so equal pids on two hosts never share one.
-@pytest.mark.parametrize('fastpath', ['1', '0'])
-def test_rlock_owner_identity_carries_the_node(fastpath):
+def test_rlock_owner_identity_carries_the_node():
     import subprocess
     import sys
     code = ('import dragon_mp; from dragon_mp import synchronize as s; '
@@ -726,7 +725,7 @@ def test_rlock_owner_identity_carries_the_node(fastpath):
             'print(s._owner_id() >> 54, (s._owner_id() >> 32) & 0x3fffff == __import__("os").getpid(), '
             'l._owner() == s._owner_id()); l.release()')
     env = {k: v for k, v in os.environ.items() if not k.startswith('DRAGON_MP_')}
-    env.update(DRAGON_MP_NODE='5', DRAGON_MP_FASTPATH=fastpath)
+    env.update(DRAGON_MP_NODE='5')
     out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
                          timeout=60)
     assert out.stdout.split() == ['5', 'True', 'True'], out.stderr
