@@ -4,9 +4,11 @@ The extension ``dragon_mp._gobind._gocore`` is not compiled by setuptools: the c
 pyext/build.py (gopy + go build, see its docstring) and puts the .so plus gopy's Python wrappers into the
 ``dragon_mp/_gobind`` package directory of the build (or of the source tree for ``pip install -e .``).
 
-The extension ``dragon_mp._fastpath`` (pyext/fastpath.c) is a plain C extension: it needs only a C compiler
-and the Python headers, links no Go (it finds the Go functions in the already-loaded ``_gocore`` at run time),
-and is required: if it does not compile, the install fails with the compiler's message.
+The extensions ``dragon_mp._fastpath`` (pyext/fastpath.c: the data plane, every send, recv and lock) and
+``dragon_mp._zygote_loop`` (pyext/zygote_loop.c: the zygote's steady-state cycle) are plain C extensions: they
+need only a C compiler and the Python headers and link no Go (_fastpath finds the Go functions in the
+already-loaded ``_gocore`` at run time). Both are required: if one does not compile, the install fails with
+the compiler's output and a line saying which extension failed and what it needs.
 """
 
 import importlib.util
@@ -16,6 +18,7 @@ import sysconfig
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.errors import CCompilerError, ExecError, PlatformError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -50,7 +53,14 @@ class build_gopy_ext(build_ext):
 
     def build_extension(self, ext):
         if not isinstance(ext, GopyExtension):
-            return super().build_extension(ext)
+            try:
+                return super().build_extension(ext)
+            except (CCompilerError, ExecError, PlatformError) as e:
+                raise SystemExit(
+                    "dragon_mp: building the C extension %s (%s) failed: %s\n"
+                    "It is required. It needs a C compiler (cc/gcc) and the headers of this Python (%s; on "
+                    "Debian/Ubuntu the python3-dev package, on Fedora python3-devel)."
+                    % (ext.name, ", ".join(ext.sources), e, sysconfig.get_paths()["include"])) from None
         ext_path = os.path.abspath(self.get_ext_fullpath(ext.name))
         try:
             written = gobuild.build(
@@ -99,16 +109,11 @@ def _fastpath_extension():
         sources=list(gobuild.FASTPATH_SOURCES),
         depends=list(gobuild.FASTPATH_INCLUDES),
         libraries=[name for name in ("dl", "pthread") if "-l" + name in libs],
-        optional=False,  # a data plane that did not compile fails the install, loudly
     )
 
 
 def _zygote_loop_extension():
-    return Extension(
-        "dragon_mp._zygote_loop",
-        sources=list(gobuild.ZYGOTE_LOOP_SOURCES),
-        optional=True,  # the zygote's Python loop works without it
-    )
+    return Extension("dragon_mp._zygote_loop", sources=list(gobuild.ZYGOTE_LOOP_SOURCES))
 
 
 def _readme():
