@@ -164,3 +164,36 @@ def submodule(ctx, name):
     """The implementation's `queues`, `synchronize`, ... module."""
     import importlib
     return importlib.import_module(f'{package_of(ctx)}.{name}')
+
+
+# --- dragon_mp._fastpath (test_fastpath*.py) ------------------------------------------------
+
+INLINE = 256                    # gocore/channel DefaultInline: a Queue's inline payload size
+
+
+def so_path():
+    """The loaded Go library's path (what _fastpath.init takes), loading it."""
+    from dragon_mp import _core
+    _core.gocore()
+    import dragon_mp._gobind as g
+    return sys.modules[g.EXTENSION].__file__
+
+
+@pytest.fixture
+def fp():
+    """dragon_mp._fastpath, initialized on the run's library."""
+    from dragon_mp import _fast
+    module = _fast.load(so_path())
+    yield module
+    # no_leaks shuts the run down after each test: no Sem may touch its pool after that.
+    module.invalidate()
+
+
+def chan(q):
+    """The address of a Queue's channel."""
+    return q._channel._addr
+
+
+def payload(size):
+    """size bytes of a recognizable pattern."""
+    return bytes(range(256)) * (size // 256) + b'x' * (size % 256)
