@@ -41,6 +41,23 @@ def test_init_is_idempotent_and_refuses_an_unloaded_library(fp, tmp_path):
     assert fp.ready()
 
 
+def test_missing_extension_is_an_import_error_naming_it():
+    """The extension is the only data plane: without it, the first use fails
+    with an ImportError that names it and says what building it needs."""
+    code = ('import sys; sys.modules["dragon_mp._fastpath"] = None\n'
+            'import dragon_mp\n'
+            'try:\n'
+            '    dragon_mp.Queue()\n'
+            'except ImportError as e:\n'
+            '    print(e.name); print(e)\n')
+    out = subprocess.run([sys.executable, '-c', code], env=clean_env(), capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    name, message = out.stdout.split('\n', 1)
+    assert name == 'dragon_mp._fastpath'
+    assert 'dragon_mp._fastpath' in message and 'C compiler' in message
+
+
 def test_bind(fp):
     acquire = fp.bind('dmp_sem_acquire', 'ut', 0)
     release = fp.bind('dmp_sem_release', 'u')
