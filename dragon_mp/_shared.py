@@ -11,7 +11,6 @@ holds is recorded in its ledger (gocore/ledger), so that when the process is
 killed the run's head drops its references for it.
 """
 
-import time
 import weakref
 
 from . import _core, _runtime
@@ -30,27 +29,6 @@ def timeout_ns(block, timeout):
     if timeout is None:
         return -1
     return max(int(timeout * 1e9), 0)
-
-
-def sliced(call, total_ns, on_timeout):
-    """Run call(slice_ns) until it returns something other than on_timeout.
-
-    `call` returns on_timeout when its slice ran out; the total wait honours
-    total_ns (<0 forever, 0 a single poll).
-    """
-    if total_ns == 0:
-        return call(0)
-    deadline = None if total_ns < 0 else time.monotonic_ns() + total_ns
-    while True:
-        if deadline is None:
-            slice_ns = WAIT_SLICE_NS
-        else:
-            slice_ns = min(WAIT_SLICE_NS, max(deadline - time.monotonic_ns(), 0))
-        result = call(slice_ns)
-        if result != on_timeout:
-            return result
-        if deadline is not None and time.monotonic_ns() >= deadline:
-            return result
 
 
 class SharedObject:

@@ -26,9 +26,9 @@ set/clear/is_set/wait are the C methods of the data plane's objects
 that never wait are atomics on the shared words (the same steps as
 gocore/shmsync), waiting goes through Go.
 
-Every blocking wait runs in <=100 ms slices (_shared.sliced) so Ctrl-C stays
-prompt. Every object pickles by taking a reference (through a Queue too, not
-only to a starting child as stdlib allows).
+Every blocking wait runs in <=100 ms slices (in dragon_mp._fastpath) so Ctrl-C
+stays prompt. Every object pickles by taking a reference (through a Queue too,
+not only to a starting child as stdlib allows).
 
 Misuse raises what stdlib raises: AssertionError for releasing an RLock this
 thread does not hold and for wait/notify without holding the Condition's
@@ -63,7 +63,7 @@ def _go():
 
 def _cond_wait():
     """dmp_cond_wait(addr, waiter, timeout_ns) (pyext/sync_more.go): waits in <=100 ms
-    slices without the GIL, running signal handlers between slices, like sliced()."""
+    slices without the GIL, running signal handlers between slices."""
     return _fast.bound('dmp_cond_wait', 'uut', _TIMED_OUT)
 
 
