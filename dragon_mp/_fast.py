@@ -42,14 +42,15 @@ def load(so_path):
     return _fastpath
 
 
-def bound(name, signature, timed_out=0):
-    """_fastpath.bind(name, signature, timed_out) for the //export function name,
-    made on first use: a call into Go that the extension has no method for.
-    Every argument is a 64-bit integer (a buffer is passed by its address)."""
+def bound(name, signature, timed_out=0, nogil=False):
+    """_fastpath.bind(name, signature, timed_out, nogil) for the //export
+    function name, made on first use: a call into Go that the extension has
+    no method for. Every argument is a 64-bit integer (a buffer is passed by
+    its address)."""
     fn = _bound.get(name)
     if fn is None:
         from . import _core
-        fn = _bound[name] = _core.fast().bind(name, signature, timed_out)
+        fn = _bound[name] = _core.fast().bind(name, signature, timed_out, nogil)
     return fn
 
 

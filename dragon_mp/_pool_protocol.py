@@ -77,8 +77,8 @@ def _message_io(q):
     pickle goes straight into the pool (each large buffer of obj copied
     once; the parts are never joined) and get hands over bytes or a
     _fastpath.Message over the pool block, which the worker or the result
-    handler unpickles in place. On any other queue (dragon_mp's ctypes path,
-    a stdlib context's queue) a message is the bytes of pickle + trailer and
+    handler unpickles in place. On any other queue (a stdlib context's
+    queue) a message is the bytes of pickle + trailer and
     get unpickles what was put as an object.
     """
     fast = getattr(q, '_fast', None)

@@ -59,7 +59,7 @@ from multiprocessing import connection as _stdlib
 from multiprocessing import util
 from multiprocessing.context import AuthenticationError, BufferTooShort  # noqa: F401
 
-from . import _core, _runtime
+from . import _core, _fast, _runtime
 from ._shared import SharedObject, WAIT_SLICE_NS
 from .queues import _Channel
 from .reduction import ForkingPickler
@@ -97,22 +97,22 @@ _dmp_wait = None
 
 
 def _wait_fn():
-    """dmp_wait(addrs, modes, n, fds, nfds, timeout_ns, ready) (pyext/conn.go).
+    """dmp_wait(addrs, modes, n, fds, nfds, timeout_ns, ready) (pyext/conn.go),
+    bound by the C extension; the GIL is released while it waits.
 
-    THE ONE DATA-PLANE CALL STILL MADE THROUGH ctypes: it takes seven
-    arguments, and _fastpath.bind() passes at most six (MAX_ARGS in
-    pyext/fastpath.c). It moves to the C extension once that has a wait
-    method (or bind takes seven arguments); the arrays below are ctypes
-    arrays for it.
+    The arrays are ctypes arrays (c_uint64 addresses, c_uint8 modes, c_int32
+    descriptors, c_uint8 ready flags; fds may be None): plain memory, passed
+    to Go by address. Callers slice the wait themselves (timeout_ns).
     """
     global _dmp_wait
-    path = _core.library_path()         # loads the library; refuses in a forked child
+    _core.fast()                        # loads the library; refuses in a forked child
     if _dmp_wait is None:
-        fn = ctypes.CDLL(path).dmp_wait
-        vp = ctypes.c_void_p
-        fn.restype = ctypes.c_int64
-        fn.argtypes = [vp, vp, ctypes.c_uint64, vp, ctypes.c_uint64, ctypes.c_int64, vp]
-        _dmp_wait = fn
+        fn = _fast.bound('dmp_wait', 'uuuuuiu', nogil=True)
+        at = ctypes.addressof
+
+        def dmp_wait(addrs, modes, n, fds, nfds, timeout_ns, ready):
+            return fn(at(addrs), at(modes), n, 0 if fds is None else at(fds), nfds, timeout_ns, at(ready))
+        _dmp_wait = dmp_wait
     return _dmp_wait
 
 

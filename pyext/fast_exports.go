@@ -13,7 +13,7 @@ import (
 )
 
 // Where a sync object lives in this process, for dragon_mp._fastpath
-// (pyext/fastpath.c): its C methods run the uncontended steps of
+// (pyext/fastpath*.c): its C methods run the uncontended steps of
 // shmsync.Semaphore, RecursiveLock and Event as atomics on these words (keep
 // them in sync with gocore/shmsync), so C never needs the object header's
 // layout. Each returns the address of the shmsync struct in this process's
@@ -139,7 +139,7 @@ func liveLocalChannel(addr C.uint64_t) (c *channel.Channel) {
 }
 
 // dmp_chan_tag: the tag (channel.Options.Tag) of this process's handle on the
-// channel at addr, 0 when dmp_chan_ptr would give 0. pyext/fastpath.c
+// channel at addr, 0 when dmp_chan_ptr would give 0. pyext/fastpath_chan.c
 // compares it with the header's on each operation: another tag there means
 // the channel's memory holds another channel since (a stale handle), and the
 // operation goes through Go, which raises.
@@ -153,7 +153,7 @@ func dmp_chan_tag(addr C.uint64_t) C.uint64_t {
 }
 
 // dmp_object_tag: the tag word (runtime.ObjectTag) of the live sync or raw
-// object at addr, 0 if there is none. pyext/fastpath.c compares the word
+// object at addr, 0 if there is none. pyext/fastpath_sync.c compares the word
 // dmp_object_tag_offset bytes before the object's payload with it on each
 // operation (see runtime.Address).
 //
@@ -183,7 +183,7 @@ func dmp_object_tag_offset() C.uint64_t { return C.uint64_t(runtime.ObjectTagOff
 // dmp_chan_layout copies min(n, channel.LayoutWords) words of channel.Layout()
 // (field offsets and constants of the channel header, in the order of the
 // channel.Layout* constants) to out and returns channel.LayoutWords.
-// pyext/fastpath.c compares them with its own and uses its channel fast path
+// pyext/fastpath_chan.c compares them with its own and uses its channel fast path
 // only when they all match.
 //
 //export dmp_chan_layout

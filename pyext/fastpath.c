@@ -85,7 +85,7 @@ enum { CODE_TIMEOUT = 1, CODE_FULL = 2, CODE_TOOMANYRELEASES = 8, CODE_NOTOWNER 
 #define NOGIL_COPY 65536              /* copies of at least this many bytes run without the GIL */
 #define DEFAULT_INLINE_CAP 65536      /* recv's buffer when the caller gives no capacity */
 #define PAYLOAD_MIN 65536             /* CPython's FRAME_SIZE_TARGET: payloads its pickler writes to the file */
-#define MAX_ARGS 6                    /* most arguments a bound function may take */
+#define MAX_ARGS 7                    /* most arguments a bound function may take */
 
 #if defined(__GNUC__)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)

@@ -34,7 +34,8 @@ static i64 call_n(void *fn, int n, const u64 *a)
     case 3: return ((i64(*)(u64, u64, u64))fn)(a[0], a[1], a[2]);
     case 4: return ((i64(*)(u64, u64, u64, u64))fn)(a[0], a[1], a[2], a[3]);
     case 5: return ((i64(*)(u64, u64, u64, u64, u64))fn)(a[0], a[1], a[2], a[3], a[4]);
-    default: return ((i64(*)(u64, u64, u64, u64, u64, u64))fn)(a[0], a[1], a[2], a[3], a[4], a[5]);
+    case 6: return ((i64(*)(u64, u64, u64, u64, u64, u64))fn)(a[0], a[1], a[2], a[3], a[4], a[5]);
+    default: return ((i64(*)(u64, u64, u64, u64, u64, u64, u64))fn)(a[0], a[1], a[2], a[3], a[4], a[5], a[6]);
     }
 }
 
@@ -121,7 +122,7 @@ PyDoc_STRVAR(bind_doc,
 "bind(name, signature, timed_out=0, nogil=False) -> callable\n--\n\n"
 "A callable for the //export function `name` of the library given to init(),\n"
 "returning its int64 result as an int. signature has one letter per argument\n"
-"(at most 6), every argument a 64-bit integer: 'u' uint64 (an address), 'i' int64,\n"
+"(at most 7), every argument a 64-bit integer: 'u' uint64 (an address), 'i' int64,\n"
 "'t' int64 timeout in ns (<0 forever, 0 do not wait; at most one). A call whose\n"
 "timeout is not 0 polls with the GIL held, then waits in <=100 ms slices without\n"
 "the GIL, running signal handlers between slices, until the result differs from\n"

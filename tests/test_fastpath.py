@@ -423,7 +423,7 @@ def test_sem_subclass_and_invalidate(fp):
 
 # ---- large messages: a pool block filled by C (dmp_msg_alloc/dmp_send_block)
 
-BLOCK = 64 << 10        # fastpath.c BLOCK_COPY: from this size C copies into the block
+BLOCK = 64 << 10        # fastpath_chan.c BLOCK_COPY: from this size C copies into the block
 
 
 @pytest.mark.parametrize('size', [BLOCK - 1, BLOCK, BLOCK + 1, (1 << 20) - 11, 1 << 20, 3 << 20])
@@ -477,7 +477,7 @@ def test_block_path_closed_connection_end(fp):
     a.close()
 
 
-LARGE_HEAD = 64         # fastpath.c: a large bytes object's payload starts at this byte
+LARGE_HEAD = 64         # fastpath_pickle.c: a large bytes object's payload starts at this byte
 
 
 @pytest.mark.parametrize('size', [BLOCK, BLOCK + 1, (1 << 20) - 1, 1 << 20])
@@ -571,7 +571,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 @pytest.mark.skipif(not (GLIBC or '').startswith('glibc'), reason='glibc malloc behaviour')
 def test_large_results_do_not_refault_their_memory_every_batch():
     """A receiver of 16 MiB messages that drops its results between batches
-    reuses their memory (fastpath.c prime_malloc): without it, glibc gives
+    reuses their memory (fastpath_chan.c prime_malloc): without it, glibc gives
     the two freed results back to the kernel and every batch faults 32 MiB
     (8192 pages) in again."""
     out = subprocess.run([sys.executable, '-c', PRIMED_RECEIVER], env=clean_env(),

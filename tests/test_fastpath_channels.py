@@ -23,10 +23,6 @@ TIMEOUT, FULL = -_core.TIMEOUT, -_core.FULL
 # ---- channels in C (chan_try_send/chan_try_recv): inline messages without calling Go
 
 
-needs_direct = pytest.mark.skipif(os.environ.get('DRAGON_MP_FASTCHAN') == '0',
-                                  reason='channels in C disabled (DRAGON_MP_FASTCHAN=0)')
-
-
 def go_send(addr, data, timeout_ns=0):
     """dmp_send through _fastpath.bind: always Go."""
     buf = ctypes.create_string_buffer(data, len(data))
@@ -75,7 +71,6 @@ def dead_pid():
     return p.pid
 
 
-@needs_direct
 def test_chan_direct_setup(fp):
     assert fp.direct_ok()
     q = mp.Queue()
@@ -90,7 +85,6 @@ def test_chan_direct_setup(fp):
     assert not fp.Chan(remote).direct
 
 
-@needs_direct
 @pytest.mark.parametrize('inline', [0, 16])
 def test_raw_messages_c_and_go_interleaved(fp, inline):
     """Every mix of C/Go sender and receiver, lengths 0..inline+1 and large, bursts
@@ -130,7 +124,6 @@ def test_raw_messages_c_and_go_interleaved(fp, inline):
         _core.call(gc.ChannelRelease, addr)
 
 
-@needs_direct
 def test_raw_exact_sizes_c_to_go_and_back(fp):
     q = mp.Queue()
     addr, inl = chan(q), q._channel._inline
@@ -150,7 +143,6 @@ def test_raw_exact_sizes_c_to_go_and_back(fp):
     assert fp.recv(addr, 0, 6) == b'abcdef'
 
 
-@needs_direct
 def test_chunk_ends_hand_over_between_c_and_go(fp):
     """A bounded queue's chunk has maxsize slots: every few messages the tail and
     head cross a chunk end, in C (spare) or in Go (allocate/free)."""
@@ -174,7 +166,6 @@ def test_chunk_ends_hand_over_between_c_and_go(fp):
             g.put_nowait(-1)
 
 
-@needs_direct
 def test_bounded_full_wakes_a_go_sender_from_c(fp):
     q = mp.Queue(2)
     q.put(1)
@@ -199,7 +190,6 @@ def test_bounded_full_wakes_a_go_sender_from_c(fp):
     assert [q.get(), q.get()] == [2, 3]
 
 
-@needs_direct
 def test_c_put_wakes_a_go_receiver(fp):
     q = mp.Queue()
     got = []
@@ -213,7 +203,6 @@ def test_c_put_wakes_a_go_receiver(fp):
     assert got == ['wake']
 
 
-@needs_direct
 def test_closed_channel_c_and_go(fp):
     a, b = mp.Pipe()
     addr = b._rch._addr
@@ -236,7 +225,6 @@ def test_closed_channel_c_and_go(fp):
         c.get_nowait()
 
 
-@needs_direct
 def test_pipe_messages_c_both_ways(fp):
     a, b = mp.Pipe()
     s0 = fp.direct_stats()
@@ -303,19 +291,16 @@ def _run_mix(fp, q, producers, consumers, n):
             assert seq == sorted(seq)
 
 
-@needs_direct
 @pytest.mark.parametrize('producer,consumer', [(True, False), (False, True), (True, None), (None, True)])
 def test_c_and_go_in_separate_processes(fp, producer, consumer):
     _run_mix(fp, mp.Queue(), [producer], [consumer], 4000)
 
 
-@needs_direct
 @pytest.mark.parametrize('maxsize', [0, 7])
 def test_many_producers_and_consumers_c_and_go(fp, maxsize):
     _run_mix(fp, mp.Queue(maxsize), [True, False, True], [True, False], 3000)
 
 
-@needs_direct
 def test_dead_holder_lock_is_taken_over_when_c_falls_back(fp):
     """A channel mutex left held by a dead process: C's CAS fails, Go's lock
     notices the dead holder (after ~100 ms) and takes it over."""
@@ -364,7 +349,6 @@ def _hammer(q, ready):
         q.get()
 
 
-@needs_direct
 def test_holder_sigkilled_inside(fp):
     q = mp.Queue()
     ready = mp.Event()

@@ -64,7 +64,7 @@ var le = binary.LittleEndian
 
 // header is the channel header at the channel's offset; see doc.go.
 //
-// KEEP IN SYNC with pyext/fastpath.c: its Chan methods run the uncontended
+// KEEP IN SYNC with pyext/fastpath_chan.c: its Chan methods run the uncontended
 // send and receive of an inline message on this header themselves (no call
 // into Go), touching every field marked "C:" below with the same protocol as
 // putLocked/takeLocked (chunks.go), send (send.go) and recv (recv.go)
@@ -97,9 +97,11 @@ type header struct {
 	tag        uint64        // +120 Options.Tag, set before the magic. C: compared with the handle's, as the magic
 }
 
-// Layout words, in this order, for a C mirror of the hot path (KEEP IN SYNC
-// with pyext/fastpath.c, which compares them with its own constants and
-// refuses its fast path on any difference).
+// Layout words, in this order, for a C mirror of the hot path: written into
+// pyext/layout.h by pyext/internal/layoutgen (whose test fails when the header
+// is stale), and compared by pyext/fastpath_chan.c at start-up with the
+// header it was built with (a library and extension built from different
+// sources are refused).
 const (
 	LayoutHeaderSize = iota
 	LayoutChunkHeader
@@ -315,7 +317,7 @@ func Attach(hp Heap, off, tag uint64) (c *Channel, err error) {
 // Header returns the address of the channel header in this process's
 // mapping of the heap, or nil once the channel is destroyed or its memory
 // holds another channel (another tag). It is for a C mirror of the hot path
-// (pyext/fastpath.c, see header): valid while the caller holds a reference
+// (pyext/fastpath_chan.c, see header): valid while the caller holds a reference
 // and the heap stays mapped.
 func (c *Channel) Header() unsafe.Pointer {
 	if c.dead.Load() || atomic.LoadUint64(&c.h.magic) != magicLive || atomic.LoadUint64(&c.h.tag) != c.tag {

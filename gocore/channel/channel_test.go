@@ -314,8 +314,8 @@ func TestAllocErrorsPassThrough(t *testing.T) {
 	}
 }
 
-// TestLayout pins the header layout that pyext/fastpath.c mirrors (its
-// CHAN_LAYOUT must list the same words; it refuses its fast path otherwise).
+// TestLayout pins the header layout that pyext/layout.h mirrors (its
+// CHAN_LAYOUT must list the same words; the extension refuses to load otherwise).
 func TestLayout(t *testing.T) {
 	want := [LayoutWords]uint64{
 		LayoutHeaderSize: 128, LayoutChunkHeader: 64, LayoutSlotHeader: 16, LayoutFlagLarge: 1,
@@ -327,6 +327,6 @@ func TestLayout(t *testing.T) {
 		LayoutOffTailIdx: 96, LayoutOffSpare: 104, LayoutMutexContended: 1 << 31, LayoutOffTag: 120,
 	}
 	if got := Layout(); got != want {
-		t.Fatalf("Layout() = %v, want %v (update pyext/fastpath.c too)", got, want)
+		t.Fatalf("Layout() = %v, want %v (then run go run ./pyext/internal/layoutgen)", got, want)
 	}
 }

@@ -12,7 +12,7 @@ func (c *Channel) slot(chunk []byte, i uint64) []byte {
 }
 
 // newChunkLocked takes the spare chunk or allocates one.
-// KEEP IN SYNC with pyext/fastpath.c (chan_try_send takes the spare the same
+// KEEP IN SYNC with pyext/fastpath_chan.c (chan_try_send takes the spare the same
 // way, zeroing its next word; it leaves allocation to Go).
 func (c *Channel) newChunkLocked() (uint64, error) {
 	h := c.h
@@ -31,7 +31,7 @@ func (c *Channel) newChunkLocked() (uint64, error) {
 }
 
 // retireChunkLocked keeps a consumed chunk as the spare or frees it.
-// KEEP IN SYNC with pyext/fastpath.c (chan_try_recv keeps it as the spare when
+// KEEP IN SYNC with pyext/fastpath_chan.c (chan_try_recv keeps it as the spare when
 // there is none, and leaves a retirement that frees to Go).
 func (c *Channel) retireChunkLocked(off uint64) {
 	h := c.h
@@ -46,7 +46,7 @@ func (c *Channel) retireChunkLocked(off uint64) {
 }
 
 // putLocked appends a message: msg inline, or the large block boff.
-// KEEP IN SYNC with pyext/fastpath.c: chan_try_send does these steps for an
+// KEEP IN SYNC with pyext/fastpath_chan.c: chan_try_send does these steps for an
 // inline message (slot {len, flags 0, payload}, tailIdx, count, neSeq).
 func (c *Channel) putLocked(msg []byte, n, boff uint64, large bool) error {
 	h := c.h
@@ -80,7 +80,7 @@ func (c *Channel) putLocked(msg []byte, n, boff uint64, large bool) error {
 // takeLocked removes the head message (count > 0). An inline payload goes
 // into dst, or into a new slice when alloc is set; when dst is too short
 // the message stays queued and ErrShortBuffer is returned with its Len.
-// KEEP IN SYNC with pyext/fastpath.c: chan_try_recv does these steps for an
+// KEEP IN SYNC with pyext/fastpath_chan.c: chan_try_recv does these steps for an
 // inline message (headIdx, count, retirement, nfSeq).
 func (c *Channel) takeLocked(dst []byte, alloc bool) (Message, []byte, error) {
 	h := c.h

@@ -43,7 +43,7 @@ func (c *Channel) RecvBytes(timeout time.Duration) ([]byte, error) {
 	return out, nil
 }
 
-// recv: // KEEP IN SYNC with pyext/fastpath.c (waking senders of a bounded
+// recv: // KEEP IN SYNC with pyext/fastpath_chan.c (waking senders of a bounded
 // channel: nfWaiters read under the lock, one futex wake on nfSeq).
 func (c *Channel) recv(dst []byte, alloc bool, timeout time.Duration, holder Holder) (Message, []byte, error) {
 	h := c.h

@@ -76,7 +76,7 @@ func (c *Channel) SendPartsHeld(timeout time.Duration, holder Holder, parts ...[
 
 // send queues msg (inline) or the block boff (large), waiting while a
 // bounded channel is full; it never frees the block.
-// KEEP IN SYNC with pyext/fastpath.c: C wakes a sleeping receiver the same
+// KEEP IN SYNC with pyext/fastpath_chan.c: C wakes a sleeping receiver the same
 // way (neWaiters read under the lock, one futex wake on neSeq), and Go
 // waiters register before their last check under the lock, so a C put
 // always wakes them.

@@ -27,7 +27,7 @@ var ErrBadObject = errors.New("runtime: invalid or destroyed object")
 // objectHeader precedes every sync object's payload in the pool.
 //
 // magic and gen form the header's first word, the object's tag: a C mirror
-// (pyext/fastpath.c) reads it on each operation, one 8-byte load, to know
+// (pyext/fastpath_sync.c) reads it on each operation, one 8-byte load, to know
 // that its handle still names this object (see Address).
 type objectHeader struct {
 	magic uint32 // objectMagic while alive, 0 once freed

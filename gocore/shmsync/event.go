@@ -8,7 +8,7 @@ import (
 	"github.com/dragon-mp/dragon_mp/gocore/futex"
 )
 
-// KEEP IN SYNC WITH pyext/fastpath.c (Event: event_set, event_clear,
+// KEEP IN SYNC WITH pyext/fastpath_sync.c (Event: event_set, event_clear,
 // event_is_set): it runs the steps of this type that never wait as C atomics
 // on the same words (layout, CAS steps, and the rule "futex-wake only when
 // waiters != 0"), mixed freely with these methods.

@@ -13,7 +13,7 @@ import (
 // hold it (Python: "cannot release un-acquired lock").
 var ErrNotOwner = errors.New("shmsync: cannot release un-acquired lock")
 
-// KEEP IN SYNC WITH pyext/fastpath.c (RLock: rlock_acquire, rlock_release):
+// KEEP IN SYNC WITH pyext/fastpath_sync.c (RLock: rlock_acquire, rlock_release):
 // it runs the steps of this type that never wait as C atomics on the same
 // words (layout, CAS steps, and the rule "futex-wake only when waiters !=
 // 0"), mixed freely with these methods.

@@ -14,7 +14,7 @@ import (
 // released too many times")).
 var ErrTooManyReleases = errors.New("shmsync: semaphore or lock released too many times")
 
-// KEEP IN SYNC WITH pyext/fastpath.c (Sem: try_acquire, sem_release_method):
+// KEEP IN SYNC WITH pyext/fastpath_sync.c (Sem: try_acquire, sem_release_method):
 // it runs the steps of this type that never wait as C atomics on the same
 // words (layout, CAS steps, and the rule "futex-wake only when waiters !=
 // 0"), mixed freely with these methods.
