@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -74,6 +75,9 @@ func (p *Pool) allocHeld(size uint64, holder Holder) (uint64, error) {
 	h := p.hdr
 	h.mu.Lock()
 	off, err := p.allocLocked(k)
+	if err != nil && h.scavOut != 0 {
+		off, err = p.allocAfterScavenge(k, err)
+	}
 	if err != nil {
 		h.mu.Unlock()
 		return 0, err
@@ -99,6 +103,30 @@ func (p *Pool) allocHeld(size uint64, holder Holder) (uint64, error) {
 	}
 	p.trimTail(off, size, bs)
 	return off, nil
+}
+
+// scavengeWait bounds how long Alloc waits for a block a Scavenge pass holds
+// (its pages go in milliseconds; a pass whose process died never returns it).
+const scavengeWait = time.Second
+
+// allocAfterScavenge retries allocLocked while a Scavenge pass holds a free
+// block off the lists: in a pool that is empty, or nearly, the free memory
+// is one large merged block, and while its pages are given back nothing else
+// is free. Called with the mutex held and after allocLocked(k) failed with
+// err; returns with the mutex held.
+func (p *Pool) allocAfterScavenge(k uint, err error) (uint64, error) {
+	h := p.hdr
+	deadline := time.Now().Add(scavengeWait)
+	for errors.Is(err, ErrExhausted) && h.scavOut != 0 && time.Now().Before(deadline) {
+		h.mu.Unlock()
+		time.Sleep(50 * time.Microsecond)
+		h.mu.Lock()
+		var off uint64
+		if off, err = p.allocLocked(k); err == nil {
+			return off, nil
+		}
+	}
+	return 0, err
 }
 
 // allocLocked takes a block of order k off the free lists, splitting a larger

@@ -59,7 +59,10 @@
 //     earlier, larger use).
 //   - A block is taken off its list and marked allocated while its pages go
 //     (outside the mutex, one block at a time), then freed again; nothing else
-//     can reach it meanwhile. scavenge.go has the details.
+//     can reach it meanwhile. The header counts such blocks (scavOut): an
+//     Alloc that finds no free block while one is out waits for it, up to
+//     1 s, instead of failing (in an empty pool it is all the free memory).
+//     scavenge.go has the details.
 //
 // # Layout (offsets from the start of the segment; R = reservation)
 //
@@ -69,7 +72,8 @@
 //	             32  heapOff (= R), 40 segSize (= 2R), 48 gbOff, 56 gbBytes
 //	             64  shmsync.Mutex guarding the allocator
 //	            128  committed, 136 inUse, 144 allocs, 152 frees,
-//	            160  epoch (Scavenge passes), 168 released (bytes given back)
+//	            160  epoch (Scavenge passes), 168 released (bytes given back),
+//	            176  scavOut (blocks a Scavenge pass holds off the lists)
 //	            192  32 user words (the runtime's)
 //	            448  32 l2 words: committed granules of the granule bitmap
 //	            704  64 per-order state bitmap offsets

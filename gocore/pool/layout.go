@@ -59,7 +59,8 @@ type header struct {
 	frees     uint64 // 152
 	epoch     uint64 // 160: Scavenge passes so far; a free block's stamp is the epoch it was freed in
 	released  uint64 // 168: bytes given back to the kernel by Scavenge so far (atomic)
-	_         [16]byte
+	scavOut   uint64 // 176: free blocks a Scavenge pass holds off the lists right now (0 or 1 each pass)
+	_         [8]byte
 
 	user      [32]uint64        // 192: the runtime's words
 	l2        [l2Words]uint64   // 448: committed granules of the granule bitmap (atomic)

@@ -119,6 +119,7 @@ func TestHeaderLayout(t *testing.T) {
 		{"frees", unsafe.Offsetof(h.frees), 152},
 		{"epoch", unsafe.Offsetof(h.epoch), 160},
 		{"released", unsafe.Offsetof(h.released), 168},
+		{"scavOut", unsafe.Offsetof(h.scavOut), 176},
 		{"user", unsafe.Offsetof(h.user), 192},
 		{"l2", unsafe.Offsetof(h.l2), 448},
 		{"stateOffs", unsafe.Offsetof(h.stateOffs), 704},

@@ -31,8 +31,13 @@ import (
 // list and marks it allocated (so no Alloc hands it out and no Free merges
 // with it), punches holes in its granules and clears their bits, then frees
 // it again. One block at a time, so that at most one free block is out of
-// reach of Alloc while its pages go. Alloc commits again any granule whose
-// bit is clear before it hands out a block, as it does for a fresh pool.
+// reach of Alloc while its pages go. In an empty pool that block is all the
+// free memory (everything merged into one), so the header counts the blocks
+// passes hold out (scavOut), and an Alloc that finds nothing free while one
+// is out waits for it (up to scavengeWait) instead of failing: without that,
+// an Alloc racing a pass failed with ErrExhausted on an empty pool (seen in
+// TestStressGoroutines). Alloc commits again any granule whose bit is clear
+// before it hands out a block, as it does for a fresh pool.
 
 // Tight reports whether the filesystem holding the pool is short of room
 // (shm.Segment.Tight): callers then give memory back sooner.
@@ -73,11 +78,16 @@ func (p *Pool) scavenge(age uint64) (uint64, error) {
 			}
 			p.remove(k, b)
 			p.setState(k, p.index(b, k), stAlloc)
+			h.scavOut++
 			h.mu.Unlock()
+			if scavengeHook != nil {
+				scavengeHook()
+			}
 			got, err := p.release(b+Granule, uint64(MinBlock)<<k-Granule)
 			total += got
 			h.mu.Lock()
 			p.freeLocked(b, k)
+			h.scavOut--
 			h.mu.Unlock()
 			if err != nil {
 				return total, err
@@ -86,6 +96,10 @@ func (p *Pool) scavenge(age uint64) (uint64, error) {
 	}
 	return total, nil
 }
+
+// scavengeHook, when set (tests only), runs while a pass holds a block off
+// its list.
+var scavengeHook func()
 
 // scavengeMaxBlocks bounds the blocks one pass gives back per order (the
 // rest wait for the next pass).

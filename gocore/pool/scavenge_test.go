@@ -2,6 +2,7 @@ package pool
 
 import (
 	"testing"
+	"time"
 )
 
 // touch writes every page of the first n bytes of the block at off.
@@ -130,4 +131,55 @@ func TestAllocAfterBurstInSmallTmpfs(t *testing.T) {
 		checkCommitted(t, p)
 	}
 	t.Logf("stats after 20 rounds: %+v", p.Stats())
+}
+
+// An Alloc that comes while a Scavenge pass holds the pool's only free block
+// (an empty pool is one merged block) waits for it instead of failing.
+func TestAllocWaitsForTheBlockScavengeHolds(t *testing.T) {
+	p := newTestPool(t, 64<<20)
+	off, err := p.Alloc(4 << 20) // commits pages; freed, they merge into one free block
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Free(off, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	held, resume := make(chan struct{}), make(chan struct{})
+	scavengeHook = func() {
+		scavengeHook = nil // the first block only
+		close(held)
+		<-resume
+	}
+	t.Cleanup(func() { scavengeHook = nil })
+	scavenged := make(chan error, 1)
+	go func() {
+		_, err := p.ScavengeAll()
+		scavenged <- err
+	}()
+	<-held
+	type result struct {
+		off uint64
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		off, err := p.Alloc(64)
+		got <- result{off, err}
+	}()
+	select {
+	case r := <-got:
+		t.Fatalf("Alloc returned (%d, %v) while the only free block was out", r.off, r.err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(resume)
+	r := <-got
+	if r.err != nil {
+		t.Fatalf("Alloc after the pass gave the block back: %v", r.err)
+	}
+	if err := <-scavenged; err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Free(r.off, 64); err != nil {
+		t.Fatal(err)
+	}
 }
