@@ -1,0 +1,446 @@
+"""Conformance of the two implementations of the channel and lock protocols, under contention.
+
+The shared-memory channel protocol (gocore/channel: header, mutex, ne_seq/nf_seq sequence words,
+waiter counts, a chunked slot ring with a spare chunk, large messages in pool blocks, dead-holder
+takeover of the mutex) and the semaphore protocol (gocore/shmsync) are implemented twice: in Go,
+and for the steps that never wait, in C (pyext/fastpath.c: chan_try_send/chan_try_recv and the
+Sem type). Each implementation has its own tests; these run both at once, on the same objects,
+from several processes, and check what a program relies on.
+
+How each implementation is forced, without touching library code:
+
+- Channel, C: `_fastpath.send(addr, data, timeout)` / `_fastpath.recv(addr, timeout, cap)`.
+  An inline message (payload <= the channel's inline size) goes through chan_try_send/
+  chan_try_recv when the mutex CAS succeeds; anything else (contention, large, full, empty, a
+  chunk to allocate or free) is handed to Go. `_fastpath.direct_stats()` counts both, per
+  process: (sends done in C, receives done in C, sends handed to Go, receives handed to Go).
+- Channel, Go: `dmp_send` / `dmp_recv` / `dmp_release_msg` through ctypes (`_core.clib()`):
+  always gocore/channel, never C. The gopy facade has no send/recv (control plane only).
+- Semaphore, C: the fast path's `Sem.acquire(False)` and `Sem.release()` (the bound methods of
+  a dragon_mp Lock/Semaphore) are atomics on the shared words and never call Go (`direct` says
+  so); a blocking `acquire()` tries C first and waits in Go.
+- Semaphore, Go: the module-level `_fastpath.sem_acquire` / `sem_release` call dmp_sem_acquire /
+  dmp_sem_release (shmsync.Semaphore) for every step.
+
+Every message carries (producer, sequence, length, CRC-32): consumers check each one is intact,
+each consumer sees every producer's messages in increasing order (FIFO), and the parent checks
+that every message arrived exactly once. Sizes are random around the channel's inline size
+(read from the channel itself), with large ones in pool blocks; unbounded channels are kept a few
+thousand messages deep so the queue spans many chunks and the spare chunk is used and reused.
+
+Seeds: DRAGON_MP_CONFORM_SEED (default below) seeds every size sequence and kill point; each test
+prints it, and its failures name it. DRAGON_MP_CONFORM_MESSAGES overrides MESSAGES.
+"""
+
+import array
+import ctypes
+import os
+import random
+import signal
+import struct
+import time
+import zlib
+
+import pytest
+
+import dragon_mp as mp
+from dragon_mp import _core, _runtime
+
+# Messages over all channel runs of one default run of this file (the kill test adds its own).
+MESSAGES = int(os.environ.get('DRAGON_MP_CONFORM_MESSAGES', 1_000_000))
+# Acquisitions per acquirer in the lock test.
+LOCK_ROUNDS = 100_000
+SEED = int(os.environ.get('DRAGON_MP_CONFORM_SEED', 1818))
+
+HEAD = struct.Struct('<IIII')       # producer, sequence, length of the whole message, CRC-32
+SENTINEL = 0xffffffff               # producer id of the parent's "no more" messages
+LARGE = (65536, 300_000)            # pool-block sizes copied by C (fastpath's BLOCK_COPY and up)
+BLOB = 1 << 20                      # random bytes message bodies are cut from
+DEEP = 4000                         # unbounded channels: producers pause above this many queued
+WAIT_NS = 100_000_000               # consumers wait in slices of this
+IDLE_LIMIT = 60.0                   # a consumer that got nothing for this long reports it
+
+TIMEOUT = -_core.TIMEOUT
+
+# gocore/channel header offsets (doc.go's layout; C checks the same at init)
+H_MU, H_INLINE, H_CHUNK_SLOTS, H_HEAD, H_TAIL, H_CHUNKS = 12, 32, 40, 72, 88, 112
+
+needs_fastpath = pytest.mark.skipif(
+    os.environ.get('DRAGON_MP_FASTPATH') == '0' or os.environ.get('DRAGON_MP_FASTCHAN') == '0',
+    reason='the C fast path is disabled: there is only one implementation to compare')
+
+
+def fast():
+    _runtime.current()
+    fp = _core.fast()
+    assert fp is not None, 'dragon_mp._fastpath is not built'
+    return fp
+
+
+# ---- messages
+
+def blob(seed):
+    return random.Random(seed).randbytes(BLOB)
+
+
+def sizes_for(seed, inline, n):
+    """n message sizes (>= HEAD.size) around `inline`: inline ones (C may move them), the
+    three boundaries, a band either side, pool blocks just above, and large ones."""
+    rng = random.Random(seed)
+    lo = HEAD.size
+    out = array.array('I')
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.35:
+            s = rng.randint(lo, inline)
+        elif r < 0.65:
+            s = inline + rng.choice((-1, 0, 1))
+        elif r < 0.93:
+            s = rng.randint(inline - 32, inline + 32)
+        elif r < 0.998:
+            s = rng.randint(inline + 1, 4 * inline)
+        else:
+            s = rng.randint(*LARGE)
+        out.append(max(s, lo))
+    return out
+
+
+def make_message(body, producer, seq, size):
+    n = size - HEAD.size
+    off = (seq * 7919 + producer * 104729) % (BLOB - n)
+    part = body[off:off + n]
+    head = struct.pack('<III', producer, seq, size)
+    return head + zlib.crc32(part, zlib.crc32(head)).to_bytes(4, 'little') + part
+
+
+def check_message(msg):
+    """(producer, seq) of an intact message, else raises AssertionError naming what is wrong."""
+    if len(msg) < HEAD.size:
+        raise AssertionError(f'message of {len(msg)} bytes, shorter than its header')
+    producer, seq, size, crc = HEAD.unpack_from(msg)
+    if size != len(msg):
+        raise AssertionError(f'producer {producer} seq {seq}: {len(msg)} bytes, header says {size}')
+    view = memoryview(msg)
+    if zlib.crc32(view[HEAD.size:], zlib.crc32(view[:12])) != crc:
+        raise AssertionError(f'producer {producer} seq {seq} ({size} bytes): checksum mismatch')
+    return producer, seq
+
+
+# ---- the two implementations of send and recv
+
+def go_ops():
+    """(send, recv) through ctypes: dmp_send/dmp_recv, always gocore/channel."""
+    lib = _core.clib()
+    fp = fast()
+    base = fp.pool_base()
+    cap = 1 << 16
+    buf = ctypes.create_string_buffer(cap)
+    n, off = ctypes.c_uint64(), ctypes.c_uint64()
+    pn, poff = ctypes.byref(n), ctypes.byref(off)
+
+    def send(addr, msg, timeout_ns=-1):
+        return lib.dmp_send(addr, msg, len(msg), timeout_ns)
+
+    def recv(addr, timeout_ns):
+        rc = lib.dmp_recv(addr, buf, cap, timeout_ns, pn, poff)
+        if rc == 0:
+            return ctypes.string_at(buf, n.value)
+        if rc == 1:                             # large: handed over in its pool block
+            data = ctypes.string_at(base + off.value, n.value)
+            assert lib.dmp_release_msg(addr, off.value, n.value) == 0
+            return data
+        return rc
+    return send, recv
+
+
+def c_ops():
+    """(send, recv) through the C fast path: C when it can, Go for the rest."""
+    fp = fast()
+    cap = 1 << 16
+
+    def send(addr, msg, timeout_ns=-1):
+        return fp.send(addr, msg, timeout_ns)
+
+    def recv(addr, timeout_ns):
+        return fp.recv(addr, timeout_ns, cap)
+    return send, recv
+
+
+def ops_for(mode, seed):
+    """send/recv of one mode: 'c', 'go', or 'mixed' (a seeded coin per call)."""
+    if mode != 'mixed':
+        return (c_ops if mode == 'c' else go_ops)()
+    (cs, cr), (gs, gr) = c_ops(), go_ops()
+    rng = random.Random(seed)
+    bits = rng.getrandbits
+
+    def send(addr, msg, timeout_ns=-1):
+        return (cs if bits(1) else gs)(addr, msg, timeout_ns)
+
+    def recv(addr, timeout_ns):
+        return (cr if bits(1) else gr)(addr, timeout_ns)
+    return send, recv
+
+
+# ---- channel processes
+
+def producer(addr, pid, mode, n, seed, inline, out, sent=None):
+    """Send messages 0..n-1 of producer `pid` (n < 0: until killed), reporting to `out`."""
+    fp = fast()
+    gocore = _core.gocore()
+    send, _ = ops_for(mode, seed + pid)
+    body = blob(seed)
+    sizes = sizes_for(seed * 1000 + pid, inline, abs(n) if n > 0 else 200_000)
+    error = None
+    seq = 0
+    try:
+        while seq != n:
+            if seq % 128 == 0 and deep_limit(gocore, addr):
+                time.sleep(0.002)
+                continue
+            msg = make_message(body, pid, seq, sizes[seq % len(sizes)])
+            rc = send(addr, msg, -1)
+            if rc != 0:
+                error = f'producer {pid} ({mode}): send of seq {seq} returned {rc}'
+                break
+            seq += 1
+            if sent is not None:
+                sent.value = seq
+    except Exception as e:          # reported, so that the parent names the seed
+        error = f'producer {pid} ({mode}): {e!r}'
+    out.put(('producer', pid, mode, seq, fp.direct_stats(), error))
+
+
+def deep_limit(gocore, addr):
+    """Keep an unbounded channel a few thousand deep (many chunks, bounded memory)."""
+    return _core.call(gocore.ChannelLen, addr) > DEEP
+
+
+def consumer(addr, cid, mode, seed, out):
+    """Take messages until a sentinel; check each one and each producer's order."""
+    fp = fast()
+    _, recv = ops_for(mode, seed + 1000 + cid)
+    seqs = {}
+    last = {}
+    errors = []
+    taken = 0
+    idle_since = time.monotonic()
+    try:
+        while True:
+            m = recv(addr, WAIT_NS)
+            if isinstance(m, int):
+                if m != TIMEOUT:
+                    errors.append(f'consumer {cid} ({mode}): recv returned {m}')
+                    break
+                if time.monotonic() - idle_since > IDLE_LIMIT:
+                    errors.append(f'consumer {cid} ({mode}): nothing for {IDLE_LIMIT} s '
+                                  f'after {taken} messages')
+                    break
+                continue
+            idle_since = time.monotonic()
+            try:
+                p, s = check_message(m)
+            except AssertionError as e:
+                errors.append(f'consumer {cid} ({mode}) message {taken}: {e}')
+                continue
+            if p == SENTINEL:
+                break
+            taken += 1
+            if s <= last.get(p, -1):
+                errors.append(f'consumer {cid} ({mode}): producer {p} seq {s} after {last[p]}')
+            last[p] = s
+            seqs.setdefault(p, array.array('I')).append(s)
+            if len(errors) > 10:
+                break
+    except Exception as e:
+        errors.append(f'consumer {cid} ({mode}): {e!r}')
+    stats = fp.direct_stats()
+    out.put(('consumer', cid, mode, {p: a.tobytes() for p, a in seqs.items()}, stats, errors))
+
+
+def header_word(fp, addr, off, ctype=ctypes.c_uint64):
+    ptr = fp.bind('dmp_chan_ptr', 'u')(addr)
+    assert ptr != 0, 'not a channel of this node'
+    return ctype.from_address(ptr + off)
+
+
+class ChannelRun:
+    """One channel, its producer and consumer processes, and the checks of what arrived."""
+
+    def __init__(self, name, capacity, inline, seed):
+        self.fp = fast()
+        self.gocore = _core.gocore()
+        self.name, self.capacity, self.seed = name, capacity, seed
+        self.addr = _core.call(self.gocore.ChannelCreate, capacity, inline)
+        self.inline = _core.call(self.gocore.ChannelInline, self.addr)
+        # the same number from the header C reads (doc.go: +32 inline, +40 chunkSlots)
+        assert header_word(self.fp, self.addr, H_INLINE, ctypes.c_uint32).value == self.inline
+        self.chunk_slots = header_word(self.fp, self.addr, H_CHUNK_SLOTS, ctypes.c_uint32).value
+        self.chunks = header_word(self.fp, self.addr, H_CHUNKS)
+        self.head = header_word(self.fp, self.addr, H_HEAD)
+        self.tail = header_word(self.fp, self.addr, H_TAIL)
+        self.mu = header_word(self.fp, self.addr, H_MU, ctypes.c_uint32)
+        self.out = mp.Queue()
+        self.procs = []
+        self.max_chunks = self.max_count = self.links = 0
+
+    def where(self):
+        return (f'[{self.name}: seed={self.seed} capacity={self.capacity} inline={self.inline} '
+                f'chunk_slots={self.chunk_slots}]')
+
+    def start(self, target, *args):
+        p = mp.Process(target=target, args=args)
+        p.start()
+        self.procs.append(p)
+        return p
+
+    def sample(self):
+        # unlocked reads of a moving header: statistics, not checks of a state
+        self.max_chunks = max(self.max_chunks, self.chunks.value)
+        head, tail = self.head.value, self.tail.value
+        self.links += head != tail and head != 0 and tail != 0
+        self.max_count = max(self.max_count, _core.call(self.gocore.ChannelLen, self.addr))
+
+    def run(self, producers, consumers, n, victims=()):
+        """producers: modes, n messages each; victims: (mode, kill_after) sending until
+        killed once they reported kill_after sent. Returns the reports by kind."""
+        for cid, mode in enumerate(consumers):
+            self.start(consumer, self.addr, cid, mode, self.seed, self.out)
+        prods = [self.start(producer, self.addr, pid, mode, n, self.seed, self.inline, self.out)
+                 for pid, mode in enumerate(producers)]
+        killed = []
+        for k, (mode, after) in enumerate(victims):
+            pid = len(producers) + k
+            sent = mp.RawValue('q', 0)
+            p = self.start(producer, self.addr, pid, mode, -1, self.seed, self.inline,
+                           self.out, sent)
+            killed.append((pid, mode, after, sent, p))
+        deadline = time.monotonic() + 600
+        pending = list(killed)
+        while (pending or any(p.exitcode is None for p in prods)) and time.monotonic() < deadline:
+            self.sample()
+            for v in list(pending):
+                pid, mode, after, sent, p = v
+                if sent.value >= after:
+                    os.kill(p.pid, signal.SIGKILL)
+                    p.join(30)
+                    # informational: a kill that landed inside the channel lock
+                    inside = self.mu.value & 0x7fffffff == p.pid
+                    print(f'{self.where()} killed producer {pid} ({mode}) after {sent.value} '
+                          f'sent{", holding the channel mutex" if inside else ""}')
+                    pending.remove(v)
+            time.sleep(0.005)
+        for p in prods:
+            p.join(30)
+            assert p.exitcode == 0, f'{self.where()} producer exit code {p.exitcode}'
+        sentinel = make_message(blob(0), SENTINEL, 0, HEAD.size)
+        for _ in consumers:
+            assert self.fp.send(self.addr, sentinel, 60_000_000_000) == 0, self.where()
+        reports = {'producer': {}, 'consumer': {}}
+        for _ in range(len(producers) + len(consumers)):
+            kind, ident, *rest = self.out.get(timeout=120)
+            reports[kind][ident] = rest
+        for p in self.procs:
+            p.join(60)
+        return reports, [(pid, mode, sent.value) for pid, mode, after, sent, p in killed]
+
+    def check(self, reports, n, killed=()):
+        where = self.where()
+        prod, cons = reports['producer'], reports['consumer']
+        for pid, (mode, sent, stats, error) in prod.items():
+            assert error is None, f'{where} {error}'
+            assert sent == n, f'{where} producer {pid} sent {sent} of {n}'
+        for cid, (mode, seqs, stats, errors) in cons.items():
+            assert not errors, f'{where} ' + '\n'.join(errors)
+        got = {}
+        for cid, (mode, seqs, stats, errors) in cons.items():
+            for p, raw in seqs.items():
+                got.setdefault(p, array.array('I')).frombytes(raw)
+        for pid in prod:
+            seqs = sorted(got.pop(pid, ()))
+            if seqs != list(range(n)):
+                missing = sorted(set(range(n)) - set(seqs))[:10]
+                dups = len(seqs) - len(set(seqs))
+                raise AssertionError(f'{where} producer {pid}: {len(seqs)} of {n} delivered, '
+                                     f'{dups} duplicates, first missing {missing}')
+        for pid, mode, reported in killed:
+            seqs = sorted(got.pop(pid, ()))
+            k = len(seqs)
+            # a gap-free prefix; the one in flight when the kill landed may be in or out
+            assert seqs == list(range(k)) and reported <= k <= reported + 1, \
+                (f'{where} killed producer {pid} ({mode}) reported {reported} sent, '
+                 f'{k} delivered, first ones out of place: '
+                 f'{[s for i, s in enumerate(seqs) if s != i][:10]}')
+        assert not got, f'{where} messages of unknown producers {sorted(got)}'
+
+    def check_paths(self, reports):
+        """Both implementations did real work on this channel."""
+        where = self.where()
+        prod, cons = reports['producer'], reports['consumer']
+        c_sends = sum(r[2][0] for r in prod.values() if r[0] != 'go')
+        to_go_sends = sum(r[2][2] for r in prod.values() if r[0] != 'go')
+        go_sends = sum(r[1] for r in prod.values() if r[0] == 'go')
+        c_recvs = sum(r[2][1] for r in cons.values() if r[0] != 'go')
+        to_go_recvs = sum(r[2][3] for r in cons.values() if r[0] != 'go')
+        go_recvs = sum(sum(len(s) for s in r[1].values()) // 4 for r in cons.values()
+                       if r[0] == 'go')
+        print(f'{where} sends: {c_sends} in C, {to_go_sends} handed by C to Go, {go_sends} by '
+              f'Go producers; receives: {c_recvs} in C, {to_go_recvs} handed to Go, {go_recvs} by '
+              f'Go consumers; deepest {self.max_count}, most chunks {self.max_chunks}, '
+              f'seen across a chunk link {self.links} times')
+        assert c_sends > 0 and c_recvs > 0, f'{where} C moved nothing'
+        assert to_go_sends > 0 and to_go_recvs > 0, f'{where} C handed nothing to Go'
+        if any(r[0] == 'go' for r in prod.values()):
+            assert go_sends > 0, where
+        if any(r[0] == 'go' for r in cons.values()):
+            assert go_recvs > 0, where
+        # the queue spanned chunks (head chunk != tail chunk: linked at a chunk end); deep
+        # ones spanned several (the spare taken, a chunk allocated, chunks retired)
+        assert self.links > 0, f'{where} the queue never spanned two chunks'
+        if self.capacity == 0 or self.capacity > 2 * self.chunk_slots:
+            assert self.max_chunks >= 3, f'{where} never more than {self.max_chunks} chunks'
+
+    def finish(self):
+        """The channel is left drained, unlocked, owning its one spare chunk, and usable."""
+        where = self.where()
+        assert _core.call(self.gocore.ChannelLen, self.addr) == 0, where
+        assert self.mu.value == 0, f'{where} mutex word {self.mu.value:#x} after the run'
+        assert self.chunks.value == 1, f'{where} {self.chunks.value} chunks when drained'
+        gs, gr = go_ops()
+        cs, cr = c_ops()
+        msg = make_message(blob(1), 7, 7, self.inline)
+        assert cs(self.addr, msg, 0) == 0 and gr(self.addr, 0) == msg, where
+        assert gs(self.addr, msg, 0) == 0 and cr(self.addr, 0) == msg, where
+
+    def close(self):
+        for p in self.procs:
+            if p.exitcode is None:
+                p.kill()
+                p.join(10)
+        _core.call(self.gocore.ChannelRelease, self.addr)
+
+
+# name, capacity, inline (0: the default), producer modes, consumer modes, share of MESSAGES
+CHANNELS = [
+    ('unbounded-default', 0, 0, ('c', 'go', 'c', 'go'), ('c', 'go'), 0.35),
+    ('bounded-300-inline-1000', 300, 1000, ('c', 'go', 'mixed'), ('c', 'go', 'mixed'), 0.25),
+    ('unbounded-inline-4000', 0, 4000, ('c', 'go', 'mixed'), ('c', 'mixed'), 0.25),
+    ('bounded-5-inline-64', 5, 64, ('c', 'go', 'mixed'), ('go', 'c'), 0.15),
+]
+
+
+@needs_fastpath
+@pytest.mark.parametrize('name,capacity,inline,producers,consumers,share', CHANNELS,
+                         ids=[c[0] for c in CHANNELS])
+def test_channel_c_and_go_concurrently(name, capacity, inline, producers, consumers, share):
+    seed = SEED + CHANNELS.index(next(c for c in CHANNELS if c[0] == name))
+    n = max(int(MESSAGES * share) // len(producers), 1)
+    print(f'seed={seed} (DRAGON_MP_CONFORM_SEED={SEED}) messages={n * len(producers)}')
+    run = ChannelRun(name, capacity, inline, seed)
+    try:
+        reports, _ = run.run(producers, consumers, n)
+        run.check(reports, n)
+        run.check_paths(reports)
+        run.finish()
+    finally:
+        run.close()
