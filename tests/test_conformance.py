@@ -35,6 +35,7 @@ prints it, and its failures name it. DRAGON_MP_CONFORM_MESSAGES overrides MESSAG
 import array
 import ctypes
 import os
+import queue
 import random
 import signal
 import struct
@@ -58,7 +59,11 @@ LARGE = (65536, 300_000)            # pool-block sizes copied by C (fastpath's B
 BLOB = 1 << 20                      # random bytes message bodies are cut from
 DEEP = 4000                         # unbounded channels: producers pause above this many queued
 WAIT_NS = 100_000_000               # consumers wait in slices of this
-IDLE_LIMIT = 60.0                   # a consumer that got nothing for this long reports it
+# A loaded machine makes everything slower, not wrong: the parent fails a run only when no
+# process made progress for STALL seconds; the children's own limits are longer.
+STALL = 60.0
+SEND_TIMEOUT_NS = int(5 * STALL * 1e9)
+IDLE_LIMIT = 5 * STALL
 
 TIMEOUT = -_core.TIMEOUT
 
@@ -184,8 +189,9 @@ def ops_for(mode, seed):
 
 # ---- channel processes
 
-def producer(addr, pid, mode, n, seed, inline, out, sent=None):
-    """Send messages 0..n-1 of producer `pid` (n < 0: until killed), reporting to `out`."""
+def producer(addr, pid, mode, n, seed, inline, out, begin, progress):
+    """Send messages 0..n-1 of producer `pid` (n < 0: until killed) once `begin` is set,
+    keeping progress[pid] = messages sent, then report to `out`."""
     fp = fast()
     gocore = _core.gocore()
     send, _ = ops_for(mode, seed + pid)
@@ -194,18 +200,18 @@ def producer(addr, pid, mode, n, seed, inline, out, sent=None):
     error = None
     seq = 0
     try:
+        assert begin.wait(120), 'never told to begin'
         while seq != n:
             if seq % 128 == 0 and deep_limit(gocore, addr):
                 time.sleep(0.002)
                 continue
             msg = make_message(body, pid, seq, sizes[seq % len(sizes)])
-            rc = send(addr, msg, -1)
+            rc = send(addr, msg, SEND_TIMEOUT_NS)
             if rc != 0:
                 error = f'producer {pid} ({mode}): send of seq {seq} returned {rc}'
                 break
             seq += 1
-            if sent is not None:
-                sent.value = seq
+            progress[pid] = seq
     except Exception as e:          # reported, so that the parent names the seed
         error = f'producer {pid} ({mode}): {e!r}'
     out.put(('producer', pid, mode, seq, fp.direct_stats(), error))
@@ -216,7 +222,7 @@ def deep_limit(gocore, addr):
     return _core.call(gocore.ChannelLen, addr) > DEEP
 
 
-def consumer(addr, cid, mode, seed, out):
+def consumer(addr, cid, mode, seed, out, progress):
     """Take messages until a sentinel; check each one and each producer's order."""
     fp = fast()
     _, recv = ops_for(mode, seed + 1000 + cid)
@@ -238,20 +244,22 @@ def consumer(addr, cid, mode, seed, out):
                     break
                 continue
             idle_since = time.monotonic()
+            # on a bad message keep taking (the first 10 are reported): a consumer that
+            # stopped would leave producers blocked on a bounded channel
             try:
                 p, s = check_message(m)
             except AssertionError as e:
-                errors.append(f'consumer {cid} ({mode}) message {taken}: {e}')
+                if len(errors) < 10:
+                    errors.append(f'consumer {cid} ({mode}) message {taken}: {e}')
                 continue
             if p == SENTINEL:
                 break
             taken += 1
-            if s <= last.get(p, -1):
+            progress[cid] = taken
+            if s <= last.get(p, -1) and len(errors) < 10:
                 errors.append(f'consumer {cid} ({mode}): producer {p} seq {s} after {last[p]}')
             last[p] = s
             seqs.setdefault(p, array.array('I')).append(s)
-            if len(errors) > 10:
-                break
     except Exception as e:
         errors.append(f'consumer {cid} ({mode}): {e!r}')
     stats = fp.direct_stats()
@@ -262,6 +270,34 @@ def header_word(fp, addr, off, ctype=ctypes.c_uint64):
     ptr = fp.bind('dmp_chan_ptr', 'u')(addr)
     assert ptr != 0, 'not a channel of this node'
     return ctype.from_address(ptr + off)
+
+
+class Stall:
+    """Fails a run in which no process made progress for STALL seconds, naming the seed
+    (where()), everyone's progress and the shared object's state; a slow run goes on."""
+
+    def __init__(self, where, progress, state):
+        self.where, self.progress, self.state = where, progress, state
+        self.last, self.since = None, time.monotonic()
+
+    def check(self):
+        now, snap = time.monotonic(), self.progress()
+        if snap != self.last:
+            self.last, self.since = snap, now
+        elif now - self.since > STALL:
+            raise AssertionError(f'{self.where()} no progress for {STALL} s: {snap}; '
+                                 f'{self.state()}')
+
+    def collect(self, out, count):
+        """count reports from out, waiting as long as something progresses."""
+        reports = []
+        while len(reports) < count:
+            try:
+                reports.append(out.get(timeout=0.5))
+                self.since = time.monotonic()
+            except queue.Empty:
+                self.check()
+        return reports
 
 
 class ChannelRun:
@@ -281,6 +317,7 @@ class ChannelRun:
         self.tail = header_word(self.fp, self.addr, H_TAIL)
         self.mu = header_word(self.fp, self.addr, H_MU, ctypes.c_uint32)
         self.out = mp.Queue()
+        self.begin = mp.Event()         # producers start together, once all are up
         self.procs = []
         self.max_chunks = self.max_count = self.links = 0
 
@@ -294,64 +331,73 @@ class ChannelRun:
         self.procs.append(p)
         return p
 
+    # Unlocked reads of a moving header: statistics, not checks of a state.
     def sample(self):
-        # unlocked reads of a moving header: statistics, not checks of a state
         self.max_chunks = max(self.max_chunks, self.chunks.value)
+        self.max_count = max(self.max_count, _core.call(self.gocore.ChannelLen, self.addr))
+
+    def sample_span(self):
         head, tail = self.head.value, self.tail.value
         self.links += head != tail and head != 0 and tail != 0
-        self.max_count = max(self.max_count, _core.call(self.gocore.ChannelLen, self.addr))
 
     def run(self, producers, consumers, n, victims=()):
         """producers: modes, n messages each; victims: (mode, kill_after) sending until
-        killed once they reported kill_after sent. Returns the reports by kind."""
+        SIGKILLed once they reported kill_after sent. Returns the reports by kind and
+        (pid, mode, messages it reported sent) of each killed producer."""
+        npro = len(producers) + len(victims)
+        sent, taken = mp.RawArray('q', npro), mp.RawArray('q', len(consumers))
         for cid, mode in enumerate(consumers):
-            self.start(consumer, self.addr, cid, mode, self.seed, self.out)
-        prods = [self.start(producer, self.addr, pid, mode, n, self.seed, self.inline, self.out)
-                 for pid, mode in enumerate(producers)]
+            self.start(consumer, self.addr, cid, mode, self.seed, self.out, taken)
+        modes = list(producers) + [mode for mode, after in victims]
+        procs = [self.start(producer, self.addr, pid, mode, n if pid < len(producers) else -1,
+                            self.seed, self.inline, self.out, self.begin, sent)
+                 for pid, mode in enumerate(modes)]
+        pending = {len(producers) + k: after for k, (mode, after) in enumerate(victims)}
         killed = []
-        for k, (mode, after) in enumerate(victims):
-            pid = len(producers) + k
-            sent = mp.RawValue('q', 0)
-            p = self.start(producer, self.addr, pid, mode, -1, self.seed, self.inline,
-                           self.out, sent)
-            killed.append((pid, mode, after, sent, p))
-        deadline = time.monotonic() + 600
-        pending = list(killed)
-        while (pending or any(p.exitcode is None for p in prods)) and time.monotonic() < deadline:
+        self.begin.set()
+        stall = Stall(self.where, lambda: (list(sent), list(taken)), self.state)
+        while pending or any(p.exitcode is None for p in procs[:len(producers)]):
+            for _ in range(200):        # a burst: the span of a short queue is brief
+                self.sample_span()
             self.sample()
-            for v in list(pending):
-                pid, mode, after, sent, p = v
-                if sent.value >= after:
+            for pid, after in list(pending.items()):
+                if sent[pid] >= after:
+                    p = procs[pid]
                     os.kill(p.pid, signal.SIGKILL)
                     p.join(30)
                     # informational: a kill that landed inside the channel lock
                     inside = self.mu.value & 0x7fffffff == p.pid
-                    print(f'{self.where()} killed producer {pid} ({mode}) after {sent.value} '
+                    print(f'{self.where()} killed producer {pid} ({modes[pid]}) after {sent[pid]} '
                           f'sent{", holding the channel mutex" if inside else ""}')
-                    pending.remove(v)
+                    killed.append((pid, modes[pid], sent[pid]))
+                    del pending[pid]
+            stall.check()
             time.sleep(0.005)
-        for p in prods:
-            p.join(30)
-            assert p.exitcode == 0, f'{self.where()} producer exit code {p.exitcode}'
         sentinel = make_message(blob(0), SENTINEL, 0, HEAD.size)
         for _ in consumers:
-            assert self.fp.send(self.addr, sentinel, 60_000_000_000) == 0, self.where()
+            assert self.fp.send(self.addr, sentinel, SEND_TIMEOUT_NS) == 0, self.where()
         reports = {'producer': {}, 'consumer': {}}
-        for _ in range(len(producers) + len(consumers)):
-            kind, ident, *rest = self.out.get(timeout=120)
+        for kind, ident, *rest in stall.collect(self.out, len(producers) + len(consumers)):
             reports[kind][ident] = rest
         for p in self.procs:
             p.join(60)
-        return reports, [(pid, mode, sent.value) for pid, mode, after, sent, p in killed]
+            assert p.exitcode is not None, f'{self.where()} {p} did not end'
+        return reports, killed
+
+    def state(self):
+        h = self.fp.bind('dmp_chan_ptr', 'u')(self.addr)
+        words = (ctypes.c_uint32 * 8).from_address(h + 44)     # closed, ne/nf seq and waiters
+        return (f'count {_core.call(self.gocore.ChannelLen, self.addr)} mutex {self.mu.value:#x} '
+                f'closed/neSeq/neWaiters/nfSeq/nfWaiters {list(words)[:5]}')
 
     def check(self, reports, n, killed=()):
         where = self.where()
         prod, cons = reports['producer'], reports['consumer']
+        for cid, (mode, seqs, stats, errors) in cons.items():
+            assert not errors, f'{where} ' + '\n'.join(errors)
         for pid, (mode, sent, stats, error) in prod.items():
             assert error is None, f'{where} {error}'
             assert sent == n, f'{where} producer {pid} sent {sent} of {n}'
-        for cid, (mode, seqs, stats, errors) in cons.items():
-            assert not errors, f'{where} ' + '\n'.join(errors)
         got = {}
         for cid, (mode, seqs, stats, errors) in cons.items():
             for p, raw in seqs.items():
@@ -444,3 +490,182 @@ def test_channel_c_and_go_concurrently(name, capacity, inline, producers, consum
         run.finish()
     finally:
         run.close()
+
+
+# ---- killed holders: a channel's mutex is taken over
+
+def hold_channel_mutex(addr, ready):
+    """Take the channel mutex as C does (CAS 0 -> pid; here a plain store on an idle channel,
+    which nobody else touches yet) and stay inside the critical section until SIGKILLed."""
+    word = header_word(fast(), addr, H_MU, ctypes.c_uint32)
+    assert word.value == 0
+    word.value = os.getpid()
+    ready.set()
+    time.sleep(600)
+
+
+@needs_fastpath
+def test_channel_survives_killed_senders():
+    """A process killed holding the channel mutex (deterministically, before the run), then two
+    producers (one C, one Go) SIGKILLed at seeded points of their send loops while C and Go
+    producers and consumers run: the mutex is taken over, the others' messages all arrive
+    exactly once in order, each killed producer's form a gap-free prefix."""
+    seed = SEED + 100
+    rng = random.Random(seed)
+    n = max(MESSAGES // 20, 1000)
+    victims = [('c', rng.randint(n // 8, n // 2)), ('go', rng.randint(n // 8, n // 2))]
+    print(f'seed={seed} (DRAGON_MP_CONFORM_SEED={SEED}) messages={3 * n}+ kills after {victims}')
+    run = ChannelRun('killed-senders', 0, 0, seed)
+    try:
+        ready = mp.Event()
+        holder = run.start(hold_channel_mutex, run.addr, ready)
+        assert ready.wait(60)
+        assert run.mu.value == holder.pid
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.join(30)
+        reports, killed = run.run(('c', 'go', 'mixed'), ('c', 'go'), n, victims)
+        # each victim's own report never came: it was killed
+        assert all(pid not in reports['producer'] for pid, mode, sent in killed)
+        run.check(reports, n, killed)
+        assert reports['consumer'][0][2][3] > 0, 'C receives were never handed to Go'
+        run.finish()
+    finally:
+        run.close()
+
+
+# ---- locks: C and Go acquirers of one semaphore
+
+def acquirer(lock, addr, counter, inside, last, progress, ident, mode, rounds, barrier, out):
+    """Increment `counter` under the lock `rounds` times, acquiring and releasing through
+    'c' (Sem.acquire(False) until it succeeds, Sem.release: C atomics only), 'c-wait'
+    (Sem.acquire(): C, then waits in Go) or 'go' (dmp_sem_acquire/dmp_sem_release).
+    `inside` holds the identity of whoever is in the critical section: a second one there
+    is caught at once, a lost update at the end. `last` names the previous holder: takeovers
+    from another acquirer show that they ran interleaved. progress[ident - 1]: rounds done."""
+    fp = fast()
+    error = None
+    misses = takeovers = overlaps = 0
+    sem = lock._sem
+    try:
+        assert sem is not None and sem.direct, 'the lock is not in C'
+        barrier.wait(IDLE_LIMIT)
+        for i in range(rounds):
+            if mode == 'c':
+                while not sem.acquire(False):
+                    misses += 1
+                    os.sched_yield()
+            elif mode == 'c-wait':
+                assert sem.acquire(timeout=IDLE_LIMIT), 'no lock in time'
+            else:
+                assert fp.sem_acquire(addr, SEND_TIMEOUT_NS) == 1, 'no lock in time'
+            holder = inside.value
+            if holder != 0 and overlaps < 10:       # counted, not raised: others wait on us
+                overlaps += 1
+                error = f'acquirer {ident} ({mode}) got the lock while {holder} held it'
+            inside.value = ident
+            if last.value != ident:
+                takeovers += 1
+                last.value = ident
+            counter.value = counter.value + 1
+            inside.value = 0
+            if mode == 'go':
+                assert fp.sem_release(addr) == 0
+            else:
+                sem.release()
+            os.sched_yield()        # let a waiter in: hand-overs between C and Go, not runs
+            progress[ident - 1] = i + 1
+    except Exception as e:
+        error = f'acquirer {ident} ({mode}): {e!r}'
+    out.put((ident, mode, misses, takeovers, error))
+
+
+LOCKS = {
+    'Lock': lambda: mp.Lock(),
+    'Semaphore(1)': lambda: mp.Semaphore(1),
+}
+
+
+@needs_fastpath
+@pytest.mark.parametrize('kind', sorted(LOCKS))
+def test_lock_c_and_go_concurrently(kind):
+    lock = LOCKS[kind]()
+    fast()
+    counter, inside, last = mp.RawValue('q', 0), mp.RawValue('q', 0), mp.RawValue('q', 0)
+    out = mp.Queue()
+    modes = ('c', 'c-wait', 'go')
+    barrier = mp.Barrier(len(modes))
+    progress = mp.RawArray('q', len(modes))
+    procs = [mp.Process(target=acquirer, args=(lock, lock._addr, counter, inside, last, progress,
+                                               i + 1, m, LOCK_ROUNDS, barrier, out))
+             for i, m in enumerate(modes)]
+    stall = Stall(lambda: f'[{kind}]', lambda: list(progress),
+                  lambda: f'value {lock._get_value()} counter {counter.value}')
+    try:
+        for p in procs:
+            p.start()
+        reports = sorted(stall.collect(out, len(procs)))
+        for p in procs:
+            p.join(60)
+            assert p.exitcode == 0
+    finally:
+        for p in procs:
+            if p.exitcode is None:
+                p.kill()
+                p.join(10)
+    errors = [r[4] for r in reports if r[4]]
+    assert not errors, '\n'.join(errors)
+    print(f'{kind}: {len(modes) * LOCK_ROUNDS} acquisitions; the C-only acquirer missed '
+          f'{reports[0][2]} times; takeovers from another acquirer: '
+          f'{ {r[1]: r[3] for r in reports} }')
+    assert counter.value == len(modes) * LOCK_ROUNDS, \
+        f'{kind}: {len(modes) * LOCK_ROUNDS - counter.value} lost updates'
+    # they ran interleaved: each took the lock over from another one many times
+    assert all(r[3] >= 100 for r in reports), f'{kind}: acquirers hardly overlapped: {reports}'
+    assert lock._get_value() == 1 and lock.acquire(False)
+    lock.release()
+
+
+# ---- killed holders: a lock stays held
+
+def hold_lock(lock, addr, mode, ready):
+    fp = fast()
+    if mode == 'go':
+        assert fp.sem_acquire(addr, -1) == 1
+    else:
+        assert lock._sem.direct and lock.acquire(False)
+    ready.set()
+    time.sleep(600)
+
+
+@needs_fastpath
+@pytest.mark.parametrize('mode', ['c', 'go'])
+def test_lock_of_a_killed_holder_stays_held(mode):
+    """What dragon_mp documents (docs/design.md "A lock held on a lost node", gocore/shmsync
+    Semaphore): a process that dies holding a Lock does not give it back, as under stdlib
+    (POSIX semaphores): C and Go acquirers time out alike. A Lock may be released by any
+    process (stdlib's too), and after that the next acquirer, C or Go, gets it."""
+    fp = fast()
+    lock = mp.Lock()
+    ready = mp.Event()
+    p = mp.Process(target=hold_lock, args=(lock, lock._addr, mode, ready))
+    p.start()
+    try:
+        assert ready.wait(60)
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(30)
+    finally:
+        if p.exitcode is None:
+            p.kill()
+            p.join(10)
+    assert lock._get_value() == 0
+    assert lock.acquire(False) is False                     # C: the count is 0
+    start = time.monotonic()
+    assert lock.acquire(timeout=0.3) is False               # C, then waiting in Go
+    assert fp.sem_acquire(lock._addr, 300_000_000) == 0     # Go
+    assert time.monotonic() - start >= 0.5
+    lock.release()                                          # a survivor gives it back
+    assert fp.sem_acquire(lock._addr, 0) == 1               # Go gets it
+    assert fp.sem_release(lock._addr) == 0
+    assert lock.acquire(False) is True                      # and C
+    lock.release()
+    assert lock._get_value() == 1
