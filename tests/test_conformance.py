@@ -2,10 +2,11 @@
 
 The shared-memory channel protocol (gocore/channel: header, mutex, ne_seq/nf_seq sequence words,
 waiter counts, a chunked slot ring with a spare chunk, large messages in pool blocks, dead-holder
-takeover of the mutex) and the semaphore protocol (gocore/shmsync) are implemented twice: in Go,
-and for the steps that never wait, in C (pyext/fastpath.c: chan_try_send/chan_try_recv and the
-Sem type). Each implementation has its own tests; these run both at once, on the same objects,
-from several processes, and check what a program relies on.
+takeover of the mutex) and the lock protocols (gocore/shmsync Semaphore and RecursiveLock) are
+implemented twice: in Go, and for the steps that never wait, in C (pyext/fastpath.c:
+chan_try_send/chan_try_recv, the Sem and RLock types). Each implementation has its own tests
+(test_fastpath.py mixes them on small cases); these run both at once, on the same objects, from
+several processes, at volume, and check what a program relies on.
 
 How each implementation is forced, without touching library code:
 
@@ -16,17 +17,17 @@ How each implementation is forced, without touching library code:
   process: (sends done in C, receives done in C, sends handed to Go, receives handed to Go).
 - Channel, Go: `dmp_send` / `dmp_recv` / `dmp_release_msg` through ctypes (`_core.clib()`):
   always gocore/channel, never C. The gopy facade has no send/recv (control plane only).
-- Semaphore, C: the fast path's `Sem.acquire(False)` and `Sem.release()` (the bound methods of
-  a dragon_mp Lock/Semaphore) are atomics on the shared words and never call Go (`direct` says
-  so); a blocking `acquire()` tries C first and waits in Go.
-- Semaphore, Go: the module-level `_fastpath.sem_acquire` / `sem_release` call dmp_sem_acquire /
-  dmp_sem_release (shmsync.Semaphore) for every step.
+- Locks, C: the fast path's `Sem` / `RLock` objects (the bound acquire/release of a dragon_mp
+  Lock, Semaphore, RLock): `acquire(False)` and `release()` are atomics on the shared words and
+  never call Go (`direct` says so); a blocking `acquire()` tries C first and waits in Go.
+- Locks, Go: the module-level `_fastpath.sem_acquire` / `sem_release` and
+  `_fastpath.bind('dmp_rlock_acquire' / 'dmp_rlock_release')` call the Go exports
+  (shmsync.Semaphore, shmsync.RecursiveLock) for every step.
 
-Every message carries (producer, sequence, length, CRC-32): consumers check each one is intact,
-each consumer sees every producer's messages in increasing order (FIFO), and the parent checks
-that every message arrived exactly once. Sizes are random around the channel's inline size
-(read from the channel itself), with large ones in pool blocks; unbounded channels are kept a few
-thousand messages deep so the queue spans many chunks and the spare chunk is used and reused.
+Every message carries (producer, sequence, length, CRC-32): consumers check it is intact and that
+each producer's messages come in order (FIFO); the parent, that each arrived exactly once. Sizes
+are random around the channel's inline size (read from the channel), large ones in pool blocks;
+unbounded channels are kept thousands deep: the queue spans many chunks, the spare is reused.
 
 Seeds: DRAGON_MP_CONFORM_SEED (default below) seeds every size sequence and kill point; each test
 prints it, and its failures name it. DRAGON_MP_CONFORM_MESSAGES overrides MESSAGES.
@@ -34,6 +35,7 @@ prints it, and its failures name it. DRAGON_MP_CONFORM_MESSAGES overrides MESSAG
 
 import array
 import ctypes
+import functools
 import os
 import queue
 import random
@@ -45,7 +47,7 @@ import zlib
 import pytest
 
 import dragon_mp as mp
-from dragon_mp import _core, _runtime
+from dragon_mp import _core, _runtime, synchronize
 
 # Messages over all channel runs of one default run of this file (the kill test adds its own).
 MESSAGES = int(os.environ.get('DRAGON_MP_CONFORM_MESSAGES', 1_000_000))
@@ -133,58 +135,32 @@ def check_message(msg):
 
 # ---- the two implementations of send and recv
 
-def go_ops():
-    """(send, recv) through ctypes: dmp_send/dmp_recv, always gocore/channel."""
-    lib = _core.clib()
-    fp = fast()
-    base = fp.pool_base()
-    cap = 1 << 16
+def channel_ops(mode, seed=0):
+    """(send, recv) of one mode. 'c': the C fast path (C when it can, Go for the rest); 'go':
+    dmp_send/dmp_recv through ctypes, always gocore/channel; 'mixed': a seeded coin per call."""
+    fp, lib = fast(), _core.clib()
+    base, cap = fp.pool_base(), 1 << 16
     buf = ctypes.create_string_buffer(cap)
     n, off = ctypes.c_uint64(), ctypes.c_uint64()
-    pn, poff = ctypes.byref(n), ctypes.byref(off)
 
-    def send(addr, msg, timeout_ns=-1):
+    def go_send(addr, msg, timeout_ns):
         return lib.dmp_send(addr, msg, len(msg), timeout_ns)
 
-    def recv(addr, timeout_ns):
-        rc = lib.dmp_recv(addr, buf, cap, timeout_ns, pn, poff)
-        if rc == 0:
-            return ctypes.string_at(buf, n.value)
-        if rc == 1:                             # large: handed over in its pool block
+    def go_recv(addr, timeout_ns):
+        rc = lib.dmp_recv(addr, buf, cap, timeout_ns, ctypes.byref(n), ctypes.byref(off))
+        if rc == 1:                     # large: handed over in its pool block, freed here
             data = ctypes.string_at(base + off.value, n.value)
             assert lib.dmp_release_msg(addr, off.value, n.value) == 0
             return data
-        return rc
-    return send, recv
+        return ctypes.string_at(buf, n.value) if rc == 0 else rc
 
-
-def c_ops():
-    """(send, recv) through the C fast path: C when it can, Go for the rest."""
-    fp = fast()
-    cap = 1 << 16
-
-    def send(addr, msg, timeout_ns=-1):
-        return fp.send(addr, msg, timeout_ns)
-
-    def recv(addr, timeout_ns):
+    def c_recv(addr, timeout_ns):
         return fp.recv(addr, timeout_ns, cap)
-    return send, recv
-
-
-def ops_for(mode, seed):
-    """send/recv of one mode: 'c', 'go', or 'mixed' (a seeded coin per call)."""
     if mode != 'mixed':
-        return (c_ops if mode == 'c' else go_ops)()
-    (cs, cr), (gs, gr) = c_ops(), go_ops()
-    rng = random.Random(seed)
-    bits = rng.getrandbits
-
-    def send(addr, msg, timeout_ns=-1):
-        return (cs if bits(1) else gs)(addr, msg, timeout_ns)
-
-    def recv(addr, timeout_ns):
-        return (cr if bits(1) else gr)(addr, timeout_ns)
-    return send, recv
+        return (fp.send, c_recv) if mode == 'c' else (go_send, go_recv)
+    bits = random.Random(seed).getrandbits
+    return (lambda a, m, t: (fp.send if bits(1) else go_send)(a, m, t),
+            lambda a, t: (c_recv if bits(1) else go_recv)(a, t))
 
 
 # ---- channel processes
@@ -194,15 +170,15 @@ def producer(addr, pid, mode, n, seed, inline, out, begin, progress):
     keeping progress[pid] = messages sent, then report to `out`."""
     fp = fast()
     gocore = _core.gocore()
-    send, _ = ops_for(mode, seed + pid)
+    send, _ = channel_ops(mode, seed + pid)
     body = blob(seed)
     sizes = sizes_for(seed * 1000 + pid, inline, abs(n) if n > 0 else 200_000)
-    error = None
-    seq = 0
+    error, seq = None, 0
     try:
         assert begin.wait(120), 'never told to begin'
         while seq != n:
-            if seq % 128 == 0 and deep_limit(gocore, addr):
+            # keep an unbounded channel a few thousand deep: many chunks, bounded memory
+            if seq % 128 == 0 and _core.call(gocore.ChannelLen, addr) > DEEP:
                 time.sleep(0.002)
                 continue
             msg = make_message(body, pid, seq, sizes[seq % len(sizes)])
@@ -217,30 +193,18 @@ def producer(addr, pid, mode, n, seed, inline, out, begin, progress):
     out.put(('producer', pid, mode, seq, fp.direct_stats(), error))
 
 
-def deep_limit(gocore, addr):
-    """Keep an unbounded channel a few thousand deep (many chunks, bounded memory)."""
-    return _core.call(gocore.ChannelLen, addr) > DEEP
-
-
 def consumer(addr, cid, mode, seed, out, progress):
     """Take messages until a sentinel; check each one and each producer's order."""
     fp = fast()
-    _, recv = ops_for(mode, seed + 1000 + cid)
-    seqs = {}
-    last = {}
-    errors = []
-    taken = 0
+    _, recv = channel_ops(mode, seed + 1000 + cid)
+    seqs, last, errors, taken = {}, {}, [], 0
     idle_since = time.monotonic()
     try:
         while True:
             m = recv(addr, WAIT_NS)
-            if isinstance(m, int):
-                if m != TIMEOUT:
-                    errors.append(f'consumer {cid} ({mode}): recv returned {m}')
-                    break
-                if time.monotonic() - idle_since > IDLE_LIMIT:
-                    errors.append(f'consumer {cid} ({mode}): nothing for {IDLE_LIMIT} s '
-                                  f'after {taken} messages')
+            if isinstance(m, int):          # TIMEOUT: nothing yet, for at most IDLE_LIMIT
+                if m != TIMEOUT or time.monotonic() - idle_since > IDLE_LIMIT:
+                    errors.append(f'consumer {cid} ({mode}): recv {m} after {taken} messages')
                     break
                 continue
             idle_since = time.monotonic()
@@ -262,14 +226,21 @@ def consumer(addr, cid, mode, seed, out, progress):
             seqs.setdefault(p, array.array('I')).append(s)
     except Exception as e:
         errors.append(f'consumer {cid} ({mode}): {e!r}')
-    stats = fp.direct_stats()
-    out.put(('consumer', cid, mode, {p: a.tobytes() for p, a in seqs.items()}, stats, errors))
+    seqs = {p: a.tobytes() for p, a in seqs.items()}
+    out.put(('consumer', cid, mode, seqs, fp.direct_stats(), errors))
 
 
 def header_word(fp, addr, off, ctype=ctypes.c_uint64):
     ptr = fp.bind('dmp_chan_ptr', 'u')(addr)
     assert ptr != 0, 'not a channel of this node'
     return ctype.from_address(ptr + off)
+
+
+def reap(procs):
+    for p in procs:
+        if p.exitcode is None:
+            p.kill()
+            p.join(10)
 
 
 class Stall:
@@ -309,13 +280,12 @@ class ChannelRun:
         self.name, self.capacity, self.seed = name, capacity, seed
         self.addr = _core.call(self.gocore.ChannelCreate, capacity, inline)
         self.inline = _core.call(self.gocore.ChannelInline, self.addr)
-        # the same number from the header C reads (doc.go: +32 inline, +40 chunkSlots)
-        assert header_word(self.fp, self.addr, H_INLINE, ctypes.c_uint32).value == self.inline
-        self.chunk_slots = header_word(self.fp, self.addr, H_CHUNK_SLOTS, ctypes.c_uint32).value
-        self.chunks = header_word(self.fp, self.addr, H_CHUNKS)
-        self.head = header_word(self.fp, self.addr, H_HEAD)
-        self.tail = header_word(self.fp, self.addr, H_TAIL)
-        self.mu = header_word(self.fp, self.addr, H_MU, ctypes.c_uint32)
+        word = functools.partial(header_word, self.fp, self.addr)
+        # the inline size C reads from the header (doc.go: +32) is the one Go reports
+        assert word(H_INLINE, ctypes.c_uint32).value == self.inline
+        self.chunk_slots = word(H_CHUNK_SLOTS, ctypes.c_uint32).value
+        self.mu = word(H_MU, ctypes.c_uint32)
+        self.chunks, self.head, self.tail = word(H_CHUNKS), word(H_HEAD), word(H_TAIL)
         self.out = mp.Queue()
         self.begin = mp.Event()         # producers start together, once all are up
         self.procs = []
@@ -331,14 +301,13 @@ class ChannelRun:
         self.procs.append(p)
         return p
 
-    # Unlocked reads of a moving header: statistics, not checks of a state.
     def sample(self):
+        """Unlocked reads of a moving header: statistics, not checks of a state."""
+        for _ in range(200):            # a burst: a short queue spans two chunks only briefly
+            head, tail = self.head.value, self.tail.value
+            self.links += head != tail and head != 0 and tail != 0
         self.max_chunks = max(self.max_chunks, self.chunks.value)
         self.max_count = max(self.max_count, _core.call(self.gocore.ChannelLen, self.addr))
-
-    def sample_span(self):
-        head, tail = self.head.value, self.tail.value
-        self.links += head != tail and head != 0 and tail != 0
 
     def run(self, producers, consumers, n, victims=()):
         """producers: modes, n messages each; victims: (mode, kill_after) sending until
@@ -357,8 +326,6 @@ class ChannelRun:
         self.begin.set()
         stall = Stall(self.where, lambda: (list(sent), list(taken)), self.state)
         while pending or any(p.exitcode is None for p in procs[:len(producers)]):
-            for _ in range(200):        # a burst: the span of a short queue is brief
-                self.sample_span()
             self.sample()
             for pid, after in list(pending.items()):
                 if sent[pid] >= after:
@@ -420,28 +387,22 @@ class ChannelRun:
         assert not got, f'{where} messages of unknown producers {sorted(got)}'
 
     def check_paths(self, reports):
-        """Both implementations did real work on this channel."""
-        where = self.where()
-        prod, cons = reports['producer'], reports['consumer']
-        c_sends = sum(r[2][0] for r in prod.values() if r[0] != 'go')
-        to_go_sends = sum(r[2][2] for r in prod.values() if r[0] != 'go')
+        """Both implementations did real work on this channel, across chunk ends."""
+        where, prod, cons = self.where(), reports['producer'], reports['consumer']
+        # direct_stats: (sends in C, receives in C, sends handed to Go, receives handed to Go)
+        c = [sum(r[2][i] for r in rs.values() if r[0] != 'go')
+             for i, rs in enumerate((prod, cons, prod, cons))]
         go_sends = sum(r[1] for r in prod.values() if r[0] == 'go')
-        c_recvs = sum(r[2][1] for r in cons.values() if r[0] != 'go')
-        to_go_recvs = sum(r[2][3] for r in cons.values() if r[0] != 'go')
-        go_recvs = sum(sum(len(s) for s in r[1].values()) // 4 for r in cons.values()
-                       if r[0] == 'go')
-        print(f'{where} sends: {c_sends} in C, {to_go_sends} handed by C to Go, {go_sends} by '
-              f'Go producers; receives: {c_recvs} in C, {to_go_recvs} handed to Go, {go_recvs} by '
-              f'Go consumers; deepest {self.max_count}, most chunks {self.max_chunks}, '
-              f'seen across a chunk link {self.links} times')
-        assert c_sends > 0 and c_recvs > 0, f'{where} C moved nothing'
-        assert to_go_sends > 0 and to_go_recvs > 0, f'{where} C handed nothing to Go'
-        if any(r[0] == 'go' for r in prod.values()):
-            assert go_sends > 0, where
-        if any(r[0] == 'go' for r in cons.values()):
-            assert go_recvs > 0, where
+        go_recvs = sum(len(raw) // 4 for r in cons.values() if r[0] == 'go'
+                       for raw in r[1].values())
+        print(f'{where} C sent {c[0]}, received {c[1]}, handed Go {c[2]} sends, {c[3]} receives; '
+              f'Go-only producers sent {go_sends}, consumers received {go_recvs}; deepest '
+              f'{self.max_count}, most chunks {self.max_chunks}, seen across a link {self.links}x')
+        assert all(c), f'{where} C moved nothing or handed nothing to Go: {c}'
+        assert go_sends or all(r[0] != 'go' for r in prod.values()), where
+        assert go_recvs or all(r[0] != 'go' for r in cons.values()), where
         # the queue spanned chunks (head chunk != tail chunk: linked at a chunk end); deep
-        # ones spanned several (the spare taken, a chunk allocated, chunks retired)
+        # ones spanned several (the spare taken, chunks allocated and retired)
         assert self.links > 0, f'{where} the queue never spanned two chunks'
         if self.capacity == 0 or self.capacity > 2 * self.chunk_slots:
             assert self.max_chunks >= 3, f'{where} never more than {self.max_chunks} chunks'
@@ -452,17 +413,13 @@ class ChannelRun:
         assert _core.call(self.gocore.ChannelLen, self.addr) == 0, where
         assert self.mu.value == 0, f'{where} mutex word {self.mu.value:#x} after the run'
         assert self.chunks.value == 1, f'{where} {self.chunks.value} chunks when drained'
-        gs, gr = go_ops()
-        cs, cr = c_ops()
+        (gs, gr), (cs, cr) = channel_ops('go'), channel_ops('c')
         msg = make_message(blob(1), 7, 7, self.inline)
         assert cs(self.addr, msg, 0) == 0 and gr(self.addr, 0) == msg, where
         assert gs(self.addr, msg, 0) == 0 and cr(self.addr, 0) == msg, where
 
     def close(self):
-        for p in self.procs:
-            if p.exitcode is None:
-                p.kill()
-                p.join(10)
+        reap(self.procs)
         _core.call(self.gocore.ChannelRelease, self.addr)
 
 
@@ -479,7 +436,7 @@ CHANNELS = [
 @pytest.mark.parametrize('name,capacity,inline,producers,consumers,share', CHANNELS,
                          ids=[c[0] for c in CHANNELS])
 def test_channel_c_and_go_concurrently(name, capacity, inline, producers, consumers, share):
-    seed = SEED + CHANNELS.index(next(c for c in CHANNELS if c[0] == name))
+    seed = SEED + [c[0] for c in CHANNELS].index(name)
     n = max(int(MESSAGES * share) // len(producers), 1)
     print(f'seed={seed} (DRAGON_MP_CONFORM_SEED={SEED}) messages={n * len(producers)}')
     run = ChannelRun(name, capacity, inline, seed)
@@ -533,31 +490,58 @@ def test_channel_survives_killed_senders():
         run.close()
 
 
-# ---- locks: C and Go acquirers of one semaphore
+# ---- locks: C and Go acquirers of one lock
 
-def acquirer(lock, addr, counter, inside, last, progress, ident, mode, rounds, barrier, out):
+class LockOps:
+    """The two implementations of one dragon_mp lock in this process: C (the fast path's Sem or
+    RLock methods: atomics on the shared words; try() never calls Go, wait() waits in Go) and
+    Go (dmp_sem_* / dmp_rlock_*, for every step)."""
+
+    def __init__(self, lock):
+        fp = fast()
+        addr = lock._addr
+        if isinstance(lock, synchronize.RLock):
+            c = lock._fast
+            acquire = fp.bind('dmp_rlock_acquire', 'uut', 0)
+            release = fp.bind('dmp_rlock_release', 'uu')
+            me = fp.thread_owner()
+            self.go_try = lambda: acquire(addr, me, 0) == 1
+            self.go_wait = lambda: acquire(addr, me, SEND_TIMEOUT_NS) == 1
+            self.go_release = lambda: release(addr, me)
+        else:
+            c = lock._sem
+            self.go_try = lambda: fp.sem_acquire(addr, 0) == 1
+            self.go_wait = lambda: fp.sem_acquire(addr, SEND_TIMEOUT_NS) == 1
+            self.go_release = lambda: fp.sem_release(addr)
+        assert c is not None and c.direct, 'the lock is not in C'
+        self.c_try = lambda: c.acquire(False)
+        self.c_wait = lambda: c.acquire(timeout=IDLE_LIMIT)
+        self.c_release = c.release
+
+
+def acquirer(lock, counter, inside, last, progress, ident, mode, rounds, barrier, out):
     """Increment `counter` under the lock `rounds` times, acquiring and releasing through
-    'c' (Sem.acquire(False) until it succeeds, Sem.release: C atomics only), 'c-wait'
-    (Sem.acquire(): C, then waits in Go) or 'go' (dmp_sem_acquire/dmp_sem_release).
+    'c' (C's try until it succeeds, C's release: never Go), 'c-wait' (C's acquire: C, then
+    waits in Go) or 'go' (Go only). An RLock is taken twice each round, the second time
+    through the other implementation (the recursion count is shared).
     `inside` holds the identity of whoever is in the critical section: a second one there
     is caught at once, a lost update at the end. `last` names the previous holder: takeovers
     from another acquirer show that they ran interleaved. progress[ident - 1]: rounds done."""
-    fp = fast()
     error = None
     misses = takeovers = overlaps = 0
-    sem = lock._sem
+    recursive = isinstance(lock, synchronize.RLock)
     try:
-        assert sem is not None and sem.direct, 'the lock is not in C'
+        ops = LockOps(lock)
+        release = ops.go_release if mode == 'go' else ops.c_release
+        inner = (ops.c_try, ops.c_release) if mode == 'go' else (ops.go_try, ops.go_release)
         barrier.wait(IDLE_LIMIT)
         for i in range(rounds):
             if mode == 'c':
-                while not sem.acquire(False):
+                while not ops.c_try():
                     misses += 1
                     os.sched_yield()
-            elif mode == 'c-wait':
-                assert sem.acquire(timeout=IDLE_LIMIT), 'no lock in time'
             else:
-                assert fp.sem_acquire(addr, SEND_TIMEOUT_NS) == 1, 'no lock in time'
+                assert (ops.c_wait if mode == 'c-wait' else ops.go_wait)(), 'no lock in time'
             holder = inside.value
             if holder != 0 and overlaps < 10:       # counted, not raised: others wait on us
                 overlaps += 1
@@ -566,12 +550,14 @@ def acquirer(lock, addr, counter, inside, last, progress, ident, mode, rounds, b
             if last.value != ident:
                 takeovers += 1
                 last.value = ident
-            counter.value = counter.value + 1
-            inside.value = 0
-            if mode == 'go':
-                assert fp.sem_release(addr) == 0
+            if recursive:
+                assert inner[0](), 'the holder could not take its RLock again'
+                counter.value = counter.value + 1
+                assert not inner[1]()
             else:
-                sem.release()
+                counter.value = counter.value + 1
+            inside.value = 0
+            assert not release()
             os.sched_yield()        # let a waiter in: hand-overs between C and Go, not runs
             progress[ident - 1] = i + 1
     except Exception as e:
@@ -582,24 +568,25 @@ def acquirer(lock, addr, counter, inside, last, progress, ident, mode, rounds, b
 LOCKS = {
     'Lock': lambda: mp.Lock(),
     'Semaphore(1)': lambda: mp.Semaphore(1),
+    'RLock': lambda: mp.RLock(),
 }
 
 
 @needs_fastpath
 @pytest.mark.parametrize('kind', sorted(LOCKS))
 def test_lock_c_and_go_concurrently(kind):
-    lock = LOCKS[kind]()
     fast()
+    lock = LOCKS[kind]()
     counter, inside, last = mp.RawValue('q', 0), mp.RawValue('q', 0), mp.RawValue('q', 0)
     out = mp.Queue()
     modes = ('c', 'c-wait', 'go')
     barrier = mp.Barrier(len(modes))
     progress = mp.RawArray('q', len(modes))
-    procs = [mp.Process(target=acquirer, args=(lock, lock._addr, counter, inside, last, progress,
+    procs = [mp.Process(target=acquirer, args=(lock, counter, inside, last, progress,
                                                i + 1, m, LOCK_ROUNDS, barrier, out))
              for i, m in enumerate(modes)]
     stall = Stall(lambda: f'[{kind}]', lambda: list(progress),
-                  lambda: f'value {lock._get_value()} counter {counter.value}')
+                  lambda: f'counter {counter.value}, in {inside.value}')
     try:
         for p in procs:
             p.start()
@@ -608,10 +595,7 @@ def test_lock_c_and_go_concurrently(kind):
             p.join(60)
             assert p.exitcode == 0
     finally:
-        for p in procs:
-            if p.exitcode is None:
-                p.kill()
-                p.join(10)
+        reap(procs)
     errors = [r[4] for r in reports if r[4]]
     assert not errors, '\n'.join(errors)
     print(f'{kind}: {len(modes) * LOCK_ROUNDS} acquisitions; the C-only acquirer missed '
@@ -621,51 +605,55 @@ def test_lock_c_and_go_concurrently(kind):
         f'{kind}: {len(modes) * LOCK_ROUNDS - counter.value} lost updates'
     # they ran interleaved: each took the lock over from another one many times
     assert all(r[3] >= 100 for r in reports), f'{kind}: acquirers hardly overlapped: {reports}'
-    assert lock._get_value() == 1 and lock.acquire(False)
+    assert lock.acquire(False)                              # left free
     lock.release()
 
 
 # ---- killed holders: a lock stays held
 
-def hold_lock(lock, addr, mode, ready):
-    fp = fast()
-    if mode == 'go':
-        assert fp.sem_acquire(addr, -1) == 1
-    else:
-        assert lock._sem.direct and lock.acquire(False)
+def hold_lock(lock, mode, ready):
+    ops = LockOps(lock)
+    assert (ops.go_try if mode == 'go' else ops.c_try)()
     ready.set()
     time.sleep(600)
 
 
 @needs_fastpath
+@pytest.mark.parametrize('kind', ['Lock', 'RLock'])
 @pytest.mark.parametrize('mode', ['c', 'go'])
-def test_lock_of_a_killed_holder_stays_held(mode):
+def test_lock_of_a_killed_holder_stays_held(kind, mode):
     """What dragon_mp documents (docs/design.md "A lock held on a lost node", gocore/shmsync
-    Semaphore): a process that dies holding a Lock does not give it back, as under stdlib
-    (POSIX semaphores): C and Go acquirers time out alike. A Lock may be released by any
-    process (stdlib's too), and after that the next acquirer, C or Go, gets it."""
-    fp = fast()
-    lock = mp.Lock()
+    Semaphore and RecursiveLock): a process that dies holding a Lock or RLock does not give
+    it back, as under stdlib (POSIX semaphores): C and Go acquirers time out alike, whichever
+    implementation the holder used. A Lock may be released by any process (stdlib's too),
+    and then the next acquirer, C or Go, gets it; an RLock only by its owner."""
+    fast()
+    lock = LOCKS[kind]()
     ready = mp.Event()
-    p = mp.Process(target=hold_lock, args=(lock, lock._addr, mode, ready))
+    p = mp.Process(target=hold_lock, args=(lock, mode, ready))
     p.start()
     try:
         assert ready.wait(60)
         os.kill(p.pid, signal.SIGKILL)
         p.join(30)
     finally:
-        if p.exitcode is None:
-            p.kill()
-            p.join(10)
-    assert lock._get_value() == 0
-    assert lock.acquire(False) is False                     # C: the count is 0
+        reap([p])
+    ops = LockOps(lock)
+    assert not ops.c_try() and not ops.go_try()
     start = time.monotonic()
     assert lock.acquire(timeout=0.3) is False               # C, then waiting in Go
-    assert fp.sem_acquire(lock._addr, 300_000_000) == 0     # Go
-    assert time.monotonic() - start >= 0.5
+    assert time.monotonic() - start >= 0.25
+    if kind == 'RLock':
+        with pytest.raises(AssertionError):
+            lock.release()                                  # not ours, C says
+        assert ops.go_release() == -_core.NOTOWNER          # nor Go
+        assert not ops.c_try()
+        return
+    assert lock._get_value() == 0
     lock.release()                                          # a survivor gives it back
-    assert fp.sem_acquire(lock._addr, 0) == 1               # Go gets it
-    assert fp.sem_release(lock._addr) == 0
-    assert lock.acquire(False) is True                      # and C
+    assert ops.go_try()                                     # Go gets it
+    assert not ops.c_try()
+    assert ops.go_release() == 0
+    assert ops.c_try()                                      # and C
     lock.release()
     assert lock._get_value() == 1
