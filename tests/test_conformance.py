@@ -266,8 +266,10 @@ class Stall:
             try:
                 reports.append(out.get(timeout=0.5))
                 self.since = time.monotonic()
+                continue
             except queue.Empty:
-                self.check()
+                pass
+            self.check()                # outside the handler: no "during handling" chain
         return reports
 
 
