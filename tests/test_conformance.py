@@ -15,8 +15,9 @@ How each implementation is forced, without touching library code:
   chan_try_recv when the mutex CAS succeeds; anything else (contention, large, full, empty, a
   chunk to allocate or free) is handed to Go. `_fastpath.direct_stats()` counts both, per
   process: (sends done in C, receives done in C, sends handed to Go, receives handed to Go).
-- Channel, Go: `dmp_send` / `dmp_recv` / `dmp_release_msg` through ctypes (`_core.clib()`):
-  always gocore/channel, never C. The gopy facade has no send/recv (control plane only).
+- Channel, Go: the exports `dmp_send` / `dmp_recv` / `dmp_release_msg` called through
+  `_fastpath.bind` (a plain call of the Go function): always gocore/channel, never C's steps.
+  The gopy facade has no send/recv (control plane only).
 - Locks, C: the fast path's `Sem` / `RLock` objects (the bound acquire/release of a dragon_mp
   Lock, Semaphore, RLock): `acquire(False)` and `release()` are atomics on the shared words and
   never call Go (`direct` says so); a blocking `acquire()` tries C first and waits in Go.
@@ -137,20 +138,26 @@ def check_message(msg):
 
 def channel_ops(mode, seed=0):
     """(send, recv) of one mode. 'c': the C fast path (C when it can, Go for the rest); 'go':
-    dmp_send/dmp_recv through ctypes, always gocore/channel; 'mixed': a seeded coin per call."""
-    fp, lib = fast(), _core.clib()
+    the exports dmp_send/dmp_recv called through _fastpath.bind, always gocore/channel (bind
+    only loops over the Go call in <=100 ms slices); 'mixed': a seeded coin per call."""
+    fp = fast()
     base, cap = fp.pool_base(), 1 << 16
+    send = fp.bind('dmp_send', 'uuut', -_core.FULL)
+    recv = fp.bind('dmp_recv', 'uuutuu', TIMEOUT)
+    release = fp.bind('dmp_release_msg', 'uuu')
     buf = ctypes.create_string_buffer(cap)
     n, off = ctypes.c_uint64(), ctypes.c_uint64()
+    args = ctypes.addressof(buf), cap
+    outs = ctypes.addressof(n), ctypes.addressof(off)
 
-    def go_send(addr, msg, timeout_ns):
-        return lib.dmp_send(addr, msg, len(msg), timeout_ns)
+    def go_send(addr, msg, timeout_ns):        # msg: bytes, read in place
+        return send(addr, ctypes.cast(msg, ctypes.c_void_p).value or 0, len(msg), timeout_ns)
 
     def go_recv(addr, timeout_ns):
-        rc = lib.dmp_recv(addr, buf, cap, timeout_ns, ctypes.byref(n), ctypes.byref(off))
+        rc = recv(addr, *args, timeout_ns, *outs)
         if rc == 1:                     # large: handed over in its pool block, freed here
             data = ctypes.string_at(base + off.value, n.value)
-            assert lib.dmp_release_msg(addr, off.value, n.value) == 0
+            assert release(addr, off.value, n.value) == 0
             return data
         return ctypes.string_at(buf, n.value) if rc == 0 else rc
 
