@@ -73,11 +73,6 @@ TIMEOUT = -_core.TIMEOUT
 # gocore/channel header offsets (doc.go's layout; C checks the same at init)
 H_MU, H_INLINE, H_CHUNK_SLOTS, H_HEAD, H_TAIL, H_CHUNKS = 12, 32, 40, 72, 88, 112
 
-needs_fastpath = pytest.mark.skipif(
-    os.environ.get('DRAGON_MP_FASTPATH') == '0' or os.environ.get('DRAGON_MP_FASTCHAN') == '0',
-    reason='the C fast path is disabled: there is only one implementation to compare')
-
-
 def fast():
     _runtime.current()
     fp = _core.fast()
@@ -441,7 +436,6 @@ CHANNELS = [
 ]
 
 
-@needs_fastpath
 @pytest.mark.parametrize('name,capacity,inline,producers,consumers,share', CHANNELS,
                          ids=[c[0] for c in CHANNELS])
 def test_channel_c_and_go_concurrently(name, capacity, inline, producers, consumers, share):
@@ -470,7 +464,6 @@ def hold_channel_mutex(addr, ready):
     time.sleep(600)
 
 
-@needs_fastpath
 def test_channel_survives_killed_senders():
     """A process killed holding the channel mutex (deterministically, before the run), then two
     producers (one C, one Go) SIGKILLed at seeded points of their send loops while C and Go
@@ -581,7 +574,6 @@ LOCKS = {
 }
 
 
-@needs_fastpath
 @pytest.mark.parametrize('kind', sorted(LOCKS))
 def test_lock_c_and_go_concurrently(kind):
     fast()
@@ -627,7 +619,6 @@ def hold_lock(lock, mode, ready):
     time.sleep(600)
 
 
-@needs_fastpath
 @pytest.mark.parametrize('kind', ['Lock', 'RLock'])
 @pytest.mark.parametrize('mode', ['c', 'go'])
 def test_lock_of_a_killed_holder_stays_held(kind, mode):
