@@ -40,6 +40,16 @@ func ledgerLocked(r *runtime.Runtime) *ledger.Ledger {
 	return held.ledger
 }
 
+// registerLedger makes this process's ledger of run r as it joins the run,
+// not at its first handle or large message: a fixed cost of every process
+// (one 4 KiB pool block), so that the pool's use does not move when a
+// program makes its first object.
+func registerLedger(r *runtime.Runtime) {
+	held.mu.Lock()
+	ledgerLocked(r)
+	held.mu.Unlock()
+}
+
 // reserveEntry returns a ledger entry for a block about to be taken (nil
 // when there is none: the block then goes unrecorded).
 func reserveEntry(r *runtime.Runtime) *ledger.Entry {

@@ -53,6 +53,7 @@ func RuntimeCreateNode(runid string, node, reserve int64) (err error) {
 		return pyErr(err)
 	}
 	rt.Store(r)
+	registerLedger(r)
 	reapStop, reapDone = make(chan struct{}), make(chan struct{})
 	go func(stop, done chan struct{}) {
 		defer close(done)
@@ -74,6 +75,7 @@ func RuntimeAttach(runid string) (err error) {
 		return pyErr(err)
 	}
 	rt.Store(r)
+	registerLedger(r)
 	return nil
 }
 

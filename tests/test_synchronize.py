@@ -588,7 +588,6 @@ def test_dragon_objects_free_their_memory():
         return json.loads(dragon_mp._core.call(dragon_mp._core.gocore().RuntimeStats))['in_use']
 
     dragon_mp._runtime.current()
-    DMP.Lock()          # this process's ledger (4 KiB, gocore/ledger) comes with its first handle
     gc.collect()
     before = in_use()
     objs = [DMP.RLock(), DMP.Condition(), DMP.Event(), DMP.Barrier(2)]
