@@ -357,12 +357,68 @@ func (c *Channel) lock() error {
 	if c.dead.Load() {
 		return ErrBadHandle
 	}
-	c.h.mu.Lock()
+	_, tookOver := c.h.mu.LockRecover(-1)
 	if atomic.LoadUint64(&c.h.magic) != magicLive || c.h.tag != c.tag {
 		c.h.mu.Unlock()
 		return ErrBadHandle
 	}
+	if tookOver {
+		c.repairLocked()
+	}
 	return nil
+}
+
+// repairLocked makes the header agree with itself again after the mutex was
+// taken over from a process that died holding it (lock). A sender (Go's
+// putLocked or C's chan_try_send) writes its slot, moves tailIdx, then
+// counts; a receiver moves headIdx, then uncounts: killed between the two,
+// it leaves count off by one, and the next receivers would lose the newest
+// message (count reaches 0 with one still in the ring) or read a slot
+// nobody wrote. The ring positions are the truth (a slot is complete before
+// tailIdx passes it), so count is recomputed from them, and every sleeper
+// is woken to look again (the dead process may have died before its wake).
+// A receiver that died between moving headIdx past a chunk's last slot and
+// retiring the chunk is finished here, as takeLocked would have (a chunk it
+// had already made the spare is not retired twice).
+func (c *Channel) repairLocked() {
+	h := c.h
+	if h.head != 0 && h.head != h.tail && h.headIdx >= c.slots {
+		if next := le.Uint64(c.chunk(h.head)[0:8]); next != 0 {
+			if h.spare != h.head {
+				c.retireChunkLocked(h.head)
+			}
+			h.head, h.headIdx = next, 0
+		}
+	}
+	var n uint64
+	if h.head != 0 && h.tail != 0 {
+		chunk, idx := h.head, h.headIdx
+		for steps := uint64(0); ; steps++ {
+			if chunk == h.tail {
+				if h.tailIdx > idx {
+					n += h.tailIdx - idx
+				}
+				break
+			}
+			if idx < c.slots {
+				n += c.slots - idx
+			}
+			next := le.Uint64(c.chunk(chunk)[0:8])
+			if next == 0 || steps > h.chunks { // a link the dead process had not written yet
+				break
+			}
+			chunk, idx = next, 0
+		}
+	}
+	atomic.StoreUint64(&h.count, n)
+	atomic.AddUint32(&h.neSeq, 1)
+	atomic.AddUint32(&h.nfSeq, 1)
+	if atomic.LoadUint32(&h.neWaiters) != 0 {
+		futex.Wake(&h.neSeq, 1<<30)
+	}
+	if atomic.LoadUint32(&h.nfWaiters) != 0 {
+		futex.Wake(&h.nfSeq, 1<<30)
+	}
 }
 
 // Close closes the channel: senders get ErrClosed, receivers drain the

@@ -66,6 +66,16 @@
 // channel uses the same mechanism with a count limit (its automatic chunk
 // has at most Capacity slots).
 //
+// # A holder killed inside the lock
+//
+// The mutex is taken over from a dead holder (shmsync.Mutex.LockRecover),
+// and the taker repairs the header before it uses it: count is recomputed
+// from the ring positions (a sender writes its slot, moves tailIdx, then
+// counts; a receiver moves headIdx, then uncounts: either killed between the
+// two left count off by one, and the newest message would have been lost),
+// a head chunk read to its end is retired, and every sleeper is woken. The C
+// fast path only ever try-locks, so take-overs, and repairs, happen in Go.
+//
 // # Large messages
 //
 // A payload longer than inline is copied once, before the channel lock is

@@ -21,5 +21,8 @@
 //
 // Sleeping uses shared futexes (package futex). A process that dies while
 // holding a Mutex cannot unlock it, so a waiter that has slept for a while
-// checks whether the holder is still alive and takes the lock over if not.
+// checks whether the holder is still alive and takes the lock over if not
+// (one waiter wins: it swaps the dead pid for its own). LockRecover reports
+// a take-over, so that the caller can repair what the dead holder left
+// half-updated (gocore/channel does).
 package shmsync

@@ -41,15 +41,23 @@ func (m *Mutex) TryLock() bool {
 // LockTimeout acquires m within timeout (negative: no limit) and reports
 // whether it did.
 func (m *Mutex) LockTimeout(timeout time.Duration) bool {
+	ok, _ := m.LockRecover(timeout)
+	return ok
+}
+
+// LockRecover is LockTimeout that also reports whether m was taken over
+// from a holder that had died holding it: the state m guards may then be
+// half-updated, and the caller repairs it before it relies on it.
+func (m *Mutex) LockRecover(timeout time.Duration) (ok, tookOver bool) {
 	// Fast path: uncontended.
 	if atomic.CompareAndSwapUint32(&m.state, 0, selfPid) {
-		return true
+		return true, false
 	}
 	// Brief spin: critical sections are a few hundred nanoseconds.
 	for i := 0; i < spinTries; i++ {
 		if atomic.LoadUint32(&m.state) == 0 &&
 			atomic.CompareAndSwapUint32(&m.state, 0, selfPid) {
-			return true
+			return true, false
 		}
 		futex.Yield()
 	}
@@ -59,7 +67,7 @@ func (m *Mutex) LockTimeout(timeout time.Duration) bool {
 		if s == 0 {
 			// Others may still sleep: keep the contended bit so our Unlock wakes them.
 			if atomic.CompareAndSwapUint32(&m.state, 0, selfPid|contended) {
-				return true
+				return true, false
 			}
 			continue
 		}
@@ -68,25 +76,27 @@ func (m *Mutex) LockTimeout(timeout time.Duration) bool {
 		}
 		left := futex.Remaining(deadline)
 		if left == 0 {
-			return false
+			return false, false
 		}
 		if left < 0 || left > deadCheckEvery {
 			left = deadCheckEvery
 		}
-		if futex.Wait(&m.state, s|contended, left) == futex.ErrTimeout {
-			m.takeOverIfHolderDied(s | contended)
+		if futex.Wait(&m.state, s|contended, left) == futex.ErrTimeout && m.takeOverIfHolderDied(s|contended) {
+			return true, true
 		}
 	}
 }
 
-// takeOverIfHolderDied frees the lock when its holder no longer exists, so
-// that the waiter loop can acquire it.
-func (m *Mutex) takeOverIfHolderDied(seen uint32) {
+// takeOverIfHolderDied takes the lock for this process when its holder no
+// longer exists (the holder's pid in the word, swapped for ours: among
+// several waiters one wins), and reports whether it did.
+func (m *Mutex) takeOverIfHolderDied(seen uint32) bool {
 	holder := seen &^ contended
 	if holder == selfPid || holder == 0 || processAlive(int(holder)) {
-		return
+		return false
 	}
-	atomic.CompareAndSwapUint32(&m.state, seen, 0)
+	// Keep the contended bit: other waiters may sleep on the word.
+	return atomic.CompareAndSwapUint32(&m.state, seen, selfPid|contended)
 }
 
 // Unlock releases m. Unlocking an unlocked Mutex is a no-op.

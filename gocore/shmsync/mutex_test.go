@@ -63,4 +63,15 @@ func TestMutexTakesOverFromDeadHolder(t *testing.T) {
 	if m.Holder() != int(selfPid) {
 		t.Fatalf("holder = %d, want %d", m.Holder(), selfPid)
 	}
+	m.Unlock()
+	// LockRecover says which acquisitions were take-overs (the caller then
+	// repairs what the dead holder left half-done).
+	if ok, tookOver := m.LockRecover(0); !ok || tookOver {
+		t.Fatalf("LockRecover of a free mutex = %v, %v; want true, false", ok, tookOver)
+	}
+	m.Unlock()
+	m.state = 0x3fffff
+	if ok, tookOver := m.LockRecover(2 * time.Second); !ok || !tookOver {
+		t.Fatalf("LockRecover of a dead holder's mutex = %v, %v; want true, true", ok, tookOver)
+	}
 }
