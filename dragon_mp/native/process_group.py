@@ -1,4 +1,4 @@
-"""ProcessGroup: start, watch, restart and stop a group of processes as one.
+r"""ProcessGroup: start, watch, restart and stop a group of processes as one.
 
 The names and semantics follow DragonHPC's dragon.native.process_group
 (add_process, init, start, join, stop, close, puids, exit_status), on one
