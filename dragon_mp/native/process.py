@@ -193,11 +193,6 @@ class _Member:
             os.close(self.sentinel)
             _core.call(_core.gocore().ProcRelease, self._handle)
 
-    def close_pipes(self):
-        for f in self.pipes:
-            if f is not None:
-                f.close()
-
 
 def _stdio(template):
     """(child descriptor or None per stream, descriptors to close after the

@@ -74,7 +74,7 @@ class ProcessGroup:
         self._slots = []            # per member: its template, then its current _Member or None
         self._live = []
         self._exited = []           # (puid, exit code) of every process that has exited
-        self._all = []              # every _Member started, for its pipes
+        self._pipes = {}            # puid -> Pipes of every process started
         self._restarts = 0
         self._restarting = False
         self._kill_at = None        # monotonic time of the SIGKILL of a stop under way
@@ -121,7 +121,7 @@ class ProcessGroup:
                 raise RuntimeError('the group is running; join() or stop() it first')
         self._reap_watcher()
         with self._cond:
-            self._exited, self._all, self._restarts = [], [], 0
+            self._exited, self._restarts = [], 0
             self._error, self._kill_at = None, None
             self._restarting = self.restart
         # Every executable is checked before anything starts.
@@ -143,7 +143,7 @@ class ProcessGroup:
 
     def _spawn(self, template, path):
         m = _Member(template, template.policy or self.policy, path)
-        self._all.append(m)
+        self._pipes[m.pid] = Pipes(*m.pipes)
         return m
 
     def _abort(self, error):
@@ -209,8 +209,10 @@ class ProcessGroup:
             return
         if self._initialized:
             self.stop(patience)
-            for m in self._all:
-                m.close_pipes()
+            for pipes in self._pipes.values():
+                for f in pipes:
+                    if f is not None:
+                        f.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
             self._finalizer.cancel()
@@ -254,11 +256,13 @@ class ProcessGroup:
     def pipes(self, puid):
         """Pipes(stdin, stdout, stderr) of process puid: this process's ends of
         its PIPE streams (binary file objects, None for a stream that is not a
-        PIPE). They stay open after the process exits, until close()."""
-        for m in self._all:
-            if m.pid == puid:
-                return Pipes(*m.pipes)
-        raise KeyError(f'no process {puid} in this group')
+        PIPE). They stay open after the process exits, until close() or until
+        you close them (do, for the exited processes of a long restarting
+        group). A pid the kernel reused names the latest process."""
+        try:
+            return self._pipes[puid]
+        except KeyError:
+            raise KeyError(f'no process {puid} in this group') from None
 
     def __repr__(self):
         return f'<ProcessGroup {self._state.value} members={len(self._slots)} restart={self.restart}>'
