@@ -110,9 +110,9 @@ class ProcessGroup:
         self._finalizer = util.Finalize(None, _close_at_exit, (self,), exitpriority=10)
 
     def start(self):
-        """Start every member. A member that cannot start (a missing
-        executable: FileNotFoundError) stops the ones already started and
-        leaves the group in the Error state."""
+        """Start every member. A missing executable raises FileNotFoundError
+        before anything starts (the state stays Idle); a member that fails to
+        start later kills the ones already started, and the state is Error."""
         self._check_open()
         if not self._initialized:
             raise RuntimeError('call init() before start()')
