@@ -153,6 +153,16 @@ func TestHolderCalledUnderTheLock(t *testing.T) {
 			_, err := c.Recv(make([]byte, 300), 0)
 			return err
 		}, []string{"hold 1000 locked=false", "clear locked=false"}},
+		{"SendPartsHeld to a full channel without waiting: no block, entry cleared", func(c *Channel, h Holder) error {
+			if err := c.Send([]byte("fills capacity 1"), 0); err != nil {
+				return err
+			}
+			if err := c.SendPartsHeld(0, h, big); err != ErrFull {
+				return fmt.Errorf("err %v, want ErrFull", err)
+			}
+			_, err := c.Recv(make([]byte, 300), 0)
+			return err
+		}, []string{"clear locked=false"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

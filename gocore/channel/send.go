@@ -26,13 +26,16 @@ func (c *Channel) SendParts(timeout time.Duration, parts ...[]byte) error {
 
 // SendPartsHeld is SendParts that records a large message's block in h
 // while it is filled (h.Hold), until it is queued (h.Clear, under the
-// channel lock) or freed after an error. A nil h is none.
+// channel lock) or freed after an error. Every error clears h too, so the
+// entry the caller reserved is never left reserved. A nil h is none.
 func (c *Channel) SendPartsHeld(timeout time.Duration, holder Holder, parts ...[]byte) error {
 	if c.dead.Load() {
+		clearHolder(holder)
 		return ErrBadHandle
 	}
 	h := c.h
 	if atomic.LoadUint32(&h.closed) != 0 {
+		clearHolder(holder)
 		return ErrClosed
 	}
 	var n uint64
@@ -46,6 +49,7 @@ func (c *Channel) SendPartsHeld(timeout time.Duration, holder Holder, parts ...[
 	case large:
 		off, err := c.allocLarge(n, timeout, holder)
 		if err != nil {
+			clearHolder(holder) // no block: the entry the caller reserved is free again
 			return err
 		}
 		dst := c.heap.Bytes(off, n)
@@ -62,6 +66,7 @@ func (c *Channel) SendPartsHeld(timeout time.Duration, holder Holder, parts ...[
 		}
 	}
 	if !large {
+		clearHolder(holder) // an inline message holds no block
 		holder = nil
 	}
 	err := c.send(msg, n, boff, large, timeout, holder)
@@ -72,6 +77,12 @@ func (c *Channel) SendPartsHeld(timeout time.Duration, holder Holder, parts ...[
 		c.heap.Free(boff, n)
 	}
 	return err
+}
+
+func clearHolder(h Holder) {
+	if h != nil {
+		h.Clear()
+	}
 }
 
 // send queues msg (inline) or the block boff (large), waiting while a

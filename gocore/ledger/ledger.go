@@ -192,8 +192,9 @@ type Ledger struct {
 
 // Entry is one record of a Ledger.
 type Entry struct {
-	e   *entry
-	ref *Ledger // set when the entry was reserved for a reference
+	e       *entry
+	ref     *Ledger // set when the entry was reserved for a reference
+	cleared bool    // Clear ran: the entry may be another reservation's now
 }
 
 // Reserve returns a free entry, reserved for this caller, or nil when all
@@ -279,11 +280,14 @@ func (e *Entry) HoldRef(addr uint64, kind int) {
 
 // Clear forgets the entry's block or reference (this process no longer
 // owns it) and frees the entry. Free the block, or release the reference,
-// only after Clear.
+// only after Clear. A second Clear of the same Entry does nothing (the
+// entry may already record another reservation's block). An Entry belongs
+// to one goroutine at a time.
 func (e *Entry) Clear() {
-	if e == nil {
+	if e == nil || e.cleared {
 		return
 	}
+	e.cleared = true
 	atomic.StoreUint64(&e.e.off, 0)
 	atomic.StoreUint64(&e.e.n, 0)
 	if e.ref != nil {

@@ -284,3 +284,30 @@ func TestRegisterFull(t *testing.T) {
 		t.Fatal("slots not reusable after reaping:", err)
 	}
 }
+
+// A second Clear of an Entry leaves alone the record of whoever reserved
+// the same slot since (an allocation that failed clears its entry, and the
+// caller may clear it again).
+func TestClearTwiceKeepsTheNextRecord(t *testing.T) {
+	p, word := newPool(t)
+	d, _ := Open(p, word)
+	l, err := d.Register(7, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := l.Reserve()
+	first.Hold(64, 100)
+	first.Clear()
+	for i := 0; i < Entries-1; i++ { // every other slot taken: the next Reserve reuses first's
+		l.Reserve()
+	}
+	next := l.Reserve()
+	if next == nil || next.e != first.e {
+		t.Fatal("the cleared slot was not reused")
+	}
+	next.Hold(128, 200)
+	first.Clear()
+	if l.Held() != 1 {
+		t.Fatalf("held %d after a second Clear of the old entry, want 1 (the new record)", l.Held())
+	}
+}
