@@ -7,6 +7,8 @@
 #   make wheel    manylinux wheels into dist/, one per Python 3.10-3.13 found here (they install without Go or gcc)
 #   make wheel-check   install each of them in a fresh venv with no Go/gcc on PATH and run the demo
 #   make bench    run bench/run.py (BENCH_ARGS=--quick for a short run)
+#   make capi     the C API: build/capi/libdragon_mp.so from capi/ (docs/c_api.md; setup.py also builds it into
+#                 dragon_mp/lib/)
 #   make clean    remove build outputs and generated files
 #
 # Why test/demo use an EDITABLE install: they run from the repository root, and `python -m pytest`,
@@ -37,7 +39,7 @@ sys.exit(not os.path.samefile(os.path.dirname(dragon_mp.__file__), "$(CURDIR)/dr
 endef
 export CHECK_DEV
 
-.PHONY: all install develop test go-test py-test cpython-test test-pythons demo bench wheel wheel-check clean
+.PHONY: capi all install develop test go-test py-test cpython-test test-pythons demo bench wheel wheel-check clean
 
 all: develop
 
@@ -133,6 +135,10 @@ demo: develop
 bench: develop
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
+# The Go core as a C shared library for C and C++ programs (capi/, include/dragon_mp.h).
+capi:
+	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -o build/capi/libdragon_mp.so ./capi
+
 clean:
-	rm -rf build dist *.egg-info .pytest_cache dragon_mp/_gobind
+	rm -rf build dist *.egg-info .pytest_cache dragon_mp/_gobind dragon_mp/lib dragon_mp/include
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +

@@ -101,6 +101,40 @@ class build_gopy_ext(build_ext):
         return mapping
 
 
+class build_ext_capi(build_gopy_ext):
+    """build_gopy_ext that also builds the C API (capi/, docs/c_api.md): the Go core as a C shared library,
+    dragon_mp/lib/libdragon_mp.so, with its headers (include/) copied to dragon_mp/include/. Python never
+    loads it; C and C++ programs link it (``python -m dragon_mp.capi --cflags --libs``)."""
+
+    def run(self):
+        super().run()
+        import shutil
+        import subprocess
+        import tempfile
+
+        pkg = os.path.join(HERE if self.inplace else self.build_lib, "dragon_mp")
+        self._capi_outputs = []
+        env = dict(os.environ, CGO_ENABLED="1")
+        if "-buildvcs" not in env.get("GOFLAGS", ""):
+            env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -buildvcs=false").strip()
+        with tempfile.TemporaryDirectory() as tmp:  # go also writes a header of its own there: not shipped
+            so = os.path.join(tmp, "libdragon_mp.so")
+            try:
+                subprocess.run([gobuild._find_go(), "build", "-buildmode=c-shared", "-o", so, "./capi"],
+                               cwd=HERE, env=env, check=True)
+            except (OSError, subprocess.CalledProcessError) as e:
+                raise SystemExit("dragon_mp: building the C API library (capi/) failed: %s" % e) from None
+            for src, sub in [(so, "lib")] + [(os.path.join(HERE, "include", h), "include")
+                                             for h in ("dragon_mp.h", "dragon_mp.hpp")]:
+                dst = os.path.join(pkg, sub, os.path.basename(src))
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                shutil.copyfile(src, dst)
+                self._capi_outputs.append(dst)
+
+    def get_outputs(self):
+        return super().get_outputs() + list(getattr(self, "_capi_outputs", ()))
+
+
 def _fastpath_extension():
     # Link libdl/libpthread where this Python needed them itself (glibc < 2.34); newer libcs hold both.
     libs = (sysconfig.get_config_var("LIBS") or "").split()
@@ -128,5 +162,5 @@ setup(
     **_readme(),
     ext_modules=[GopyExtension("dragon_mp._gobind." + gobuild.EXT_MODULE), _fastpath_extension(),
                  _zygote_loop_extension()],
-    cmdclass={"build_ext": build_gopy_ext},
+    cmdclass={"build_ext": build_ext_capi},
 )

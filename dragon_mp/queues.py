@@ -171,6 +171,32 @@ class Queue(_stdlib_queues.Queue):
     def cancel_join_thread(self):
         pass
 
+    # Meeting programs in other languages (docs/c_api.md): raw bytes, not
+    # pickles, and an address as a string.
+
+    def descriptor(self):
+        """This queue as a string that a C or C++ program of the run opens
+        (include/dragon_mp.h: dmp_queue_open). The program must run on this
+        queue's node; keep the queue until it has opened it."""
+        return _descriptor(self._channel)
+
+    def put_bytes(self, data, block=True, timeout=None):
+        """Put the bytes-like data as one raw message (not pickled): what
+        get_bytes() here or dmp_queue_recv in C receives."""
+        self._check_closed()
+        self._channel.send(data, block, timeout)
+
+    def get_bytes(self, block=True, timeout=None):
+        """Take the next message as raw bytes (not unpickled): one sent by
+        put_bytes() or by dmp_queue_send in C. Raises queue.Empty as get()."""
+        self._check_closed()
+        return self._channel.recv(block, timeout)
+
+
+def _descriptor(channel):
+    """dmp1:q:<run id>:<address in hex>: read by capi/capi.go (open)."""
+    return f'dmp1:q:{_runtime.runid()}:{channel._addr:x}'
+
 
 class JoinableQueue(Queue, _stdlib_queues.JoinableQueue):
     """A Queue whose consumers report each task done, so producers can join().
@@ -199,6 +225,16 @@ class JoinableQueue(Queue, _stdlib_queues.JoinableQueue):
         self._unfinished_tasks.release()
         try:
             super().put(obj, block, timeout)
+        except BaseException:
+            self._unfinished_tasks.acquire(False)
+            raise
+
+    def put_bytes(self, data, block=True, timeout=None):
+        """Queue.put_bytes, counted as a task, as put() is."""
+        self._check_closed()
+        self._unfinished_tasks.release()
+        try:
+            super().put_bytes(data, block, timeout)
         except BaseException:
             self._unfinished_tasks.acquire(False)
             raise
@@ -391,6 +427,24 @@ class SimpleQueue(_stdlib_queues.SimpleQueue):
         if self._closed:
             raise OSError("handle is closed")
         return _core.fast().put(self._channel._addr, obj, -1)
+
+    def descriptor(self):
+        """As Queue.descriptor()."""
+        return _descriptor(self._channel)
+
+    def put_bytes(self, data):
+        """Put the bytes-like data as one raw message (not pickled), as Queue.put_bytes."""
+        if self._closed:
+            raise OSError("handle is closed")
+        self._channel.send(data)
+
+    def get_bytes(self):
+        """Take the next message as raw bytes (not unpickled), as Queue.get_bytes."""
+        if self._closed:
+            raise OSError("handle is closed")
+        if self._reader_obj is not None:
+            return self._reader_obj.recv_bytes()    # it may hold the next message
+        return self._channel.recv()
 
 
 from ._stdlib import complete as _complete    # noqa: E402  (last: every stdlib name not defined above)

@@ -150,6 +150,12 @@ class SemLock(SharedObject):
     # What a Condition over this lock needs.
     _is_owned = _is_mine
 
+    def descriptor(self):
+        """This lock or semaphore as a string that a C or C++ program of the
+        run opens (include/dragon_mp.h: dmp_lock_open; docs/c_api.md). The
+        program must run on its node; keep the object until it has opened it."""
+        return f'dmp1:s:{_runtime.runid()}:{self._addr:x}'
+
     def _release_save(self):
         self.release()
 
