@@ -27,7 +27,7 @@ DRAGON  := $(SCRIPTS)/dragon
 
 # Rebuild the extension when the Go side or the build glue changes. Python sources need no rebuild
 # (editable install). Directories are listed so that added/removed Go files count too.
-BUILD_INPUTS := $(shell find gocore pyext -type d -o -type f \( -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.s' \) 2>/dev/null) \
+BUILD_INPUTS := $(shell find gocore pyext capi include -type d -o -type f \( -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.hpp' -o -name '*.s' \) 2>/dev/null) \
                 go.mod go.sum setup.py pyproject.toml pyext/build.py
 STAMP := build/.dev-install.stamp
 

@@ -132,7 +132,10 @@ class build_ext_capi(build_gopy_ext):
                 self._capi_outputs.append(dst)
 
     def get_outputs(self):
-        return super().get_outputs() + list(getattr(self, "_capi_outputs", ()))
+        outs = super().get_outputs()
+        if not self.inplace:  # in place (pip install -e .) they are written into the source tree itself
+            outs = outs + list(getattr(self, "_capi_outputs", ()))
+        return outs
 
 
 def _fastpath_extension():
