@@ -8,6 +8,8 @@ require (
 	golang.org/x/sys v0.50.0
 )
 
+require github.com/cilium/ebpf v0.22.0
+
 require (
 	github.com/gonuts/commander v0.1.0 // indirect
 	github.com/gonuts/flag v0.1.0 // indirect
