@@ -192,7 +192,7 @@ func signalProgram(off map[string]int16, watchedFD, sigsFD int) asm.Instructions
 		asm.LoadMem(asm.R7, asm.R6, off["pid"], asm.Word),
 		asm.FnGetCurrentPidTgid.Call(),
 		asm.Mov.Reg(asm.R8, asm.R0),
-		asm.RSh.Imm(asm.R8, 32),  // R8: sender tgid
+		asm.RSh.Imm(asm.R8, 32),       // R8: sender tgid
 		asm.Mov.Reg32(asm.R9, asm.R0), // R9: sender thread id
 		// A fault signals the faulting thread; its process is the tgid.
 		asm.JNE.Reg(asm.R9, asm.R7, "watched"),
@@ -292,4 +292,3 @@ func (t *bpfTracer) close() {
 		}
 	}
 }
-

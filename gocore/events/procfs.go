@@ -105,9 +105,9 @@ func (c memCgroup) limit() uint64 {
 
 // kmsgOOM is what the kernel log says about an OOM kill of one pid.
 type kmsgOOM struct {
-	rssKB  uint64 // anon + file + shmem
-	memcg  string // task_memcg of the oom-kill line, "" if absent
-	found  bool
+	rssKB uint64 // anon + file + shmem
+	memcg string // task_memcg of the oom-kill line, "" if absent
+	found bool
 }
 
 var (
