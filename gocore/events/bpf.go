@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -32,16 +33,20 @@ type sigKey struct {
 // sigValue is who sent it: the sender's tgid and comm, and the siginfo
 // code (> 0: raised by the kernel, such as a fault; <= 0: kill, tkill,
 // sigqueue from a process).
+// Time (CLOCK_MONOTONIC ns) lets Reason skip what an earlier process with
+// the same pid left behind.
 type sigValue struct {
 	Sender uint32
 	Code   int32
 	Comm   [16]byte
+	Time   uint64
 }
 
 // oomValue is what oom:mark_victim gives, in kB (0 where the kernel's
 // format lacks the field).
 type oomValue struct {
 	TotalVM, AnonRSS, FileRSS, ShmemRSS uint64
+	Time                                uint64
 }
 
 const maxWatched = 65536
@@ -141,10 +146,10 @@ func loadBPF() (t *bpfTracer, err error) {
 	if t.watched, err = newMap("dmp_watched", ebpf.LRUHash, 4, 4); err != nil {
 		return t, err
 	}
-	if t.sigs, err = newMap("dmp_sigs", ebpf.LRUHash, 8, 24); err != nil {
+	if t.sigs, err = newMap("dmp_sigs", ebpf.LRUHash, 8, 32); err != nil {
 		return t, err
 	}
-	if t.ooms, err = newMap("dmp_ooms", ebpf.LRUHash, 4, 32); err != nil {
+	if t.ooms, err = newMap("dmp_ooms", ebpf.LRUHash, 4, 40); err != nil {
 		return t, err
 	}
 	for _, p := range []struct {
@@ -209,18 +214,20 @@ func signalProgram(off map[string]int16, watchedFD, sigsFD int) asm.Instructions
 		asm.StoreMem(asm.RFP, -8, asm.R7, asm.Word),
 		asm.LoadMem(asm.R1, asm.R6, off["sig"], asm.Word),
 		asm.StoreMem(asm.RFP, -4, asm.R1, asm.Word),
-		asm.StoreMem(asm.RFP, -32, asm.R8, asm.Word),
+		asm.StoreMem(asm.RFP, -40, asm.R8, asm.Word),
 		asm.LoadMem(asm.R1, asm.R6, off["code"], asm.Word),
-		asm.StoreMem(asm.RFP, -28, asm.R1, asm.Word),
+		asm.StoreMem(asm.RFP, -36, asm.R1, asm.Word),
 		asm.Mov.Reg(asm.R1, asm.RFP),
-		asm.Add.Imm(asm.R1, -24),
+		asm.Add.Imm(asm.R1, -32),
 		asm.Mov.Imm(asm.R2, 16),
 		asm.FnGetCurrentComm.Call(),
+		asm.FnKtimeGetNs.Call(),
+		asm.StoreMem(asm.RFP, -16, asm.R0, asm.DWord),
 		asm.LoadMapPtr(asm.R1, sigsFD),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, -8),
 		asm.Mov.Reg(asm.R3, asm.RFP),
-		asm.Add.Imm(asm.R3, -32),
+		asm.Add.Imm(asm.R3, -40),
 		asm.Mov.Imm(asm.R4, 0), // BPF_ANY: the last delivered one
 		asm.FnMapUpdateElem.Call(),
 	)
@@ -236,7 +243,7 @@ func oomProgram(off map[string]int16, watchedFD, oomsFD int) asm.Instructions {
 	}
 	insns = append(insns, watchedCheck(watchedFD)...)
 	for i, f := range []string{"total_vm", "anon_rss", "file_rss", "shmem_rss"} {
-		slot := int16(-40 + 8*i)
+		slot := int16(-48 + 8*i)
 		if o, ok := off[f]; ok {
 			insns = append(insns, asm.LoadMem(asm.R1, asm.R6, o, asm.DWord),
 				asm.StoreMem(asm.RFP, slot, asm.R1, asm.DWord))
@@ -245,11 +252,13 @@ func oomProgram(off map[string]int16, watchedFD, oomsFD int) asm.Instructions {
 		}
 	}
 	insns = append(insns,
+		asm.FnKtimeGetNs.Call(),
+		asm.StoreMem(asm.RFP, -16, asm.R0, asm.DWord),
 		asm.LoadMapPtr(asm.R1, oomsFD),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, -4),
 		asm.Mov.Reg(asm.R3, asm.RFP),
-		asm.Add.Imm(asm.R3, -40),
+		asm.Add.Imm(asm.R3, -48),
 		asm.Mov.Imm(asm.R4, 0),
 		asm.FnMapUpdateElem.Call(),
 	)
@@ -261,18 +270,24 @@ func (t *bpfTracer) watch(pid int) error {
 	return t.watched.Put(uint32(pid), one)
 }
 
-// collect takes (and deletes) what the programs recorded for pid and sig.
-func (t *bpfTracer) collect(pid int, sig int) (s *sigValue, o *oomValue) {
+// collect takes (and deletes) what the programs recorded for pid and sig
+// since `since` (CLOCK_MONOTONIC, the programs' clock); older entries are
+// an earlier process's with the same pid.
+func (t *bpfTracer) collect(pid int, sig int, since time.Duration) (s *sigValue, o *oomValue) {
 	var sv sigValue
 	k := sigKey{uint32(pid), uint32(sig)}
 	if sig > 0 && t.sigs.Lookup(k, &sv) == nil {
-		s = &sv
 		t.sigs.Delete(k)
+		if time.Duration(sv.Time) >= since {
+			s = &sv
+		}
 	}
 	var ov oomValue
 	if t.ooms.Lookup(uint32(pid), &ov) == nil {
-		o = &ov
 		t.ooms.Delete(uint32(pid))
+		if time.Duration(ov.Time) >= since {
+			o = &ov
+		}
 	}
 	return s, o
 }

@@ -16,8 +16,10 @@
 //     hash lookup in the kernel and nothing else. For a watched process they
 //     record the sender (tgid, comm, siginfo code) of each delivered signal,
 //     keyed by (pid, signal), and the OOM killer's choice with the sizes
-//     the tracepoint gives. The maps are LRU maps of 65536 entries: what is
-//     never collected is evicted, never accumulated.
+//     the tracepoint gives, each stamped with CLOCK_MONOTONIC so that what
+//     an earlier process with the same pid left is ignored. The maps are LRU
+//     maps of 65536 entries: what is never collected is evicted, never
+//     accumulated.
 //   - Watch(pid) is called as soon as a child's pid is known; it also reads
 //     the child's memory cgroup (v1 "memory" line of /proc/<pid>/cgroup, or
 //     v2), its OOM kill count and its limit while the child lives. A signal

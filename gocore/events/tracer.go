@@ -85,10 +85,9 @@ func (t *Tracer) Forget(pid int) {
 	if t == nil {
 		return
 	}
-	t.take(pid)
-	if t.bpf != nil {
+	if _, ok := t.take(pid); ok && t.bpf != nil {
 		t.bpf.forget(pid)
-		t.bpf.collect(pid, 0)
+		t.bpf.collect(pid, 0, 0)
 	}
 }
 
@@ -116,12 +115,12 @@ func (t *Tracer) Reason(pid, code int) Reason {
 	w, watched := t.take(pid)
 	var s *sigValue
 	var o *oomValue
-	if t.bpf != nil {
-		t.bpf.forget(pid)
-		s, o = t.bpf.collect(pid, sig)
-	}
 	if !watched {
 		return signaled(sig, nil)
+	}
+	if t.bpf != nil {
+		t.bpf.forget(pid)
+		s, o = t.bpf.collect(pid, sig, w.start)
 	}
 	if sig == sigKILL {
 		// The kernel log names the OOM victim's cgroup (and its size when
