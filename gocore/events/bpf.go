@@ -24,11 +24,15 @@ import (
 // sigKey is the key of the signal map: the watched process and the signal.
 // Keying by signal, not by pid alone, lets Reason ask for the very signal
 // the wait status names, not whatever came last (a SIGTERM the process
-// handled, then the SIGKILL that ended it).
+// handled, then the SIGKILL that ended it). Sig has kernelSig set when the
+// kernel raised it (siginfo code > 0), so a fault and a later kill(2) of
+// the same signal (faulthandler re-raising SIGSEGV) are both kept.
 type sigKey struct {
 	Pid uint32
 	Sig uint32
 }
+
+const kernelSig = 0x100
 
 // sigValue is who sent it: the sender's tgid and comm, and the siginfo
 // code (> 0: raised by the kernel, such as a fault; <= 0: kill, tkill,
@@ -213,10 +217,12 @@ func signalProgram(off map[string]int16, watchedFD, sigsFD int) asm.Instructions
 		asm.JNE.Imm(asm.R1, 0, "out"),
 		asm.StoreMem(asm.RFP, -8, asm.R7, asm.Word),
 		asm.LoadMem(asm.R1, asm.R6, off["sig"], asm.Word),
-		asm.StoreMem(asm.RFP, -4, asm.R1, asm.Word),
+		asm.LoadMem(asm.R2, asm.R6, off["code"], asm.Word),
+		asm.StoreMem(asm.RFP, -36, asm.R2, asm.Word),
+		asm.JSLE.Imm32(asm.R2, 0, "bysender"),
+		asm.Or.Imm(asm.R1, kernelSig),
+		asm.StoreMem(asm.RFP, -4, asm.R1, asm.Word).WithSymbol("bysender"),
 		asm.StoreMem(asm.RFP, -40, asm.R8, asm.Word),
-		asm.LoadMem(asm.R1, asm.R6, off["code"], asm.Word),
-		asm.StoreMem(asm.RFP, -36, asm.R1, asm.Word),
 		asm.Mov.Reg(asm.R1, asm.RFP),
 		asm.Add.Imm(asm.R1, -32),
 		asm.Mov.Imm(asm.R2, 16),
@@ -273,13 +279,17 @@ func (t *bpfTracer) watch(pid int) error {
 // collect takes (and deletes) what the programs recorded for pid and sig
 // since `since` (CLOCK_MONOTONIC, the programs' clock); older entries are
 // an earlier process's with the same pid.
+// Of a signal raised both by the kernel and by a process, the first one
+// is the cause.
 func (t *bpfTracer) collect(pid int, sig int, since time.Duration) (s *sigValue, o *oomValue) {
-	var sv sigValue
-	k := sigKey{uint32(pid), uint32(sig)}
-	if sig > 0 && t.sigs.Lookup(k, &sv) == nil {
-		t.sigs.Delete(k)
-		if time.Duration(sv.Time) >= since {
-			s = &sv
+	for _, bits := range []uint32{0, kernelSig} {
+		var sv sigValue
+		k := sigKey{uint32(pid), uint32(sig) | bits}
+		if sig > 0 && t.sigs.Lookup(k, &sv) == nil {
+			t.sigs.Delete(k)
+			if time.Duration(sv.Time) >= since && (s == nil || sv.Time < s.Time) {
+				s = &sv
+			}
 		}
 	}
 	var ov oomValue

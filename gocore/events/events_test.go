@@ -83,11 +83,15 @@ func TestKillFromAnotherProcess(t *testing.T) {
 
 func TestSegfaultIsItsOwn(t *testing.T) {
 	tr := newTracer(t, Options{})
-	cmd, wait := startSleeper(t, "python3", "-c", "import ctypes; ctypes.string_at(0)")
-	tr.Watch(cmd.Process.Pid)
-	r := tr.Reason(cmd.Process.Pid, wait())
-	if r.Signal != int(syscall.SIGSEGV) || !r.Kernel || r.Text != "SIGSEGV (a memory fault in the process itself)" {
-		t.Fatalf("got %+v", r)
+	// With faulthandler the process raises SIGSEGV again itself, after the
+	// fault: the fault, first, is the cause.
+	for _, flags := range []string{"-E", "-Xfaulthandler"} {
+		cmd, wait := startSleeper(t, "python3", flags, "-c", "import ctypes; ctypes.string_at(0)")
+		tr.Watch(cmd.Process.Pid)
+		r := tr.Reason(cmd.Process.Pid, wait())
+		if r.Signal != int(syscall.SIGSEGV) || !r.Kernel || r.Text != "SIGSEGV (a memory fault in the process itself)" {
+			t.Fatalf("%s: got %+v", flags, r)
+		}
 	}
 }
 
