@@ -195,7 +195,7 @@ class _PoolHandlers:
             elif msg[0] == _DIED:
                 # Everything the worker put is before this message: the task
                 # it had claimed is lost unless its result is its last one.
-                _, pid, exitcode, claimed = msg
+                _, pid, exitcode, claimed, reason = msg
                 started = inflight.pop(pid, None)
                 last = answered.pop(pid, None)
                 if claimed is None:
@@ -207,7 +207,7 @@ class _PoolHandlers:
                 obj = (False, WorkerLostError(
                     'worker process %s %s while running task %d of job %d; '
                     'that task\'s result is lost (the pool replaced the '
-                    'worker)' % (pid, _describe_exitcode(exitcode), i, job)))
+                    'worker)' % (pid, reason or _describe_exitcode(exitcode), i, job)))
             else:
                 raise AssertionError('unknown pool message %r' % (msg,))
             try:

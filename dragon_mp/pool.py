@@ -30,8 +30,8 @@ Layout (same names and roles as stdlib)
 * ``_outqueue`` (context Queue): workers (and the worker handler) -> parent.
   Items are ``None`` (sentinel from the task handler after close), result
   messages (the pickled ``(success, value)`` followed by ``(job, i, pid)``),
-  ``(_DIED, pid, exitcode, claimed)`` posted by the worker handler when it
-  reaps a worker, and ``(_STARTED, pid, job, i)`` from workers without a
+  ``(_DIED, pid, exitcode, claimed, exit_reason)`` posted by the worker
+  handler when it reaps a worker, and ``(_STARTED, pid, job, i)`` from workers without a
   task slot (below).
 * ``_slots`` (``ctx.RawArray('q', 3 * processes)``): one "current task" slot
   per worker, see "Worker death".
@@ -411,8 +411,10 @@ class Pool(_PoolHandlers, _stdlib_pool.Pool):
                         claimed = slots.release(worker)
                 # Through the result queue, not a side channel: it then
                 # arrives after every message the worker managed to put.
+                # Why it ended, for the WorkerLostError of its task.
+                reason = getattr(worker, 'exit_reason', None)
                 try:
-                    outqueue.put((_DIED, worker.pid, exitcode, claimed))
+                    outqueue.put((_DIED, worker.pid, exitcode, claimed, reason))
                 except (OSError, ValueError):
                     pass
         return cleaned

@@ -20,8 +20,14 @@ Two ways to start a child, with the same behaviour:
 
 Either way the sentinel becomes readable when the child exits, so
 `connection.wait` and selectors work on it, and `pid` is the child's real pid.
+
+Either way the Go core watches the child's pid (gocore/events: eBPF when it
+loads, else /proc, the memory cgroup and the kernel log), and when the exit
+status is first known `exit_reason` is set from it: why the child ended
+("killed by SIGKILL from pid 1234 (bash)"), None for an exit with code 0.
 """
 
+import json
 import os
 import pickle
 import signal
@@ -57,6 +63,7 @@ class Popen:
     def __init__(self, process_obj):
         util._flush_std_streams()
         self.returncode = None
+        self.exit_reason = None         # set with a non-zero returncode (see _ended)
         self.finalizer = None
         self._handle = None
         self._conn = None
@@ -108,7 +115,7 @@ class Popen:
             os.close(parent_w)
         if self._conn is not None:
             self.finalizer = util.Finalize(self, _release_forked,
-                                           (self._conn, self.sentinel, parent_w))
+                                           (self._conn, self.sentinel, parent_w, self.pid))
         else:
             self.finalizer = util.Finalize(self, _release, (self._handle, self.sentinel, parent_w))
         if ahead < len(data):
@@ -153,6 +160,9 @@ class Popen:
                 name, fds, targets, ctx, data_fd, tracker_fd, main_path)
         except OSError:
             return False
+        # The zygote is its parent; the Go core watches it all the same
+        # (ProcStart does that for an exec'd child).
+        _core.gocore().ProcWatch(self.pid)
         return True
 
     def poll(self, flag=os.WNOHANG):
@@ -173,7 +183,9 @@ class Popen:
         while True:
             left = WAIT_SLICE if deadline is None else min(WAIT_SLICE, deadline - time.monotonic())
             try:
-                self.returncode = _core.call(gc.ProcWait, self._handle, int(max(left, 0) * 1e9))
+                code = _core.call(gc.ProcWait, self._handle, int(max(left, 0) * 1e9))
+                with self._lock:
+                    self._ended(code)
                 return
             except TimeoutError:
                 if deadline is not None and time.monotonic() >= deadline:
@@ -191,7 +203,7 @@ class Popen:
             if self.returncode is not None:
                 return
             if self._early_exitcode is not None:
-                self.returncode = self._early_exitcode
+                self._ended(self._early_exitcode)
                 return
             try:
                 msg = self._conn.recv(4096, socket.MSG_DONTWAIT)
@@ -203,11 +215,24 @@ class Popen:
             except OSError:
                 msg = b''
             if msg:
-                self.returncode = pickle.loads(msg)['exitcode']
+                self._ended(pickle.loads(msg)['exitcode'])
                 return
             # The zygote died before reporting; PR_SET_PDEATHSIG has SIGKILLed
             # the child (or it ended just before). Its status is lost.
-            self.returncode = -signal.SIGKILL
+            self._ended(-signal.SIGKILL)
+
+    def _ended(self, code):
+        """Set the exit status, once, and why it ended (under self._lock).
+
+        The reason is taken now, not when asked: the Go core forgets the pid
+        once it has answered, so nothing piles up for children nobody asks
+        about.
+        """
+        if self.returncode is not None:
+            return
+        reason = json.loads(_core.call(_core.gocore().ProcExitReason, self.pid, int(code)))
+        self.exit_reason = reason['text'] if code != 0 else None
+        self.returncode = code
 
     def _recv_status(self):
         try:
@@ -248,8 +273,12 @@ def _release(handle, sentinel, parent_w):
         pass
 
 
-def _release_forked(conn, sentinel, parent_w):
+def _release_forked(conn, sentinel, parent_w, pid):
     conn.close()
+    try:
+        _core.gocore().ProcForget(pid)      # nothing if its reason was taken
+    except Exception:
+        pass
     for fd in (sentinel, parent_w):
         try:
             os.close(fd)

@@ -9,7 +9,18 @@ A child is a fork of the run's zygote (a process that never loads the Go
 runtime) or, failing that, a fresh interpreter; both have spawn semantics
 (see popen_dragon). In a zygote child `os.getppid()` is the zygote's pid;
 `parent_process()` is the process that started it, as under stdlib.
+
+`Process.exit_reason` (not in stdlib) says why a process ended, as a
+sentence: "exited 3", "killed by SIGKILL from pid 1234 (bash)", "killed by
+the OOM killer (cgroup /x, rss 3.1 GiB, limit 4 GiB)", "SIGSEGV (a memory
+fault in the process itself)". It comes from the Go core (gocore/events),
+which watches each child it starts: with eBPF when the runtime may load it
+(root), else from the exit status, the memory cgroup's OOM count and the
+kernel log, which say less ("killed by SIGKILL (sender unknown)") but
+nothing false.
 """
+
+import signal as _signal
 
 from multiprocessing import context as _stdlib_context
 from multiprocessing.process import (            # noqa: F401  re-exported
@@ -39,6 +50,21 @@ class Process(_stdlib_context.Process):
         # Where it runs in a multi-node run (dragon_mp.placement); None: the default.
         self.policy = policy
 
+    @property
+    def exit_reason(self):
+        """Why the process ended, as a sentence; None while it runs (or
+        before start) and when it exited with code 0.
+
+        A child on another node, or started by a Popen that does not track
+        reasons, gets one from its exit code alone ("killed by SIGKILL
+        (sender unknown)").
+        """
+        code = self.exitcode            # polls, as stdlib's exitcode does
+        if not code:
+            return None
+        reason = getattr(self._popen, 'exit_reason', None)
+        return reason if reason is not None else _status_text(code)
+
     @staticmethod
     def _Popen(process_obj):
         from . import context, placement
@@ -60,6 +86,17 @@ class Process(_stdlib_context.Process):
         if method is not None:
             context._force_start_method(method)
         return super()._bootstrap(parent_sentinel)
+
+
+def _status_text(code):
+    """What an exit code alone says (gocore/events' words, without a sender)."""
+    if code >= 0:
+        return 'exited %d' % code
+    try:
+        name = _signal.Signals(-code).name
+    except ValueError:
+        name = 'signal %d' % -code
+    return 'killed by %s (sender unknown)' % name
 
 
 # The Process of each concrete context (dragon_mp.context): the same start,

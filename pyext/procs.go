@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/dragon-mp/dragon_mp/gocore/events"
 	"github.com/dragon-mp/dragon_mp/gocore/proc"
 	"github.com/dragon-mp/dragon_mp/gocore/runtime"
 )
@@ -42,6 +44,7 @@ func ProcStart(specJSON string) (h int64, err error) {
 	if err != nil {
 		return 0, pyErr(err)
 	}
+	exitTracer().Watch(p.Pid())
 	procMu.Lock()
 	nextHandle++
 	h = nextHandle
@@ -123,9 +126,55 @@ func ProcRelease(h int64) (err error) {
 	delete(procs, h)
 	procMu.Unlock()
 	if p != nil {
+		// Nothing if ProcExitReason was asked; else nobody will ask.
+		exitTracer().Forget(p.Pid())
 		p.Release()
 	}
 	return nil
+}
+
+// The exit-reason tracer (gocore/events) of this runtime: loaded at the
+// first process start, eBPF when it loads, the fallback otherwise (the
+// error is kept for ExitTracerMode). DRAGON_MP_TEST_NO_BPF=1 forces the
+// fallback; it exists for tests only.
+var (
+	tracerOnce sync.Once
+	tracer     *events.Tracer
+)
+
+func exitTracer() *events.Tracer {
+	tracerOnce.Do(func() {
+		tracer = events.New(events.Options{NoBPF: os.Getenv("DRAGON_MP_TEST_NO_BPF") == "1"})
+	})
+	return tracer
+}
+
+// ExitTracerMode is "ebpf", or "fallback: <why eBPF is not used>".
+func ExitTracerMode() string {
+	t := exitTracer()
+	if err := t.LoadError(); err != nil {
+		return t.Mode() + ": " + err.Error()
+	}
+	return t.Mode()
+}
+
+// ProcWatch watches pid, a child started another way than ProcStart (a
+// fork of the zygote), for ProcExitReason.
+func ProcWatch(pid int64) {
+	exitTracer().Watch(int(pid))
+}
+
+// ProcForget stops watching pid (a child released before it ended).
+func ProcForget(pid int64) {
+	exitTracer().Forget(int(pid))
+}
+
+// ProcExitReason says why pid ended, given its status in Python's
+// convention (ExitStatus.Code), as JSON (gocore/events.Reason). Call it
+// once, after the child was reaped.
+func ProcExitReason(pid, code int64) (string, error) {
+	b, err := json.Marshal(exitTracer().Reason(int(pid), int(code)))
+	return string(b), err
 }
 
 // KillRun terminates every process of run id (SIGTERM, then SIGKILL after
