@@ -195,7 +195,8 @@ class _PoolHandlers:
             elif msg[0] == _DIED:
                 # Everything the worker put is before this message: the task
                 # it had claimed is lost unless its result is its last one.
-                _, pid, exitcode, claimed, reason = msg
+                _, pid, exitcode, claimed, *reason = msg     # reason: optional
+                reason = reason[0] if reason else None
                 started = inflight.pop(pid, None)
                 last = answered.pop(pid, None)
                 if claimed is None:

@@ -411,8 +411,9 @@ class Pool(_PoolHandlers, _stdlib_pool.Pool):
                         claimed = slots.release(worker)
                 # Through the result queue, not a side channel: it then
                 # arrives after every message the worker managed to put.
-                # Why it ended, for the WorkerLostError of its task.
-                reason = getattr(worker, 'exit_reason', None)
+                # Why a signal ended it (the sender, the OOM killer), for the
+                # WorkerLostError of its task; an exit code says it all.
+                reason = getattr(worker, 'exit_reason', None) if exitcode < 0 else None
                 try:
                     outqueue.put((_DIED, worker.pid, exitcode, claimed, reason))
                 except (OSError, ValueError):
