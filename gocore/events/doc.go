@@ -20,10 +20,11 @@
 //     an earlier process with the same pid left is ignored. The maps are LRU
 //     maps of 65536 entries: what is never collected is evicted, never
 //     accumulated.
-//   - Watch(pid) is called as soon as a child's pid is known; it also reads
-//     the child's memory cgroup (v1 "memory" line of /proc/<pid>/cgroup, or
-//     v2), its OOM kill count and its limit while the child lives. A signal
-//     sent before Watch has no known sender.
+//   - Watch(pid) is called as soon as a child's pid is known: one map
+//     update with eBPF. In the fallback it also reads the child's memory
+//     cgroup (v1 "memory" line of /proc/<pid>/cgroup, or v2), its OOM kill
+//     count and its limit while the child lives. A signal sent before
+//     Watch has no known sender.
 //   - Reason(pid, code) is called once the child was reaped, with its status
 //     in Python's convention (exit code, or minus the signal); it collects
 //     and deletes what was recorded and stops watching. Forget stops
@@ -37,7 +38,9 @@
 //     (sender unknown)", or "...; the OOM killer acted in its cgroup /x
 //     meanwhile" when only the counter moved.
 //   - The cgroup of an OOM reason is the one the kernel log names (the
-//     cgroup that ran out), else the one the process was in at Watch.
+//     cgroup that ran out), else (fallback) the one the process was in at
+//     Watch, else none: without a readable kernel log eBPF mode names no
+//     cgroup.
 //
 // Linux only; eBPF needs CAP_BPF and CAP_PERFMON (root in practice).
 package events

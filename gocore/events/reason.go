@@ -86,14 +86,14 @@ func oomKilled(w watchInfo, k kmsgOOM, rssKB uint64) Reason {
 	r := Reason{Kind: "oom", Code: -sigKILL, Signal: sigKILL, Kernel: true, RSS: rssKB << 10,
 		Cgroup: w.cg.path, Limit: w.limit}
 	if k.memcg != "" && k.memcg != w.cg.path {
-		// It moved after it started: the log's cgroup is the one that
-		// counted, and its limit is read now (0 if it is gone).
+		// The log's cgroup is the one that ran out (eBPF mode reads no
+		// cgroup at Watch; or the process moved after it started). Its
+		// limit is read now: 0 if the cgroup is gone.
 		r.Cgroup = k.memcg
-		c := memCgroup{path: k.memcg, dir: filepath.Join(cgroupRoot, "memory", k.memcg), v2: w.cg.v2}
-		if w.cg.v2 {
-			c.dir = filepath.Join(cgroupRoot, k.memcg)
+		r.Limit = memCgroup{path: k.memcg, dir: filepath.Join(cgroupRoot, "memory", k.memcg)}.limit()
+		if r.Limit == 0 {
+			r.Limit = memCgroup{path: k.memcg, dir: filepath.Join(cgroupRoot, k.memcg), v2: true}.limit()
 		}
-		r.Limit = c.limit()
 	}
 	var parts []string
 	if r.Cgroup != "" {

@@ -69,10 +69,14 @@ func (t *Tracer) Watch(pid int) {
 	if t == nil || pid <= 0 {
 		return
 	}
-	cg := memCgroupOf(pid)
-	w := watchInfo{start: monotonicNow(), cg: cg, ooms: cg.oomKills(), limit: cg.limit()}
+	w := watchInfo{start: monotonicNow(), ooms: -1}
 	if t.bpf != nil {
+		// The programs see the OOM kill, the kernel log names its cgroup:
+		// a start costs one map update and no file reads.
 		t.bpf.watch(pid)
+	} else {
+		w.cg = memCgroupOf(pid)
+		w.ooms, w.limit = w.cg.oomKills(), w.cg.limit()
 	}
 	t.mu.Lock()
 	t.watched[pid] = w
