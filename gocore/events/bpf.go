@@ -53,7 +53,14 @@ type oomValue struct {
 	Time                                uint64
 }
 
-const maxWatched = 65536
+// Map sizes. The kernel preallocates every entry (~80 bytes each: ~2 MB
+// in all per Tracer), so they are sized for one runtime's live children,
+// not for the machine.
+const (
+	maxWatched = 16384 // live children watched at once; more go unwatched
+	maxSigs    = 4096  // signals recorded and not yet collected (LRU)
+	maxOOMs    = 1024  // OOM kills recorded and not yet collected (LRU)
+)
 
 // bpfTracer is the loaded state; Close undoes it.
 type bpfTracer struct {
@@ -115,9 +122,9 @@ func formatOffsets(cat, name string) (map[string]int16, error) {
 	return offs, sc.Err()
 }
 
-func newMap(name string, typ ebpf.MapType, key, value uint32) (*ebpf.Map, error) {
+func newMap(name string, typ ebpf.MapType, key, value, entries uint32) (*ebpf.Map, error) {
 	return ebpf.NewMap(&ebpf.MapSpec{Name: name, Type: typ, KeySize: key, ValueSize: value,
-		MaxEntries: maxWatched})
+		MaxEntries: entries})
 }
 
 // loadBPF creates the maps, loads the programs and attaches them.
@@ -145,15 +152,17 @@ func loadBPF() (t *bpfTracer, err error) {
 			t = nil
 		}
 	}()
-	// LRU maps: an entry nobody collects (a process released unwaited) is
-	// evicted by newer ones instead of filling the map.
-	if t.watched, err = newMap("dmp_watched", ebpf.LRUHash, 4, 4); err != nil {
+	// The watched set is a plain hash (the runtime removes each pid; a
+	// full map leaves a new child unwatched, never evicts a live one). The
+	// records are LRU: one nobody collects (a process killed after it was
+	// released) is evicted by newer ones instead of filling the map.
+	if t.watched, err = newMap("dmp_watched", ebpf.Hash, 4, 4, maxWatched); err != nil {
 		return t, err
 	}
-	if t.sigs, err = newMap("dmp_sigs", ebpf.LRUHash, 8, 32); err != nil {
+	if t.sigs, err = newMap("dmp_sigs", ebpf.LRUHash, 8, 32, maxSigs); err != nil {
 		return t, err
 	}
-	if t.ooms, err = newMap("dmp_ooms", ebpf.LRUHash, 4, 40); err != nil {
+	if t.ooms, err = newMap("dmp_ooms", ebpf.LRUHash, 4, 40, maxOOMs); err != nil {
 		return t, err
 	}
 	for _, p := range []struct {

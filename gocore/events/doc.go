@@ -17,9 +17,11 @@
 //     record the sender (tgid, comm, siginfo code) of each delivered signal,
 //     keyed by (pid, signal), and the OOM killer's choice with the sizes
 //     the tracepoint gives, each stamped with CLOCK_MONOTONIC so that what
-//     an earlier process with the same pid left is ignored. The maps are LRU
-//     maps of 65536 entries: what is never collected is evicted, never
-//     accumulated.
+//     an earlier process with the same pid left is ignored. The watched set
+//     holds 16384 pids (a child started when it is full goes unwatched: its
+//     sender is unknown); the records are LRU maps (4096 signals, 1024 OOM
+//     kills): what is never collected is evicted, never accumulated. The
+//     kernel preallocates them: ~2 MB of locked memory per Tracer.
 //   - Watch(pid) is called as soon as a child's pid is known: one map
 //     update with eBPF. In the fallback it also reads the child's memory
 //     cgroup (v1 "memory" line of /proc/<pid>/cgroup, or v2), its OOM kill
