@@ -25,7 +25,11 @@
 //     ledger: a block of Entries entries {off, len}.
 //   - Directory.Register(pid, start) gives a process its Ledger. A process
 //     registers once; ErrFull when every slot is taken (the process then
-//     runs without a ledger: its blocks are given back only by itself).
+//     runs without a ledger: its blocks are given back only by itself). The
+//     slot records the ledger's block as the pool hands it out, and start
+//     is stored once the entries are cleared: a process killed while it
+//     registers leaves a slot whose block the reaper frees without reading
+//     it.
 //   - Ledger.Reserve returns a free Entry (nil when all are in use: the block
 //     goes unrecorded). Entry.Hold(off, n) records a block, Entry.Clear says
 //     the block is no longer this process's (freed, or in a channel) and

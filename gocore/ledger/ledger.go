@@ -84,18 +84,29 @@ func (d *Directory) Register(pid int, start uint64) (*Ledger, error) {
 		if atomic.LoadUint64(&s.pid) != 0 || !atomic.CompareAndSwapUint64(&s.pid, 0, uint64(pid)) {
 			continue
 		}
-		off, err := d.p.Alloc(ledgerSize)
+		// The slot records its ledger block as the pool hands it out (under
+		// the pool mutex): killed at any point from here, the process leaves
+		// the block recorded, and the reaper frees it. Its entries count
+		// only once start is set, after they are cleared (the block holds
+		// whatever its last user left).
+		off, err := d.p.AllocHeld(ledgerSize, slotLedger{s})
 		if err != nil {
 			atomic.StoreUint64(&s.pid, 0)
 			return nil, err
 		}
 		clear(d.p.Bytes(off, ledgerSize))
 		atomic.StoreUint64(&s.start, start)
-		atomic.StoreUint64(&s.ledger, off)
 		return &Ledger{entries: d.entries(off)}, nil
 	}
 	return nil, ErrFull
 }
+
+// slotLedger records a slot's ledger block as the pool allocates it (a
+// pool.Holder).
+type slotLedger struct{ s *slot }
+
+func (h slotLedger) Hold(off, _ uint64) { atomic.StoreUint64(&h.s.ledger, off) }
+func (h slotLedger) Clear()             { atomic.StoreUint64(&h.s.ledger, 0) }
 
 func (d *Directory) entries(off uint64) *[Entries]entry {
 	return (*[Entries]entry)(unsafe.Pointer(unsafe.SliceData(d.p.Bytes(off, ledgerSize))))
@@ -109,7 +120,8 @@ func (d *Directory) Reap(alive func(pid int, start uint64) bool, release func(ad
 	for i := range d.slots {
 		s := &d.slots[i]
 		pid := atomic.LoadUint64(&s.pid)
-		if pid == 0 || pid&reaping != 0 || alive(int(pid), atomic.LoadUint64(&s.start)) {
+		start := atomic.LoadUint64(&s.start)
+		if pid == 0 || pid&reaping != 0 || alive(int(pid), start) {
 			continue
 		}
 		if !atomic.CompareAndSwapUint64(&s.pid, pid, pid|reaping) {
@@ -117,6 +129,9 @@ func (d *Directory) Reap(alive func(pid int, start uint64) bool, release func(ad
 		}
 		if off := atomic.LoadUint64(&s.ledger); off != 0 {
 			es := d.entries(off)
+			if start == 0 { // died while registering: the entries were never this process's
+				es = &[Entries]entry{}
+			}
 			for j := range es {
 				e := &es[j]
 				b := atomic.LoadUint64(&e.off)

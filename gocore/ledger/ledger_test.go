@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/dragon-mp/dragon_mp/gocore/pool"
@@ -309,5 +310,35 @@ func TestClearTwiceKeepsTheNextRecord(t *testing.T) {
 	first.Clear()
 	if l.Held() != 1 {
 		t.Fatalf("held %d after a second Clear of the old entry, want 1 (the new record)", l.Held())
+	}
+}
+
+// A process killed while it registers leaves its slot with a ledger block
+// (recorded as the pool handed it out) but no start time: the reaper frees
+// the block and ignores what it holds (whatever its last user left there).
+func TestReapFreesAHalfRegisteredLedgerOnly(t *testing.T) {
+	p, word := newPool(t)
+	d, _ := Open(p, word)
+	base := inUse(p)
+	other, _ := p.Alloc(4096) // someone else's block, named by the stale bytes below
+	s := &d.slots[3]
+	atomic.StoreUint64(&s.pid, 4242)
+	off, err := p.AllocHeld(ledgerSize, slotLedger{s})
+	if err != nil || atomic.LoadUint64(&s.ledger) != off {
+		t.Fatalf("AllocHeld: %v, slot records %d, want %d", err, atomic.LoadUint64(&s.ledger), off)
+	}
+	d.entries(off)[0] = entry{off: other, n: 4096} // stale content, never cleared: it died first
+	r := d.Reap(func(pid int, _ uint64) bool { return pid != 4242 }, nil)
+	if r.Blocks != 0 {
+		t.Fatalf("reaped %+v: freed a block the dead process never recorded", r)
+	}
+	if atomic.LoadUint64(&s.pid) != 0 {
+		t.Fatal("slot not emptied")
+	}
+	if err := p.Free(other, 4096); err != nil {
+		t.Fatalf("the other block: %v", err)
+	}
+	if got := inUse(p); got != base {
+		t.Fatalf("in use %d, want %d (the ledger block freed)", got, base)
 	}
 }
