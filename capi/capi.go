@@ -22,7 +22,6 @@ import (
 	"github.com/dragon-mp/dragon_mp/gocore/channel"
 	"github.com/dragon-mp/dragon_mp/gocore/ledger"
 	"github.com/dragon-mp/dragon_mp/gocore/pool"
-	"github.com/dragon-mp/dragon_mp/gocore/proc"
 	"github.com/dragon-mp/dragon_mp/gocore/runtime"
 	"github.com/dragon-mp/dragon_mp/gocore/shmsync"
 )
@@ -143,12 +142,7 @@ func dmp_attach() (rc C.int) {
 	}
 	// A ledger, as every process of the run has one: the head gives back
 	// what it records when this process dies (pyext/held.go does the same).
-	var l *ledger.Ledger
-	if d, err := r.Ledgers(); err == nil {
-		if start, err := proc.StartTime(os.Getpid()); err == nil {
-			l, _ = d.Register(os.Getpid(), start)
-		}
-	}
+	l, _ := r.RegisterLedger()
 	state.r, state.ledger = r, l
 	state.queues, state.locks = make(map[uint64]*handle), make(map[uint64]*handle)
 	return 0

@@ -10,7 +10,6 @@ import "C"
 import (
 	"unsafe"
 
-	"github.com/dragon-mp/dragon_mp/gocore/channel"
 	"github.com/dragon-mp/dragon_mp/gocore/ledger"
 	"github.com/dragon-mp/dragon_mp/gocore/runtime"
 )
@@ -72,17 +71,12 @@ func dmp_queue_send(q C.uint64_t, buf unsafe.Pointer, n C.size_t, timeoutNs C.in
 	// A large message's block is recorded in this process's ledger while
 	// it is filled (a kill mid-copy leaks nothing); the channel clears the
 	// record as it queues the block.
-	var hold channel.Holder
+	var e *ledger.Entry
 	if uint64(n) > uint64(h.ch.Inline()) {
-		if e := h.blockEntry(); e != nil {
-			hold = &onceHolder{e: e}
-		}
+		e = h.blockEntry()
 	}
-	if err := h.ch.SendPartsHeld(duration(timeoutNs), hold, msg); err != nil {
-		if hold != nil {
-			hold.Clear() // frees the entry if the channel did not (an error before the block was taken)
-		}
-		return fail(err)
+	if err := h.ch.SendPartsHeld(duration(timeoutNs), holder(e), msg); err != nil {
+		return fail(err) // SendPartsHeld cleared the entry
 	}
 	return 0
 }
@@ -160,22 +154,4 @@ func (h *handle) blockEntry() *ledger.Entry {
 	l := state.ledger
 	state.mu.Unlock()
 	return l.Reserve()
-}
-
-// onceHolder is a ledger entry as a channel.Holder that frees the entry at
-// most once: SendPartsHeld clears it on some errors and not on others, and
-// an entry cleared twice could wipe the record of whoever reserved it in
-// between.
-type onceHolder struct {
-	e       *ledger.Entry
-	cleared bool
-}
-
-func (o *onceHolder) Hold(off, n uint64) { o.e.Hold(off, n) }
-
-func (o *onceHolder) Clear() {
-	if !o.cleared {
-		o.cleared = true
-		o.e.Clear()
-	}
 }

@@ -1,7 +1,6 @@
 package pyext
 
 import (
-	"os"
 	"sync"
 	"time"
 
@@ -31,11 +30,7 @@ func ledgerLocked(r *runtime.Runtime) *ledger.Ledger {
 	if held.r != r {
 		held.r, held.ledger = r, nil
 		held.byOff, held.refs = make(map[uint64]*ledger.Entry), make(map[uint64][]*ledger.Entry)
-		if d, err := r.Ledgers(); err == nil {
-			if start, err := proc.StartTime(os.Getpid()); err == nil {
-				held.ledger, _ = d.Register(os.Getpid(), start)
-			}
-		}
+		held.ledger, _ = r.RegisterLedger()
 	}
 	return held.ledger
 }
