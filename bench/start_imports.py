@@ -4,15 +4,20 @@ and pandas, for stdlib's three start methods and dragon_mp, interleaved.
     python bench/start_imports.py [--rounds R] [--out bench/results/start_imports]
 
 Each (method, repetition) is a fresh program (`--one KIND METHOD`) that
-imports numpy and pandas at the top (a second kind adds scipy and
+imports its multiprocessing module and then numpy and pandas at the top, in
+PEP 8's order (standard library first; a second kind adds scipy and
 scikit-learn, where installed), then does the same thing twice:
 
 - 8 x Process(target=f): start all, join all;
 - Pool(4): create, map 100 trivial tasks, close, join;
 
 and reports both rounds: the first includes whatever a method does once per
-program (dragon_mp's zygote imports the program's packages once, stdlib's
-forkserver starts its server), the second is what every later start costs.
+program (dragon_mp's zygote has a template import the program's packages
+once, stdlib's forkserver starts its server), the second is what every later
+start costs. 'dragon_mp, imported last' is the same program with
+`import dragon_mp` after numpy and pandas: its zygote cannot start importing
+them while the program does. 'wall' is the whole program, interpreter start
+to exit, as the user waits for it.
 Then it starts 4 children that sleep and reads their PSS
 (/proc/<pid>/smaps_rollup): the memory each child costs when pages shared
 with a template process are split among the sharers. A trivial main module
@@ -31,11 +36,13 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
-METHODS = ('fork', 'forkserver', 'spawn', 'dragon_mp')
+METHODS = ('fork', 'forkserver', 'spawn', 'dragon_mp', 'dragon_mp, imported last')
 
 PROGRAM = '''
 import os, sys, time
+{head}
 {imports}
+{tail}
 
 def f():
     pass
@@ -55,12 +62,7 @@ def pss_kib(pid):
 
 if __name__ == '__main__':
     method = sys.argv[1]
-    if method == 'dragon_mp':
-        import dragon_mp as mp
-        ctx = mp.get_context()
-    else:
-        import multiprocessing as mp
-        ctx = mp.get_context(method)
+    ctx = mp.get_context() if method.startswith('dragon_mp') else mp.get_context(method)
     out = {{'process': [], 'pool': []}}
     for _ in range(2):
         t0 = time.perf_counter()
@@ -108,17 +110,28 @@ def installed(kind):
     return all(importlib.util.find_spec(m) for m in ('scipy', 'sklearn'))
 
 
+def program(kind, method):
+    """The program's source: its multiprocessing module first (PEP 8), or last."""
+    mp = 'import dragon_mp as mp' if method.startswith('dragon_mp') else 'import multiprocessing as mp'
+    last = method == 'dragon_mp, imported last'
+    return PROGRAM.format(head='' if last else mp, imports=PROGRAMS[kind], tail=mp if last else '')
+
+
 def run_one(kind, method, workdir):
     path = os.path.join(workdir, f'prog_{kind.replace("+", "_")}.py')
     with open(path, 'w') as fh:
-        fh.write(PROGRAM.format(imports=PROGRAMS[kind]))
+        fh.write(program(kind, method))
     env = dict(os.environ)
     env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
+    t0 = time.perf_counter()
     r = subprocess.run([sys.executable, path, method], capture_output=True, text=True,
                        timeout=600, cwd=workdir, env=env)
+    wall = time.perf_counter() - t0
     for line in r.stdout.splitlines():
         if line.startswith('RESULT '):
-            return json.loads(line[7:])
+            out = json.loads(line[7:])
+            out['wall'] = wall
+            return out
     raise RuntimeError(f'{kind} {method} failed: {r.stderr[-2000:]}')
 
 
@@ -150,22 +163,25 @@ def main():
                 continue
             fork = (kind, 'fork')
             row = {'program': kind, 'method': method,
-                   'pss_kib': statistics.median(s['pss_kib'] for s in samples[case])}
+                   'pss_kib': statistics.median(s['pss_kib'] for s in samples[case]),
+                   'wall_s': statistics.median(s['wall'] for s in samples[case])}
             for what in ('process', 'pool'):
                 for i, name in enumerate(('first', 'then')):
                     v = med(case, what, i)
                     row[f'{what}_{name}_ms'] = v
                     row[f'{what}_{name}_x_fork'] = v / med(fork, what, i)
             rows.append(row)
-    md = ['| program | method | 8 x Process start+join, first / then (ms) | x fork (then) '
-          '| Pool(4) create+map+close, first / then (ms) | x fork (then) | PSS per child |',
-          '|---|---|--:|--:|--:|--:|--:|']
+    md = ['| program | method | 8 x Process start+join, first / then (ms) | x fork (first / then) '
+          '| Pool(4) create+map+close, first / then (ms) | x fork (first / then) | PSS per child '
+          '| wall (s) |',
+          '|---|---|--:|--:|--:|--:|--:|--:|']
     for r in rows:
         md.append(f"| {r['program']} | {r['method']} "
                   f"| {r['process_first_ms']:.0f} / {r['process_then_ms']:.1f} "
-                  f"| {r['process_then_x_fork']:.2f} "
+                  f"| {r['process_first_x_fork']:.2f} / {r['process_then_x_fork']:.2f} "
                   f"| {r['pool_first_ms']:.0f} / {r['pool_then_ms']:.1f} "
-                  f"| {r['pool_then_x_fork']:.2f} | {r['pss_kib'] / 1024:.1f} MiB |")
+                  f"| {r['pool_first_x_fork']:.2f} / {r['pool_then_x_fork']:.2f} "
+                  f"| {r['pss_kib'] / 1024:.1f} MiB | {r['wall_s']:.2f} |")
     text = '\n'.join(md) + '\n'
     print(text)
     with open(args.out + '.md', 'w') as fh:

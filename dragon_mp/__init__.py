@@ -4,7 +4,9 @@
 
 Importing this package loads nothing but Python: the Go runtime is loaded on
 first use (a Queue, a Lock, a Process start), so a process may still fork
-safely before that.
+safely before that. In a program whose main script imports installed
+packages (numpy, pandas, ...), it also starts the run's zygote, which
+imports them while the program does, for its children (dragon_mp.zygote).
 """
 
 from . import context
@@ -20,3 +22,6 @@ SUBWARNING = 25
 
 from ._stdlib import complete as _complete    # noqa: E402  (every other name of stdlib's package)
 _complete(globals(), '')
+
+from .zygote_prestart import prestart as _prestart    # noqa: E402
+_prestart()

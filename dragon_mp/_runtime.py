@@ -59,6 +59,27 @@ def new_runid():
     return f'r{pid}-{process_start_time(pid)}-{os.urandom(3).hex()}'
 
 
+_planned = None      # the id the next run created here will have, once asked for (planned_runid)
+
+
+def planned_runid():
+    """The id of this process's run before it exists: DRAGON_MP_RUN, or the id the
+    run this process creates will take (the zygote started at import carries it)."""
+    global _planned
+    runid = os.environ.get(ENV_RUN)
+    if runid:
+        return runid
+    if _planned is None:
+        _planned = new_runid()
+        os.register_at_fork(after_in_child=_forget_planned)   # a fork's run is its own
+    return _planned
+
+
+def _forget_planned():
+    global _planned
+    _planned = None
+
+
 def parse_runid(runid):
     """(head pid, head start time) encoded in a run id, or None."""
     try:
@@ -89,6 +110,8 @@ def current():
     with _lock:
         if _run is None:
             _track_outside_runs()
+            from . import zygote_prestart
+            zygote_prestart.reap()      # the process spawned at import, gone by now
             runid = os.environ.get(ENV_RUN)
             if runid:
                 _attach(runid)
@@ -122,8 +145,9 @@ def _attach(runid):
 
 
 def _create(runid=None, node=0):
-    global _run
-    runid = runid or new_runid()
+    global _run, _planned
+    runid = runid or _planned or new_runid()
+    _planned = None
     reserve = _reserve_setting()
     gocore = _core.gocore()
     if not reserve:

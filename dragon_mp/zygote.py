@@ -120,7 +120,8 @@ requester -> zygote : HEAD (magic, len(zygote part), len(context), number of
                         them in C).
                       The zygote reads only the head and the zygote part: the
                       child (or spare) reads the rest.
-zygote -> requester : pickle {'pid': pid} with the child's pidfd, or {'error': text}
+zygote -> requester : pickle {'pid': pid, 'server': pid of the zygote or template
+                      that forked it} with the child's pidfd, or {'error': text}
 child  -> requester : pickle {'exitcode': code} just before it exits (the zygote
                       passes the child the connection); it may come before the
                       zygote's reply
@@ -145,20 +146,25 @@ What the zygote holds (so that children need not import or compile it)
   imports must never find a user's files).
 - Before serving a request: the standard-library modules the requester has
   imported (sys.stdlib_module_names, minus NO_PRELOAD).
-- Installed packages: the third-party modules the requester has imported
-  from the interpreter's site directories (where pip installs: numpy,
-  pandas, ...), in its import order, plus the modules forced by
+- Installed packages, never in the zygote itself but in a *template* it
+  forks (dragon_mp.zygote_preload: the checks, the template's life, what a
+  child inherits): the third-party modules the requester has imported from
+  the interpreter's site directories (where pip installs: numpy, pandas,
+  ...), in its import order, plus the modules forced by
   DRAGON_MP_ZYGOTE_PRELOAD (or set_forkserver_preload), minus the
-  forbidden ones. Right after serving the request that brought them (its
-  child imports them itself, as before), the zygote has a probe (a forked
-  child) import them and check that a process can still fork safely after
-  each one, then imports the safe ones itself; later children are forked
-  with them loaded. dragon_mp.zygote_preload has the checks and what a
-  child inherits this way. Never imported: the main module, the user's own
-  modules (anything outside the site directories: they change between
-  runs and may do anything at import), and dragon_mp's Go runtime. The
-  zygote refuses to fork once it has more than one thread (the requester
-  then falls back to exec).
+  forbidden ones. The request that brings new ones waits for the template,
+  which then serves it and every later one (the zygote stops accepting).
+  Never imported: the main module, the user's own modules (anything
+  outside the site directories: they change between runs and may do
+  anything at import), and dragon_mp's Go runtime. A zygote or template
+  refuses to fork once it has more than one thread (the requester then
+  falls back to exec).
+
+Started at import
+-----------------
+In a program whose main script imports installed packages, `import
+dragon_mp` starts the run's zygote at once, with a template importing them
+while the program does: dragon_mp.zygote_prestart.
 - Compiled code, never executed: the main script and the requester's modules
   that have no bytecode cache (PYTHONDONTWRITEBYTECODE, unwritable
   __pycache__). A child re-creating __mp_main__ or importing such a module
@@ -240,6 +246,9 @@ def address(runid):
         return None
     if value and _runid_of(value) == runid and (_owned is None or _owned.name != value):
         return value                   # inherited from the process that started us
+    from . import zygote_prestart
+    if zygote_prestart.early is not None:
+        zygote_prestart.finish(runid)      # the zygote started at `import dragon_mp`
     owned = _owned
     if owned is not None and owned.runid == runid:
         if _alive(owned):
@@ -276,6 +285,13 @@ def _alive(owned):
 
 
 _starts = 0
+
+
+def adopt(runid, name, pid):
+    """Take on a zygote started for this process (zygote_prestart) as _start would."""
+    global _owned
+    _owned = _Owned(runid, name, pid, os.pidfd_open(pid))
+    os.environ[ENV_ZYGOTE] = name
 
 
 def _start(runid):
@@ -356,6 +372,15 @@ def owned_pid():
     return None if _owned is None else _owned.pid
 
 
+_serving = None
+
+
+def serving_pid():
+    """Pid of the process that forked this process's last child started by a
+    zygote: the run's zygote, or a template of it (zygote_preload), or None."""
+    return _serving
+
+
 _sent_modules = {}       # zygote name -> names of modules already sent to it
 _sent_sources = {}       # zygote name -> names of modules / main paths already sent
 
@@ -419,6 +444,8 @@ def request(name, fds, targets, ctx, data_fd, tracker_fd, main_path=None):
             for fd in rfds:
                 os.close(fd)
             raise OSError(answer.get('error', 'dragon_mp: bad reply from the zygote'))
+        global _serving
+        _serving = answer.get('server')
         return answer['pid'], rfds[0], sock, early
     except BaseException:
         sock.close()

@@ -1,22 +1,24 @@
-"""Installed packages in the zygote: import once, check, then fork warm children.
+"""Installed packages in the zygote: a template imports them, then serves.
 
 A program's children re-run its main module (spawn semantics), and that
 module imports its libraries: numpy and pandas take 0.3-1 s to import, in
-every child. The zygote imports them once instead, before it forks the
-child, so children find them in sys.modules (their pages shared with the
-zygote). dragon_mp.zygote (the requester side) decides what is asked for:
-the installed third-party modules the requester has imported (those of the
-interpreter's site directories), plus those forced by
-DRAGON_MP_ZYGOTE_PRELOAD, minus the forbidden ones. This module
-is the zygote's side: whether a module is safe to import into a process
-that will fork, and importing the safe ones.
+every child. A *template* imports them once instead, and later children are
+forked from it, so they find them in sys.modules (their pages shared with
+the template). dragon_mp.zygote (the requester side) decides what is asked
+for: the installed third-party modules the requester has imported (those of
+the interpreter's site directories), those its main script imports (read
+from the script's source at `import dragon_mp`, so the import starts while
+the program's own runs), plus those forced by DRAGON_MP_ZYGOTE_PRELOAD,
+minus the forbidden ones. This module is the zygote's side: whether a
+module is safe to import into a process that will fork, and the template's
+life.
 
 Safe to fork after import
 -------------------------
-The zygote must stay able to fork: single-threaded, no Go runtime. An
-import may break that for good (an import cannot be undone), so a new set
-of modules is first imported by a *probe*, a child forked from the zygote
-for that purpose, which checks after each module:
+A zygote must stay able to fork: single-threaded, no Go runtime. An import
+may break that for good (an import cannot be undone), so the zygote never
+imports a package itself: it forks a *template*, a copy that imports them
+one by one and checks after each:
 
 - dragon_mp's Go runtime is not loaded (a module that makes a Queue at
   import, for instance);
@@ -26,32 +28,45 @@ for that purpose, which checks after each module:
   pools started at load (OpenBLAS, numpy's BLAS, starts one per core) stop
   in their pthread_atfork handlers, which every fork runs, and start again
   in a child that computes; that is how stdlib's 'fork' start method has
-  always run numpy programs. The probe forks a child that exits at once and
-  counts its own threads again. Threads that survive a fork (a library
+  always run numpy programs. The template forks a child that exits at once
+  and counts its own threads again. Threads that survive a fork (a library
   that does not handle it) make the module unsafe.
 
-A module that fails to import is skipped; an unsafe one ends the probe
-and is skipped with every module of its top-level package; the modules
-after it are probed again by a new probe. The probe reports one line per
-module on a pipe. Then the zygote imports the safe ones itself, in the
-requester's import order, forks once if an import left native threads
-(they stop as in the probe), and checks the same things again: if the
-zygote's own imports still broke them, it refuses to fork from then on and
-requesters fall back to exec (correct, slow), as for any zygote that is
-not single-threaded.
+A module that fails to import is skipped. An unsafe one ends that template:
+the zygote skips the module's whole top-level package and forks a new
+template for the rest (the modules before it are imported again there).
+So does a template that dies or takes more than TEMPLATE_TIMEOUT seconds
+(an import that hangs). When every module is in, the template tells the
+zygote, which stops accepting requests; the template then accepts them on
+the same listening socket (inherited by the fork), with the zygote's C loop
+and spares of its own. The zygote stays, idle, as the template's parent:
+it still reaps the children it started before, and if the template dies it
+listens again (cold starts, correct). A template that is asked for more
+packages makes its own template the same way, up to MAX_TEMPLATES in a
+chain; past that, children import what is left themselves.
 
-When: right after the zygote has served the request that brought the
-modules (its child starts at once and imports them itself, as every child
-did before; the probe runs beside it on another core). Requests that
-arrive meanwhile wait for the probe and the zygote's own import (~2x the
-import time, once per run: numpy+pandas ~0.9 s on the 2-vCPU VMs we
-measure on), then are forked warm, as are all later ones. When the
-requester's logger is at DEBUG (log_to_stderr(logging.DEBUG)) the zygote
-writes to stderr which modules it skipped and why.
+Why a template and not the zygote itself after a probe (the way this
+worked before): the probe's import was thrown away and the zygote imported
+everything a second time, while starts waited (numpy+pandas: ~0.9 s instead
+of ~0.45). Why not the program itself (fork semantics): it has loaded Go by
+the time it starts a process, and a child would inherit everything the
+program did to its modules. Why not the user's own modules: they change
+between runs and may do anything at import; installed packages are what
+forkserver's preload is used for.
+
+When: a request that brings packages the zygote has not seen is held (its
+connection and descriptors stay with the zygote and go to the template by
+the fork), the zygote stops accepting, and the template serves that
+request first once its imports are done; requests that arrive meanwhile
+wait in the socket's backlog. A child forked cold would import the same
+packages itself, as long as the template takes, so waiting costs the first
+start nothing it would not pay anyway, and every later start is warm. When
+the requester's logger is at DEBUG (log_to_stderr(logging.DEBUG)) the
+zygote writes to stderr which modules it skipped and why.
 
 What a child forked warm inherits
 ---------------------------------
-The modules' state as computed at import in the zygote, as with stdlib's
+The modules' state as computed at import in the template, as with stdlib's
 'fork' and 'forkserver' (preload) methods, and unlike 'spawn'. The one
 difference a program would see most, the global random generator of
 numpy, is re-seeded from the OS in every child after the fork (as
@@ -59,13 +74,12 @@ Python's own `random` is), so children do not draw the same numbers.
 """
 
 import os
-import select
 import sys
-import time
 
 __all__ = []   # internal
 
-PROBE_TIMEOUT = 300.0    # seconds for a probe to import one set of modules
+TEMPLATE_TIMEOUT = 60     # seconds for a template to import its packages
+MAX_TEMPLATES = 3         # templates in a chain (each asked for more packages makes the next)
 
 
 def threads():
@@ -107,108 +121,62 @@ def _top(name):
     return name.partition('.')[0]
 
 
-def _probe(names, deadline):
-    """Import names in a forked child, checking after each. Returns
-    (ok, failed, unsafe): names that imported and left the process safe,
-    names that failed to import, and (name, reason) of the first unsafe one
-    or None. Names after an unsafe one are not probed."""
-    r, w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:
+def import_checked(names, report):
+    """In a template: import names in order, report(kind, name, why) after each
+    ('ok', 'fail' or 'unsafe'). Stops at the first unsafe one: False."""
+    import importlib
+    for name in names:
         try:
-            os.close(r)
-            import signal
-            from . import zygote_server
-            zygote_server._set_pdeathsig(signal.SIGKILL)    # not past the zygote
-            import importlib
-            for name in names:
-                try:
-                    importlib.import_module(name)
-                except BaseException as e:
-                    os.write(w, f'fail\t{name}\t{type(e).__name__}: {e}'.replace('\n', ' ')
-                             .encode()[:4000] + b'\n')
-                    continue
-                why = unsafe_reason()
-                if why is not None:
-                    os.write(w, f'unsafe\t{name}\t{why}\n'.encode())
-                    break
-                os.write(w, f'ok\t{name}\n'.encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    ok, failed, unsafe = [], [], None
-    buf = b''
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([r], [], [], left)[0]:
-                os.kill(pid, 9)
-                pending = names[len(ok) + len(failed)]
-                unsafe = (pending, f'its import took more than {PROBE_TIMEOUT:.0f} s')
-                break
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            buf += chunk
-            *lines, buf = buf.split(b'\n')
-            for line in lines:
-                kind, name, *why = line.decode(errors='replace').split('\t')
-                if kind == 'ok':
-                    ok.append(name)
-                elif kind == 'fail':
-                    failed.append((name, why[0] if why else ''))
-                else:
-                    unsafe = (name, why[0] if why else '')
-        if unsafe is None and len(ok) + len(failed) < len(names):
-            # The probe died without a word (a crash in an import).
-            pending = names[len(ok) + len(failed)]
-            unsafe = (pending, 'the process importing it died')
-    finally:
-        os.close(r)
-        os.waitpid(pid, 0)
-    return ok, failed, unsafe
+            importlib.import_module(name)
+        except BaseException as e:
+            report('fail', name, f'{type(e).__name__}: {e}')
+            continue
+        why = unsafe_reason()
+        if why is not None:
+            report('unsafe', name, why)
+            return False
+        report('ok', name, '')
+    _reseed_at_fork()
+    return True
+
+
+def encode(kind, name, why=''):
+    """One report of a template to its zygote: a datagram (SOCK_SEQPACKET)."""
+    return f'{kind}\t{name}\t{why}'.replace('\n', ' ').encode()[:4000]
+
+
+def decode(data):
+    kind, _, rest = data.decode(errors='replace').partition('\t')
+    name, _, why = rest.partition('\t')
+    return kind, name, why
 
 
 class Preloader:
-    """The zygote's record of packages: imported, skipped (and why)."""
+    """A zygote's record of packages: which to import, which were skipped (and why)."""
 
     def __init__(self):
-        self.skipped = {}      # top-level name -> reason
+        self.skipped = {}      # top-level name (or a failed module's own name) -> reason
+        self.reported = set()  # skipped names already written to a debug log
 
-    def load(self, names, debug=False):
-        """Import the safe ones of names into this process (the zygote)."""
-        todo = [n for n in names if n not in sys.modules and _top(n) not in self.skipped]
-        deadline = time.monotonic() + PROBE_TIMEOUT
-        safe = []
-        while todo:
-            ok, failed, unsafe = _probe(todo, deadline)
-            safe += ok
-            for name, why in failed:
-                self._skip(name, f'its import failed ({why})', debug, top=False)
-            if unsafe is None:
-                break
-            name, why = unsafe
-            self._skip(name, why, debug)
-            done = set(ok) | {n for n, _ in failed}
-            todo = [n for n in todo if n not in done and _top(n) not in self.skipped]
-        import importlib
-        for name in safe:
-            if name in sys.modules or _top(name) in self.skipped:
-                continue
-            try:
-                importlib.import_module(name)
-            except BaseException as e:
-                self._skip(name, f'its import failed in the zygote ({type(e).__name__})', debug)
-        why = unsafe_reason()
-        if why is not None:
-            _log(f'the zygote cannot fork any more: {why}; starts fall back to exec', True)
-        _reseed_at_fork()
+    def todo(self, names):
+        """The names a template still has to import."""
+        return [n for n in names
+                if n not in sys.modules and _top(n) not in self.skipped and n not in self.skipped]
 
-    def _skip(self, name, why, debug, top=True):
+    def skip(self, name, why, debug, top=True):
         key = _top(name) if top else name
         if key not in self.skipped:
             self.skipped[key] = why
-            _log(f'not preloading {key}: {why}', debug)
+        self.report(debug)
+
+    def report(self, debug):
+        """Name the skipped modules on stderr, once each, when debug."""
+        if not debug:
+            return
+        for key, why in self.skipped.items():
+            if key not in self.reported:
+                self.reported.add(key)
+                _log(f'not preloading {key}: {why}', True)
 
 
 def _log(text, show):

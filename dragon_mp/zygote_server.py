@@ -72,6 +72,9 @@ class _Server:
         self.trimmed = None     # _state() when the heap was last trimmed
         self.packages = zygote_preload.Preloader()   # installed packages imported, skipped
         self.packages_todo = None   # (names, debug) of the request being served
+        self.template = None    # _Template: a copy importing packages, or serving with them
+        self.depth = 0          # templates between the run's zygote and this process
+        self.initial = []       # packages to make a template with at once (main())
 
     # -- events -------------------------------------------------------------
 
@@ -86,6 +89,12 @@ class _Server:
         forked, the spare's wait.
         """
         loop.setup(self.listener.fileno(), self.owner_pidfd, self.pid)
+        if self.initial:
+            # Packages the requester's main script imports: the template
+            # imports them while the program does (dragon_mp.zygote.prestart).
+            names, self.initial = self.packages.todo(self.initial), []
+            if names:
+                self._start_template(loop, names, False, None)
         while True:
             try:
                 event = loop.serve(self._fork_state(), self.spares, self.spare_idle,
@@ -102,11 +111,13 @@ class _Server:
                     _import_modules(self.preload[:1], any_module=True)
                     del self.preload[:1]
                     continue
-                _, conn, requester, msg, fds = event
-                child = self._serve_request(loop, conn, requester, msg, fds)
+                if event[0] == 'watch':
+                    child = self._template_event(loop)
+                else:
+                    _, conn, requester, msg, fds = event
+                    child = self._serve_request(loop, conn, requester, msg, fds)
                 if child is not None:
                     return child
-                self._load_packages()
             except Exception:
                 # A bug here must not take the run's processes down with
                 # the zygote: report it and keep serving.
@@ -134,10 +145,27 @@ class _Server:
                 return None
             if self.context is not known and self.context is not None:
                 loop.set_context(self.context)   # its fast path serves this context now
+            todo, self.packages_todo = self.packages_todo, None
+            if todo is not None:
+                names = self.packages.todo(todo[0])
+                if names and self.template is None:
+                    done, child = self._start_template(loop, names, todo[1],
+                                                       (conn, requester, msg, fds))
+                    if done:
+                        return child
+        except BaseException:
+            # Python owns the descriptors here: a requester must not wait forever.
+            for fd in fds + [conn]:
+                os.close(fd)
+            raise
+        return self._serve_taken(loop, conn, requester, msg, fds)
+
+    def _serve_taken(self, loop, conn, requester, msg, fds):
+        """Serve a request taken on: hand it to the spare, or fork for it."""
+        try:
             if loop.assign_spare(self._fork_state(), conn, requester, msg, fds):
                 return None
         except BaseException:
-            # Python owns the descriptors here: a requester must not wait forever.
             for fd in fds + [conn]:
                 os.close(fd)
             raise
@@ -167,20 +195,135 @@ class _Server:
         if ctx != self.context:
             self._adopt_context(ctx)     # the next spare applies it while it waits
         if todo.get('packages'):
-            # Loaded once this request is served (_load_packages): its child
-            # starts at once and imports them itself, as it would have, while
-            # the zygote probes and imports them for the requests after it.
+            # A template imports them (after the context was adopted: a
+            # package may read the environment at import), then serves this
+            # request and the ones after it (_start_template).
             self.packages_todo = (todo['packages'], todo.get('debug', False))
+        if todo.get('debug'):
+            self.packages.report(True)
         return True
 
-    def _load_packages(self):
-        """Import the installed packages the last request brought (after it was served).
+    # -- templates (the design: dragon_mp.zygote_preload) ----------------------
 
-        After the context was adopted: a package may read the environment at import.
+    def _start_template(self, loop, names, debug, held):
+        """Fork a template that imports names, then serves; stop accepting meanwhile.
+
+        held: the request that brought the names (conn, requester, msg, fds),
+        or None. Returns (done, child): done False if no template was made
+        (the caller serves held itself); child: a child's setup in a process
+        the template forked for held, else None.
         """
-        todo, self.packages_todo = self.packages_todo, None
-        if todo is not None and os.getpid() == self.pid:
-            self.packages.load(*todo)
+        if self.depth >= zygote_preload.MAX_TEMPLATES:
+            for name in names:
+                self.packages.skip(name, f'{zygote_preload.MAX_TEMPLATES} sets of packages were '
+                                   'preloaded already', debug, top=False)
+            return False, None
+        mine, theirs = socket.socketpair(socket.AF_UNIX,
+                                         socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        try:
+            pid = self._fork()
+        except OSError:
+            mine.close()
+            theirs.close()
+            return False, None
+        if pid == 0:
+            try:
+                mine.close()
+                return True, self._become_template(loop, theirs, names, held)
+            except BaseException:
+                import traceback
+                traceback.print_exc()
+                os._exit(1)
+        theirs.close()
+        self.template = _Template(pid, mine, names, debug, held)
+        loop.listening(False)         # requests wait in the backlog for the template
+        loop.watch_fd(mine.fileno())
+        return True, None
+
+    def _become_template(self, loop, sock, names, held):
+        """In the template: import names, report, then serve as a zygote (held first)."""
+        _set_pdeathsig(signal.SIGKILL)     # never outlives the zygote that made it
+        if os.getppid() != self.pid:
+            os._exit(1)
+        keep = {self.listener.fileno(), self.owner_pidfd, sock.fileno()}
+        if held is not None:
+            keep |= {held[0], *held[3]}
+        zygote_child.close_fds_except(keep)   # the zygote's children, requesters, spare, epoll
+        loop.reset()
+        self.template = None
+        signal.alarm(zygote_preload.TEMPLATE_TIMEOUT)     # an import that hangs ends us
+
+        def report(kind, name, why):
+            sock.send(zygote_preload.encode(kind, name, why))
+            if kind == 'fail':         # ours too: a debug requester of ours hears of it
+                self.packages.skip(name, f'its import failed ({why})', False, top=False)
+
+        ok = zygote_preload.import_checked(names, report)
+        signal.alarm(0)
+        if not ok:
+            os._exit(0)
+        if not _may_fork():
+            sock.send(zygote_preload.encode('unsafe', names[-1], 'threads left after the imports'))
+            os._exit(0)
+        self.pid = os.getpid()
+        self.depth += 1
+        self.template_link = sock     # kept open: EOF tells the zygote we are gone
+        self.trimmed = None
+        loop.setup(self.listener.fileno(), self.owner_pidfd, self.pid)
+        if self.context is not None:
+            loop.set_context(self.context)
+        sock.send(zygote_preload.encode('ready', ''))
+        if held is None:
+            return None
+        return self._serve_taken(loop, *held)
+
+    def _template_event(self, loop):
+        """A report of the template (or its end). Returns a child's setup or None."""
+        t = self.template
+        try:
+            data = t.sock.recv(8192)
+        except OSError:
+            data = b''
+        if data:
+            kind, name, why = zygote_preload.decode(data)
+            if kind == 'ok':
+                t.done.add(name)
+            elif kind == 'fail':
+                t.done.add(name)
+                self.packages.skip(name, f'its import failed ({why})', t.debug, top=False)
+            elif kind == 'unsafe':
+                t.unsafe = True
+                self.packages.skip(name, why, t.debug)
+            elif kind == 'ready':
+                t.live = True
+                self.preload = []             # the template imports what is left
+                if t.held is not None:
+                    conn, _, _, fds = t.held  # the template has its own copies
+                    for fd in fds + [conn]:
+                        os.close(fd)
+                    t.held = None
+            return None
+        # The template ended.
+        loop.unwatch_fd(t.sock.fileno())
+        t.sock.close()
+        _, status = os.waitpid(t.pid, 0)
+        self.template = None
+        if not t.live and not t.unsafe:
+            pending = [n for n in t.names if n not in t.done]
+            if pending:
+                why = ('its import took more than %d s' % zygote_preload.TEMPLATE_TIMEOUT
+                       if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM
+                       else f'the process importing it {_ended(status)}')
+                self.packages.skip(pending[0], why, t.debug)
+        names = [] if t.live else self.packages.todo(t.names)
+        if names:                          # the rest, in a new template
+            done, child = self._start_template(loop, names, t.debug, t.held)
+            if done:
+                return child
+        loop.listening(True)
+        if t.held is not None:             # nothing left to preload: serve it cold
+            return self._serve_taken(loop, *t.held)
+        return None
 
     def _fork_for_request(self, msg, fds, conn):
         """Fork a child for a request: (0, its setup) in the child, (pid, None) here; OSError: none.
@@ -311,6 +454,25 @@ class _Server:
         status = zygote_child.install_fds(fds, targets, status)
         zygote_child.finish_setup(ctx, None, status, False)
         return data_fd, tracker_fd
+
+
+def _ended(status):
+    if os.WIFSIGNALED(status):
+        try:
+            return f'was killed by {signal.Signals(os.WTERMSIG(status)).name}'
+        except ValueError:
+            return f'was killed by signal {os.WTERMSIG(status)}'
+    return f'exited with code {os.waitstatus_to_exitcode(status)}'
+
+
+class _Template:
+    """The zygote's view of a template it forked (dragon_mp.zygote_preload)."""
+
+    def __init__(self, pid, sock, names, debug, held):
+        self.pid, self.sock, self.names, self.debug, self.held = pid, sock, names, debug, held
+        self.done = set()       # names reported imported or failed
+        self.unsafe = False     # it reported an unsafe module (and exits)
+        self.live = False       # it serves requests
 
 
 _prctl = None           # libc's prctl, resolved in the zygote before any fork
@@ -481,7 +643,8 @@ def _preload_list():
 
 
 def main():
-    """argv: zygote name, ready fd (the zygote writes its pid there once listening), owner pid."""
+    """argv: zygote name, ready fd (the zygote writes its pid there once listening), owner pid,
+    and optionally the packages to make a template with at once (comma separated)."""
     global _prctl, _malloc_trim
     name, ready_fd, owner = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     # Watch the owner (the pidfd is taken while it is surely our parent),
@@ -523,6 +686,8 @@ def main():
     assert _core._loaded_pid is None, 'the zygote has loaded the Go runtime'
     server = _Server(name, owner_pidfd)
     server.preload = _preload_list()
+    if len(sys.argv) > 4:
+        server.initial = [n for n in sys.argv[4].split(',') if n]
     os.write(ready_fd, f'{os.getpid()}\n'.encode())
     os.close(ready_fd)
     data_fd, tracker_fd = server.serve(loop)

@@ -15,7 +15,7 @@
  *
  *   accept -> check the peer's uid -> watch the requester (pidfd) ->
  *   read the request -> hand it to the spare (message, descriptors, then
- *   the connection) -> reply {'pid'} with the child's pidfd ->
+ *   the connection) -> reply {'pid', 'server'} with the child's pidfd ->
  *   reap the child -> send {'exitcode'} -> fork the next spare when idle.
  *
  * serve() returns to Python only for what Python does:
@@ -24,7 +24,9 @@
  *   ("request", conn, requester, msg, fds)
  *                   a request the fast path does not take: a zygote part to
  *                   import or compile, a new context, or no fresh spare;
- *   ("idle",)       nothing to do and Python asked (it has preloads left).
+ *   ("idle",)       nothing to do and Python asked (it has preloads left);
+ *   ("watch", fd)   a descriptor Python asked to watch (watch_fd) is readable:
+ *                   the socket of a template being made (zygote_server).
  * Python reports what it did with adopt_child() (a child it forked) and
  * assign_spare() (a request it handed to the spare after all). There is
  * no other loop: the zygote does not start without this module.
@@ -68,7 +70,7 @@
 #define START_SIZE 8      /* dragon_mp.zygote.START: <ii, then an int32 per descriptor */
 #define MAX_FD_NUM 65536  /* descriptor tables; a larger number is refused */
 
-enum kind { K_NONE, K_LISTEN, K_OWNER, K_PENDING, K_CHILD, K_REQUESTER, K_HANDED };
+enum kind { K_NONE, K_LISTEN, K_OWNER, K_PENDING, K_CHILD, K_REQUESTER, K_HANDED, K_WATCH };
 
 struct child {         /* by pidfd */
     pid_t pid;         /* 0: slot free */
@@ -197,17 +199,29 @@ static int parse_head(const char *msg, ssize_t n, struct head *h) {
     return 0;
 }
 
-/* Replies: pickle.loads gives {'pid': n} / {'exitcode': n}. */
-static int send_dict_int(int conn, const char *key, int32_t value, int pass_fd) {
-    char buf[64];
+/* Replies: pickle.loads gives {'pid': n, 'server': m} / {'exitcode': n}
+ * (key2 NULL: one item). */
+static size_t put_item(char *buf, const char *key, int32_t value) {
     size_t klen = strlen(key), n = 0;
     uint32_t k = (uint32_t)klen, v = (uint32_t)value;
-    memcpy(buf + n, "\x80\x02}X", 4), n += 4;          /* PROTO 2, EMPTY_DICT, BINUNICODE */
+    buf[n++] = 'X';                                     /* BINUNICODE */
     memcpy(buf + n, &k, 4), n += 4;                     /* little-endian on our targets */
     memcpy(buf + n, key, klen), n += klen;
     buf[n++] = 'J';                                     /* BININT */
     memcpy(buf + n, &v, 4), n += 4;
-    memcpy(buf + n, "s.", 2), n += 2;                   /* SETITEM, STOP */
+    buf[n++] = 's';                                     /* SETITEM */
+    return n;
+}
+
+static int send_dict_int(int conn, const char *key, int32_t value, const char *key2,
+                         int32_t value2, int pass_fd) {
+    char buf[96];
+    size_t n = 0;
+    memcpy(buf + n, "\x80\x02}", 3), n += 3;            /* PROTO 2, EMPTY_DICT */
+    n += put_item(buf + n, key, value);
+    if (key2)
+        n += put_item(buf + n, key2, value2);
+    buf[n++] = '.';                                     /* STOP */
     return send_with_fds(conn, buf, n, &pass_fd, pass_fd >= 0) < 0 ? -1 : 0;
 }
 
@@ -236,10 +250,17 @@ static int watch_requester(pid_t pid) {
 
 /* Track a started child, tie it to its requester and reply with its pid and pidfd. */
 static void started(pid_t pid, int pidfd, int conn, pid_t requester) {
+    /* Watched at accept, but not by a template, which got the request that
+     * made it from the zygote that forked it (zygote_server): watch it here. */
+    if (requester > 0 && watch_requester(requester) < 0) {
+        kill_pidfd(pidfd);
+        requester = 0;
+    }
     children[pidfd].pid = pid;
     children[pidfd].conn = conn;
     children[pidfd].requester = requester;
-    if (send_dict_int(conn, "pid", pid, pidfd) < 0) {
+    /* 'server': the process that forked it (this zygote, or a template). */
+    if (send_dict_int(conn, "pid", pid, "server", zygote_pid, pidfd) < 0) {
         /* The requester is gone or gave up: its child must not run on. */
         kill_pidfd(pidfd);
         close(conn);
@@ -263,7 +284,7 @@ static void reap(int pidfd) {
     else
         code = WEXITSTATUS(status);
     if (c.conn >= 0) {
-        send_dict_int(c.conn, "exitcode", code, -1);
+        send_dict_int(c.conn, "exitcode", code, NULL, 0, -1);
         close(c.conn);
     }
 }
@@ -477,7 +498,8 @@ static PyObject *py_serve(PyObject *self, PyObject *args) {
         double busy_for = last_request + spare_idle - now();
         if (spare.pid && (busy_for <= 0 || spare.state != state))
             drop_spare(); /* idle: give its memory back; or stale */
-        int want_spare = spares && !spare.pid && busy_for > 0 && handed < 0;
+        int want_spare = spares && !spare.pid && busy_for > 0 && handed < 0 &&
+                         kinds[listen_fd] == K_LISTEN; /* no spare while another process serves */
         int timeout = -1;
         if (idle_return || want_spare)
             timeout = 0;
@@ -549,6 +571,8 @@ static PyObject *py_serve(PyObject *self, PyObject *args) {
                 unwatch_close(fd);
                 handed = -1;
                 break;
+            case K_WATCH:
+                return Py_BuildValue("(si)", "watch", fd);
             case K_OWNER:
                 /* The run's owner is gone: so is the zygote, and its children
                  * with it (PR_SET_PDEATHSIG). */
@@ -700,6 +724,71 @@ failed:
     return PyErr_SetFromErrno(PyExc_OSError);
 }
 
+
+/* listening(on): accept requests (True), or leave them in the socket's
+ * backlog for another process that listens on the same socket (False: a
+ * template forked from this zygote serves them; the spare is dropped). */
+static PyObject *py_listening(PyObject *self, PyObject *args) {
+    int on;
+    if (!PyArg_ParseTuple(args, "p", &on))
+        return NULL;
+    if (ep < 0)
+        return PyErr_Format(PyExc_RuntimeError, "setup() first");
+    if (on && kinds[listen_fd] != K_LISTEN) {
+        if (watch(listen_fd, K_LISTEN) < 0)
+            return PyErr_SetFromErrno(PyExc_OSError);
+    } else if (!on && kinds[listen_fd] == K_LISTEN) {
+        epoll_ctl(ep, EPOLL_CTL_DEL, listen_fd, NULL);
+        kinds[listen_fd] = K_NONE;
+        drop_spare();
+    }
+    Py_RETURN_NONE;
+}
+
+/* watch_fd(fd) / unwatch_fd(fd): serve() returns ("watch", fd) while fd is
+ * readable; unwatch_fd stops that (the descriptor stays open: Python's). */
+static PyObject *py_watch_fd(PyObject *self, PyObject *args) {
+    int fd;
+    if (!PyArg_ParseTuple(args, "i", &fd))
+        return NULL;
+    if (ep < 0)
+        return PyErr_Format(PyExc_RuntimeError, "setup() first");
+    if (watch(fd, K_WATCH) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_unwatch_fd(PyObject *self, PyObject *args) {
+    int fd;
+    if (!PyArg_ParseTuple(args, "i", &fd))
+        return NULL;
+    if (ep >= 0 && valid_fd(fd) && kinds[fd] == K_WATCH) {
+        epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+        kinds[fd] = K_NONE;
+    }
+    Py_RETURN_NONE;
+}
+
+/* reset(): in a copy forked from the zygote that becomes a zygote itself (a
+ * template, zygote_server): forget the zygote's children, requesters and
+ * spare (the caller has closed their descriptors, the epoll's included), so
+ * that setup() can run again. The context taken on stays. */
+static PyObject *py_reset(PyObject *self, PyObject *args) {
+    free(kinds);
+    free(children);
+    free(pending_requester);
+    free(msgbuf);
+    kinds = NULL;
+    children = NULL;
+    pending_requester = NULL;
+    msgbuf = NULL;
+    ep = listen_fd = owner_fd = -1;
+    nrequesters = 0;
+    memset(&spare, 0, sizeof spare);
+    handed = -1;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"setup", py_setup, METH_VARARGS, "setup(listen_fd, owner_pidfd, zygote_pid)"},
     {"serve", py_serve, METH_VARARGS,
@@ -711,6 +800,10 @@ static PyMethodDef methods[] = {
     {"adopt_child", py_adopt_child, METH_VARARGS, "adopt_child(pid, conn, requester)"},
     {"take_request", py_take_request, METH_VARARGS,
      "take_request(sock, avoid) -> None | (ctx, data_fd, tracker_fd, status_fd, avoid_taken)"},
+    {"listening", py_listening, METH_VARARGS, "listening(on): accept requests or not"},
+    {"watch_fd", py_watch_fd, METH_VARARGS, "watch_fd(fd): serve() returns ('watch', fd)"},
+    {"unwatch_fd", py_unwatch_fd, METH_VARARGS, "unwatch_fd(fd)"},
+    {"reset", py_reset, METH_NOARGS, "reset(): forget the state of the zygote this was forked from"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -84,7 +84,7 @@ def test_the_loop_in_use():
     p.start()
     p.join(30)
     assert forked(p)
-    with open(f'/proc/{zygote.owned_pid()}/maps') as f:
+    with open(f'/proc/{zygote.serving_pid()}/maps') as f:
         assert '_zygote_loop' in f.read()
 
 
@@ -141,7 +141,7 @@ def test_the_c_loop_serves_starts_without_python():
         p = mp.Process(target=exit_with, args=(0,))
         p.start()
         p.join(30)
-    zpid = zygote.owned_pid()
+    zpid = zygote.serving_pid()
     batches = []
     for _ in range(3):
         before = _minor_faults(zpid)
@@ -259,7 +259,7 @@ def test_identity_cwd_and_environment(tmp_path, monkeypatch):
     assert forked(p)
     assert (pid, parent, name, cwd, var) == (p.pid, os.getpid(), 'kid', str(tmp_path),
                                              'set after the zygote started')
-    assert ppid == zygote.owned_pid() != os.getpid()    # the real parent is the zygote
+    assert ppid == zygote.serving_pid() != os.getpid()   # the real parent: the zygote (or its template)
 
 
 def test_nested_child_uses_the_zygote():
@@ -273,7 +273,7 @@ def test_nested_child_uses_the_zygote():
     child = next(g for g in got if g[0] == 'child')
     assert child[1:] == (p.pid, 0, True)
     gpid, gppid, gparent, gname, _, _ = grandchild
-    assert gparent == p.pid and gname == 'grandchild' and gppid == zygote.owned_pid()
+    assert gparent == p.pid and gname == 'grandchild' and gppid == zygote.serving_pid()
 
 
 def test_requester_killed_takes_its_children():
@@ -298,7 +298,7 @@ def test_zygote_never_loads_go():
     assert all(forked(p) for p in ps)
     zpid = zygote.owned_pid()
     assert gocore_mapped(os.getpid())
-    assert not gocore_mapped(zpid)
+    assert not gocore_mapped(zpid) and not gocore_mapped(zygote.serving_pid())
 
 
 def test_dead_zygote_is_replaced():

@@ -67,7 +67,7 @@ def test_spares_hold_nothing_of_earlier_requests(tmp_path, monkeypatch):
         p.join(30)
         assert p.exitcode == 0 and p._popen._conn is not None
         pid, ppid, cwd, var, fds = got
-        assert pid == p.pid and ppid == zygote.owned_pid()
+        assert pid == p.pid and ppid == zygote.serving_pid()
         assert cwd == str(d) and var == (None if i % 2 else str(i))
         seen.append(fds)
     assert all(fds == seen[0] for fds in seen), seen      # no descriptor carried over
@@ -76,8 +76,9 @@ def test_spares_hold_nothing_of_earlier_requests(tmp_path, monkeypatch):
 def test_spare_waits_and_dies_with_the_zygote():
     q = mp.Queue()
     # A first start brings this process's installed packages (pytest's) to
-    # the zygote, which then probes and imports them before it serves the
-    # next request: once a second start is served, the zygote is idle.
+    # the zygote, whose template imports them and serves from then on (the
+    # forking process is zygote.serving_pid()): once a second start is
+    # served, it is idle.
     for _ in range(2):
         w = mp.Process(target=report, args=(q,))
         w.start()
@@ -87,7 +88,7 @@ def test_spare_waits_and_dies_with_the_zygote():
     p.start()
     q.get(timeout=30)
     p.join(30)
-    zpid = zygote.owned_pid()
+    zpid = zygote.serving_pid()
     # Once idle, the zygote has one child forked ahead, and only that one
     # (the one that ran is reaped: it may still be listed for a moment).
     assert wait_until(lambda: len(zygote_children(zpid) - {p.pid}) == 1, 10), \
@@ -106,7 +107,7 @@ def test_spare_waits_and_dies_with_the_zygote():
     p = mp.Process(target=os.getpid)                  # a new zygote takes over
     p.start()
     p.join(30)
-    assert p.exitcode == 0 and zygote.owned_pid() != zpid
+    assert p.exitcode == 0 and zygote.serving_pid() != zpid
 
 
 def test_no_spare_when_disabled(monkeypatch):
@@ -119,7 +120,7 @@ def test_no_spare_when_disabled(monkeypatch):
         assert q.get(timeout=30)[0] == p.pid
         p.join(30)
         assert p.exitcode == 0 and p._popen._conn is not None
-    zpid = zygote.owned_pid()
+    zpid = zygote.serving_pid()
     assert wait_until(lambda: not zygote_children(zpid), 10)
     zygote.shutdown()        # the next test gets a zygote with spares
 
@@ -132,7 +133,7 @@ def test_idle_zygote_drops_its_spare_and_forks_one_again_after_a_request(monkeyp
     p.start()
     q.get(timeout=30)
     p.join(30)
-    zpid = zygote.owned_pid()
+    zpid = zygote.serving_pid()
     assert wait_until(lambda: len(zygote_children(zpid)) == 1, 10)     # the spare
     spare, = zygote_children(zpid)
     assert wait_until(lambda: not zygote_children(zpid), 10), 'the spare outlived its idle time'
