@@ -616,8 +616,32 @@ def requester_sources(sent, main_path):
         path = getattr(spec, 'origin', None)
         if not isinstance(path, str) or not path.endswith('.py') or name == '__main__':
             continue
-        cached = getattr(spec, 'cached', None)
-        if cached and os.path.exists(cached):
+        if _fresh_bytecode(path, getattr(spec, 'cached', None)):
             continue
         new.append(('module', path, path))
     return new
+
+
+def _fresh_bytecode(path, cached):
+    """Whether a child importing path finds valid bytecode in cached (else it compiles).
+
+    A .pyc older than its source (an edited module under
+    PYTHONDONTWRITEBYTECODE, which never rewrites it) is compiled again by
+    every process that imports it: such a module goes to the zygote too.
+    The header's source mtime and size are what importlib checks.
+    """
+    if not cached:
+        return False
+    try:
+        with open(cached, 'rb') as f:
+            head = f.read(16)
+        st = os.stat(path)
+    except OSError:
+        return False
+    from importlib.util import MAGIC_NUMBER
+    if len(head) < 16 or head[:4] != MAGIC_NUMBER:
+        return False
+    flags, mtime, size = struct.unpack('<III', head[4:16])
+    if flags & 1:
+        return True        # hash-based: checked against the source by importlib, if at all
+    return mtime == int(st.st_mtime) & 0xFFFFFFFF and size == st.st_size & 0xFFFFFFFF

@@ -624,3 +624,26 @@ def test_other_users_are_refused():
     p.start()
     p.join(30)
     assert forked(p) and p.exitcode == 0
+
+
+def test_modules_whose_bytecode_is_stale_are_compiled_once_by_the_zygote(tmp_path, monkeypatch):
+    # Under PYTHONDONTWRITEBYTECODE an edited module keeps its old .pyc, and
+    # every process that imports it compiles it again: the requester sends
+    # such a module to the zygote (which compiles it once for every child),
+    # as it does a module with no .pyc; one with a valid .pyc is not sent.
+    import importlib
+    import py_compile
+    for name in ('fresh_mod', 'stale_mod', 'nopyc_mod'):
+        (tmp_path / f'{name}.py').write_text('VALUE = 1\n')
+    py_compile.compile(str(tmp_path / 'fresh_mod.py'))
+    py_compile.compile(str(tmp_path / 'stale_mod.py'))
+    time.sleep(0.01)
+    (tmp_path / 'stale_mod.py').write_text('VALUE = 22\n')     # edited: size and mtime differ
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, 'dont_write_bytecode', True)
+    for name in ('fresh_mod', 'stale_mod', 'nopyc_mod'):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+        importlib.import_module(name)
+    sent = zygote.requester_sources({'len': 0, 'names': set()}, None)
+    paths = {os.path.basename(p) for _, p, _ in sent}
+    assert {'stale_mod.py', 'nopyc_mod.py'} <= paths and 'fresh_mod.py' not in paths, paths
