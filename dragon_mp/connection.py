@@ -356,6 +356,7 @@ class Connection(_stdlib.Connection):
         block (to read or unpickle from; _release() it after)."""
         fp, addr, inline = _core.fast(), self._rch._addr, self._rch._inline
         recv = fp.recv_msg if whole else fp.recv
+        idle = 0
         while True:
             r = recv(addr, WAIT_SLICE_NS, inline)
             if r.__class__ is not int:
@@ -363,7 +364,14 @@ class Connection(_stdlib.Connection):
             if r == _TIMED_OUT:
                 if self._handle is None:
                     raise OSError(errno.EBADF, "handle is closed")
-                self._peer_gone()       # nothing for a whole slice: has the other end died?
+                # Nothing for a whole slice: has the other end died? Looked
+                # at after 1, 2, 4 and 8 idle slices, then once a second:
+                # each look runs Go, whose scheduler thread then polls for a
+                # while (pyext/fastpath_chan.c, recv_wait), and a reader may
+                # wait for hours.
+                idle += 1
+                if (idle & (idle - 1) == 0 and idle < 10) or idle % 10 == 0:
+                    self._peer_gone()
                 continue
             if r == _CLOSED:
                 raise EOFError

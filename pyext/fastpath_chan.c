@@ -437,6 +437,106 @@ static i64 recv_attempt(void *p, i64 timeout)
     return go_recv(c->addr, c->buf, c->cap, timeout, &c->len, &c->off);
 }
 
+/* Whether a receiver of the channel has something to do: a message, or the close. */
+static inline int chan_ready(dmp_chan_header *h)
+{
+    return LOAD(&h->count) != 0 || LOAD(&h->closed) != 0 || LOAD(&h->magic) != DMP_CHAN_MAGIC;
+}
+
+/*
+ * Sleep on the channel's "not empty" word for at most ns, in C, by
+ * gocore/channel's protocol (recv.go): count this waiter in neWaiters, read
+ * neSeq, then sleep only while nothing is there. Every put and the close bump
+ * neSeq before they read neWaiters, so a message that lands after the look
+ * changes the word and the futex returns at once. Spurious returns are
+ * fine: the caller looks again.
+ */
+static void chan_idle_wait(dmp_chan_header *h, i64 ns)
+{
+    __atomic_add_fetch(&h->ne_waiters, 1, __ATOMIC_SEQ_CST);
+    uint32_t seq = LOAD(&h->ne_seq);
+    if (!chan_ready(h)) {
+        struct timespec ts = {.tv_sec = ns / 1000000000LL, .tv_nsec = ns % 1000000000LL};
+        syscall(SYS_futex, &h->ne_seq, FUTEX_WAIT, seq, &ts, NULL, 0);   /* shared word */
+    }
+    __atomic_sub_fetch(&h->ne_waiters, 1, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * Receive on a channel of this node, waiting at most total_ns (<0 forever),
+ * as sliced(recv_attempt, ...) does. A wait that has been idle for a whole
+ * slice (in this call, or in the call before on this thread and channel:
+ * callers wait in slices and look around between them) goes on in C: it
+ * sleeps on the channel's futex word and calls into Go only when the
+ * channel has something (or has something it cannot take yet). Why: every
+ * call into Go wakes Go's sysmon thread, which then polls every 20 us for a
+ * while: an idle child blocked in recv() cost ~600 thread wake-ups and ~1.6%
+ * of a CPU a second, and 250 idle children took the whole of a 2-CPU
+ * machine (issue 17). The first slice of a wait stays Go's, which spins
+ * before it sleeps (a reply in a ping-pong comes within microseconds; a
+ * futex wake-up costs tens). Signal handlers run between slices, as in
+ * sliced(). d: the channel's direct view, or NULL (then it is sliced()).
+ */
+#define IDLE_CONTINUE_NS 50000000LL   /* a wait this soon after one timed out continues it */
+
+static __thread u64 idle_addr;         /* the channel this thread's last wait timed out on */
+static __thread i64 idle_at;           /* when */
+
+static i64 recv_wait(recv_ctx *c, chan_direct *d, i64 total_ns, int *raised)
+{
+    dmp_chan_header *h = d != NULL ? chan_direct_hdr(d) : NULL;
+    if (h == NULL || total_ns == 0)
+        return sliced(recv_attempt, c, c->addr, total_ns, -CODE_TIMEOUT, 1, raised);
+    i64 start = now_ns();
+    i64 deadline = total_ns < 0 ? -1 : start + total_ns;
+    i64 rc;
+    if (!(idle_addr == c->addr && start - idle_at < IDLE_CONTINUE_NS)) {
+        /* The first slice: Go's wait (spin, then sleep). */
+        i64 first = total_ns < 0 || total_ns > WAIT_SLICE_NS ? WAIT_SLICE_NS : total_ns;
+        rc = sliced(recv_attempt, c, c->addr, first, -CODE_TIMEOUT, 1, raised);
+        if (*raised || rc != -CODE_TIMEOUT) {
+            idle_addr = 0;
+            return rc;
+        }
+    }
+    *raised = 0;
+    for (;;) {
+        i64 slice = WAIT_SLICE_NS;
+        if (deadline >= 0) {
+            i64 left = deadline - now_ns();
+            if (left <= 0 && !chan_ready(h)) {
+                idle_addr = c->addr;
+                idle_at = now_ns();
+                return -CODE_TIMEOUT;
+            }
+            if (left < slice)
+                slice = left > 0 ? left : 0;
+        }
+        if (chan_ready(h)) {
+            idle_addr = 0;
+            if ((c->buf = thread_buffer(c->cap)) != NULL && chan_try_recv(d, c->buf, c->cap, &c->len))
+                return 0;
+            rc = recv_attempt(c, 0);            /* a poll: the GIL stays */
+            if (rc != -CODE_TIMEOUT)
+                return rc;
+            /* There but not takeable yet (a large message being written): Go waits. */
+            Py_BEGIN_ALLOW_THREADS
+            rc = recv_attempt(c, slice > 0 ? slice : 0);
+            Py_END_ALLOW_THREADS
+            if (rc != -CODE_TIMEOUT)
+                return rc;
+        } else if (slice > 0) {
+            Py_BEGIN_ALLOW_THREADS
+            chan_idle_wait(h, slice);
+            Py_END_ALLOW_THREADS
+        }
+        if (PyErr_CheckSignals() < 0) {
+            *raised = 1;
+            return 0;
+        }
+    }
+}
+
 /*
  * Large results and glibc: a bytes object of many MiB comes from mmap until
  * glibc has freed one that size, and then from the heap, whose top glibc
@@ -530,7 +630,7 @@ static PyObject *fp_recv(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         rc = 0;
     } else {
         int raised;
-        rc = sliced(recv_attempt, &c, c.addr, timeout, -CODE_TIMEOUT, 1, &raised);
+        rc = recv_wait(&c, d, timeout, &raised);
         if (raised)
             return NULL;
     }

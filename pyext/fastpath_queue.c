@@ -111,7 +111,7 @@ static PyObject *get_obj(u64 addr, chan_direct *d, i64 timeout, u64 cap)
         rc = 0;
     } else {
         int raised;
-        rc = sliced(recv_attempt, &c, c.addr, timeout, -CODE_TIMEOUT, 1, &raised);
+        rc = recv_wait(&c, d, timeout, &raised);
         if (raised)
             return NULL;
     }
