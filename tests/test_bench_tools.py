@@ -96,3 +96,32 @@ def test_start_parent_size_reports_every_size():
     for _, fork, ours, ratio in rows:
         assert float(fork) > 0 and float(ours) > 0
         assert abs(float(ratio) - float(fork) / float(ours)) < 0.02 * float(ratio) + 0.01
+
+
+def test_many_children_reports_start_times_and_memory(tmp_path):
+    out = _run([sys.executable, os.path.join(BENCH, 'many_children.py'), '--n', '6', '--step', '3',
+                '--spawn-n', '3', '--out', str(tmp_path / 'mc')])
+    assert out.returncode == 0, out.stderr
+    import json
+    with open(tmp_path / 'mc.json') as f:
+        got = json.load(f)
+    assert set(got) == {'dragon_mp', 'fork', 'spawn'}
+    assert [w['live'] for w in got['dragon_mp']['windows']] == [3, 6]
+    assert [w['live'] for w in got['spawn']['windows']] == [3]
+    for method, r in got.items():
+        assert all(w['start_ms'] > 0 for w in r['windows']), (method, r)
+        assert all(0 < m['pss_kib'] <= m['rss_kib'] for m in r['memory']), (method, r)
+
+
+def test_start_imports_program_puts_the_module_first_or_last():
+    sys.path.insert(0, BENCH)
+    try:
+        import start_imports
+    finally:
+        sys.path.remove(BENCH)
+    first = start_imports.program('numpy+pandas', 'dragon_mp')
+    last = start_imports.program('numpy+pandas', 'dragon_mp, imported last')
+    stdlib = start_imports.program('numpy+pandas', 'fork')
+    assert first.index('import dragon_mp as mp') < first.index('import numpy, pandas')
+    assert last.index('import dragon_mp as mp') > last.index('import numpy, pandas')
+    assert 'import multiprocessing as mp' in stdlib and 'import dragon_mp' not in stdlib
