@@ -17,7 +17,6 @@ each, ~60 ms of CPU): it stops at --spawn-n.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -92,6 +91,18 @@ def run(method, n, step, workdir):
     raise RuntimeError(f'{method} failed: {r.stderr[-3000:]}')
 
 
+def table(results, key, cell):
+    """Markdown rows: one per number of live children, one column per method (cell(row) of
+    results[method][key] at that number, blank where it has none)."""
+    methods = list(results)
+    rows = ['| live children | ' + ' | '.join(methods) + ' |', '|--:|' + '--:|' * len(methods)]
+    by_live = {m: {r['live']: r for r in results[m][key]} for m in methods}
+    for live in sorted({live for m in methods for live in by_live[m]}):
+        cells = [cell(by_live[m][live]) if live in by_live[m] else '' for m in methods]
+        rows.append(f'| {live} | ' + ' | '.join(cells) + ' |')
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--n', type=int, default=1000)
@@ -107,27 +118,12 @@ def main():
             n = min(args.n, args.spawn_n) if method == 'spawn' else args.n
             results[method] = run(method, n, args.step, d)
             print(method, json.dumps(results[method]), file=sys.stderr, flush=True)
-    methods = list(results)
     md = [f'{args.n} children started one by one, each alive (blocked in a Pipe recv) until the end; '
           f'{time.strftime("%Y-%m-%d")}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs.', '',
-          'Median time of one `Process.start()` over the last %d starts (ms):' % args.step, '',
-          '| live children | ' + ' | '.join(methods) + ' |', '|--:|' + '--:|' * len(methods)]
-    lives = sorted({w['live'] for m in methods for w in results[m]['windows']})
-    for live in lives:
-        cells = []
-        for m in methods:
-            w = [x for x in results[m]['windows'] if x['live'] == live]
-            cells.append(f"{w[0]['start_ms']:.2f}" if w else '')
-        md.append(f'| {live} | ' + ' | '.join(cells) + ' |')
-    md += ['', 'Memory of one live child, mean PSS / RSS (MiB):', '',
-           '| live children | ' + ' | '.join(methods) + ' |', '|--:|' + '--:|' * len(methods)]
-    lives = sorted({x['live'] for m in methods for x in results[m]['memory']})
-    for live in lives:
-        cells = []
-        for m in methods:
-            x = [y for y in results[m]['memory'] if y['live'] == live]
-            cells.append(f"{x[0]['pss_kib'] / 1024:.1f} / {x[0]['rss_kib'] / 1024:.1f}" if x else '')
-        md.append(f'| {live} | ' + ' | '.join(cells) + ' |')
+          'Median time of one `Process.start()` over the last %d starts (ms):' % args.step, '']
+    md += table(results, 'windows', lambda w: f"{w['start_ms']:.2f}")
+    md += ['', 'Memory of one live child, mean PSS / RSS (MiB):', '']
+    md += table(results, 'memory', lambda x: f"{x['pss_kib'] / 1024:.1f} / {x['rss_kib'] / 1024:.1f}")
     text = '\n'.join(md) + '\n'
     print(text)
     with open(args.out + '.md', 'w') as f:

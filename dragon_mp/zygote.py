@@ -78,10 +78,12 @@ Lifetime
 - Started lazily (popen_dragon, first Process start; the start waits until
   it listens, ~0.1 s) by the first process of a run that finds no zygote of
   its run in its environment: the run's head under `python prog.py`, the
-  program under `dragon prog.py`. The Go process manager execs it (with
-  KillWithParent) in the run's environment (DRAGON_MP_RUN), so run teardown
-  (KillRun, the reaper's scan of /proc/*/environ) finds it and its children.
-  The exec'd process takes a pidfd of its owner, forks the zygote and exits:
+  program under `dragon prog.py` (or at `import dragon_mp`:
+  dragon_mp.zygote_prestart). spawn() starts it with posix_spawn (no fork of
+  the requester, which may have loaded Go) in the run's environment
+  (DRAGON_MP_RUN), so run teardown (KillRun, the reaper's scan of
+  /proc/*/environ) finds it and its children; take() waits for it to listen.
+  The spawned process takes a pidfd of its owner, forks the zygote and exits:
   the zygote is an orphan, so the owner's children are only the processes
   the program started (tests and users count them). The zygote exits when
   the owner's pidfd becomes readable (the owner ended, SIGKILL included),
@@ -227,6 +229,7 @@ def socket_address(name):
 START_TIMEOUT = 30.0
 
 _owned = None            # _Owned: the zygote this process started, if any
+prestarted = None        # dragon_mp.zygote_prestart.finish while a zygote started at import waits
 _failed_runs = set()     # run ids whose zygote could not be started here
 
 
@@ -246,9 +249,8 @@ def address(runid):
         return None
     if value and _runid_of(value) == runid and (_owned is None or _owned.name != value):
         return value                   # inherited from the process that started us
-    from . import zygote_prestart
-    if zygote_prestart.early is not None:
-        zygote_prestart.finish(runid)      # the zygote started at `import dragon_mp`
+    if prestarted is not None:
+        prestarted(runid)                  # the zygote started at `import dragon_mp`
     owned = _owned
     if owned is not None and owned.runid == runid:
         if _alive(owned):
@@ -287,63 +289,75 @@ def _alive(owned):
 _starts = 0
 
 
-def adopt(runid, name, pid):
-    """Take on a zygote started for this process (zygote_prestart) as _start would."""
-    global _owned
-    _owned = _Owned(runid, name, pid, os.pidfd_open(pid))
-    os.environ[ENV_ZYGOTE] = name
-
-
 def _start(runid):
-    global _owned, _starts
-    from . import _runtime
+    global _starts
     _starts += 1
     name = f'dragon_mp.zygote.{runid}.{os.getpid()}-{_starts}'
+    spawned, ready_r = spawn(runid, name)
+    return take(runid, name, spawned, ready_r)
+
+
+def spawn(runid, name, packages=()):
+    """Start the zygote name of run runid, without waiting: (pid, ready pipe).
+
+    The process spawned (posix_spawn: no fork of this process, which may have
+    loaded Go) takes a pidfd of this process, forks the zygote and exits; the
+    zygote writes its pid on the pipe once it listens (take() reads it).
+    packages: installed packages for a template to import at once
+    (dragon_mp.zygote_prestart).
+    """
+    from . import _runtime
     argv = _runtime.python_command('from dragon_mp.zygote_server import main; main()',
-                                   name, '3', str(os.getpid()))
-    env = [e for e in _runtime.child_environment() if not e.startswith(ENV_ZYGOTE + '=')]
+                                   name, '3', str(os.getpid()), *([','.join(packages)] if packages else []))
+    env = {k: v for k, v in os.environ.items() if k != ENV_ZYGOTE}
+    env[_runtime.ENV_RUN] = runid
     r, w = os.pipe()
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
-        handle = _runtime.start_process({'argv': argv, 'env': env,
-                                         'files': [devnull, devnull, 2, w],
-                                         'kill_with_parent': True})
+        pid = os.posix_spawn(argv[0], argv, env, file_actions=[
+            (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
+            (os.POSIX_SPAWN_DUP2, w, 3)])
+    except BaseException:
+        os.close(r)
+        raise
     finally:
         os.close(w)
         os.close(devnull)
+    return pid, r
+
+
+def take(runid, name, spawned, ready_r):
+    """Wait for a zygote spawn() started to listen and make it this process's; OSError if it
+    does not start. The spawned process is reaped either way."""
+    global _owned
+    pid = None
     try:
         line = b''
         while not line.endswith(b'\n'):
-            chunk = os.read(r, 64) if readable(r, START_TIMEOUT) else b''
+            chunk = os.read(ready_r, 64) if readable(ready_r, START_TIMEOUT) else b''
             if not chunk:
                 raise OSError('dragon_mp: the zygote did not start')
             line += chunk
         pid = int(line)
-        pidfd = os.pidfd_open(pid)
+        owned = _Owned(runid, name, pid, os.pidfd_open(pid))
     except BaseException:
-        _stop_handle(handle, kill=True)
+        for victim in (pid, spawned):
+            if victim:
+                try:
+                    os.kill(victim, signal.SIGKILL)   # a zygote's template and children die with it
+                except OSError:
+                    pass
         raise
     finally:
-        os.close(r)
-    _stop_handle(handle, kill=False)      # the intermediate process, gone already
-    _owned = _Owned(runid, name, pid, pidfd)
+        os.close(ready_r)
+        if spawned:                       # (0: reaped already)
+            try:
+                os.waitpid(spawned, 0)    # it exits once the zygote is forked
+            except ChildProcessError:
+                pass
+    _owned = owned
     os.environ[ENV_ZYGOTE] = name
-    return _owned
-
-
-def _stop_handle(handle, kill):
-    from . import _core
-    gc = _core.gocore()
-    try:
-        if kill:
-            _core.call(gc.ProcSignal, handle, int(signal.SIGKILL))
-        _core.call(gc.ProcWait, handle, 2_000_000_000)
-    except Exception:
-        pass
-    try:
-        _core.call(gc.ProcRelease, handle)
-    except Exception:
-        pass
+    return owned
 
 
 def _release(owned):

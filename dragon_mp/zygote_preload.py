@@ -169,6 +169,10 @@ class Preloader:
             self.skipped[key] = why
         self.report(debug)
 
+    def failed(self, name, why, debug):
+        """name did not import (only name is skipped, not its package)."""
+        self.skip(name, f'its import failed ({why})', debug, top=False)
+
     def report(self, debug):
         """Name the skipped modules on stderr, once each, when debug."""
         if not debug:

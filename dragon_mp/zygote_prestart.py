@@ -11,10 +11,11 @@ them too, on another core. Nothing waits at import: the first start takes
 the zygote on (its ready line; dragon_mp.zygote.address) and finds the
 template ready or nearly so.
 
-- posix_spawn, not Go's process manager: Go is not loaded yet (and must not
-  be for this). The spawned process forks the zygote and exits, as with a
-  zygote started later; it is reaped at the first start, the first use of
-  the runtime, or exit, so no zombie stays.
+- Started as every zygote is (dragon_mp.zygote.spawn): the spawned process
+  forks the zygote and exits; it is reaped at the first start, the first
+  use of the runtime, or exit, so no zombie stays. Only before Go is
+  loaded: a run that exists already has its zygote started at its first
+  start.
 - The run id is fixed then (dragon_mp._runtime.planned_runid): the run the
   program creates later takes it, and the zygote carries it. A fork of the
   program forgets both (its run is its own).
@@ -31,7 +32,6 @@ import signal
 import sys
 
 from . import zygote
-from .zygote import START_TIMEOUT, readable
 
 __all__ = []   # internal
 
@@ -53,7 +53,7 @@ def prestart():
     if _prestarted:
         return
     _prestarted = True
-    if os.environ.get(zygote.ENV_ZYGOTE) or not hasattr(os, 'posix_spawn'):
+    if os.environ.get(zygote.ENV_ZYGOTE):
         return
     from . import _core, _runtime
     if _core._loaded_pid is not None or _runtime._run is not None:
@@ -63,65 +63,44 @@ def prestart():
         return
     runid = _runtime.planned_runid()
     name = f'dragon_mp.zygote.{runid}.{os.getpid()}-0'
-    argv = _runtime.python_command('from dragon_mp.zygote_server import main; main()',
-                                   name, '3', str(os.getpid()), ','.join(names))
-    env = dict(os.environ)
-    env[_runtime.ENV_RUN] = runid
-    r, w = os.pipe()
-    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
-        pid = os.posix_spawn(argv[0], argv, env, file_actions=[
-            (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
-            (os.POSIX_SPAWN_DUP2, w, 3)])
+        pid, ready_r = zygote.spawn(runid, name, names)
     except OSError:
-        os.close(r)
         return
-    finally:
-        os.close(w)
-        os.close(devnull)
-    early = _Early(runid, name, pid, r)
+    early = _Early(runid, name, pid, ready_r)
+    zygote.prestarted = finish
     import atexit
     atexit.register(reap, True)
-    os.register_at_fork(after_in_child=_forget_prestart)   # the zygote is not a fork's
+    os.register_at_fork(after_in_child=_forget)   # the zygote is not a fork's
 
 
-def _forget_prestart():
+def _forget():
     global early
     mine, early = early, None
+    zygote.prestarted = None
     if mine is not None:
         os.close(mine.ready_r)
 
 
 def finish(runid):
-    """Take on the zygote started at import, if it is this run's (else stop it)."""
+    """Take on the zygote started at import (zygote.address, at the first start), if it is
+    this run's; else let it go (its ready line finds the pipe closed, and it exits)."""
     global early
     mine, early = early, None
-    pid = None
-    try:
-        line = b''
-        while not line.endswith(b'\n'):
-            chunk = (os.read(mine.ready_r, 64) if readable(mine.ready_r, START_TIMEOUT)
-                     else b'')
-            if not chunk:
-                raise OSError('dragon_mp: the zygote did not start')
-            line += chunk
-        pid = int(line)
-        if mine.runid != runid or zygote.owned_pid() is not None:
-            raise ValueError('a zygote of another run')   # the run took another id
-        zygote.adopt(runid, mine.name, pid)
-    except (OSError, ValueError):
-        if pid is not None:
-            try:
-                os.kill(pid, signal.SIGKILL)   # its template and children die with it
-            except OSError:
-                pass
-    finally:
-        os.close(mine.ready_r)
-        if mine.pid:       # the process we spawned forks the zygote and exits at once
-            try:
-                os.waitpid(mine.pid, 0)
-            except ChildProcessError:
-                pass
+    zygote.prestarted = None
+    if mine.runid == runid and zygote.owned_pid() is None:
+        try:
+            zygote.take(runid, mine.name, mine.pid, mine.ready_r)
+        except OSError:
+            pass                       # the start goes on as without it
+        return
+    os.close(mine.ready_r)
+    if mine.pid:
+        try:
+            os.kill(mine.pid, signal.SIGKILL)
+            os.waitpid(mine.pid, 0)
+        except (OSError, ChildProcessError):
+            pass
 
 
 def reap(wait=False):

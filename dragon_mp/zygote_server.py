@@ -140,8 +140,7 @@ class _Server:
         try:
             known = self.context
             if not self._take_on(msg, fds):
-                for fd in fds + [conn]:
-                    os.close(fd)
+                _close_request(conn, fds)
                 return None
             if self.context is not known and self.context is not None:
                 loop.set_context(self.context)   # its fast path serves this context now
@@ -154,9 +153,7 @@ class _Server:
                     if done:
                         return child
         except BaseException:
-            # Python owns the descriptors here: a requester must not wait forever.
-            for fd in fds + [conn]:
-                os.close(fd)
+            _close_request(conn, fds)   # Python owns them here: a requester must not wait forever
             raise
         return self._serve_taken(loop, conn, requester, msg, fds)
 
@@ -166,8 +163,7 @@ class _Server:
             if loop.assign_spare(self._fork_state(), conn, requester, msg, fds):
                 return None
         except BaseException:
-            for fd in fds + [conn]:
-                os.close(fd)
+            _close_request(conn, fds)
             raise
         try:
             pid, setup = self._fork_for_request(msg, fds, conn)
@@ -256,7 +252,7 @@ class _Server:
         def report(kind, name, why):
             sock.send(zygote_preload.encode(kind, name, why))
             if kind == 'fail':         # ours too: a debug requester of ours hears of it
-                self.packages.skip(name, f'its import failed ({why})', False, top=False)
+                self.packages.failed(name, why, False)
 
         ok = zygote_preload.import_checked(names, report)
         signal.alarm(0)
@@ -290,17 +286,15 @@ class _Server:
                 t.done.add(name)
             elif kind == 'fail':
                 t.done.add(name)
-                self.packages.skip(name, f'its import failed ({why})', t.debug, top=False)
+                self.packages.failed(name, why, t.debug)
             elif kind == 'unsafe':
                 t.unsafe = True
                 self.packages.skip(name, why, t.debug)
             elif kind == 'ready':
                 t.live = True
                 self.preload = []             # the template imports what is left
-                if t.held is not None:
-                    conn, _, _, fds = t.held  # the template has its own copies
-                    for fd in fds + [conn]:
-                        os.close(fd)
+                if t.held is not None:        # the template has its own copies
+                    _close_request(t.held[0], t.held[3])
                     t.held = None
             return None
         # The template ended.
@@ -454,6 +448,12 @@ class _Server:
         status = zygote_child.install_fds(fds, targets, status)
         zygote_child.finish_setup(ctx, None, status, False)
         return data_fd, tracker_fd
+
+
+def _close_request(conn, fds):
+    """Close a request's descriptors and its connection (the requester sees EOF)."""
+    for fd in fds + [conn]:
+        os.close(fd)
 
 
 def _ended(status):
