@@ -282,25 +282,36 @@ static int chan_try_recv(chan_direct *d, char *dst, u64 cap, u64 *len)
  * outlive its channel: C reads every parameter from the header, checks the magic
  * before touching the mutex and again under it, and a channel made later at the
  * same offset is the one the address names. invalidate() empties it (epoch).
+ *
+ * A caller gets a copy of the entry, on its own stack: an entry is replaced by
+ * the next lookup of another address that hashes to it, which another thread
+ * makes whenever this one lets the GIL go (a wait, or Python code run by a
+ * pickle). A pointer into the cache kept across that would then name the other
+ * channel, and a receive would take that channel's message (found as lost exit
+ * codes of remote Pool workers: 300 threads each waiting on its own channel
+ * lost ~1% of the messages to each other's waits).
  */
-#define DIRECT_CACHE 64
+#define DIRECT_CACHE 64             /* a power of two: direct_for takes the top 6 bits of a product */
 
 static struct {
     u64 addr;
     chan_direct d;
 } direct_cache[DIRECT_CACHE];
 
-static chan_direct *direct_for(u64 addr)
+/* Where the channel at addr lives, copied into *out; NULL when not here (through Go). GIL held. */
+static chan_direct *direct_for(u64 addr, chan_direct *out)
 {
     if (addr == 0)
         return NULL;
-    /* headers are 64-byte aligned */
-    size_t i = (size_t)((addr >> DMP_ADDR_UNIT_SHIFT) ^ (addr >> DMP_ADDR_NODE_SHIFT)) % DIRECT_CACHE;
+    /* Fibonacci hashing of the whole address (offset, generation, node): channels made one after
+     * the other sit 2 units apart, and the offset alone bucketed 32 of them together. */
+    size_t i = (size_t)((addr * 0x9E3779B97F4A7C15ULL) >> 58);      /* 64 = 2^6 entries */
     if (direct_cache[i].addr != addr || direct_cache[i].d.epoch != epoch) {
         chan_direct_init(&direct_cache[i].d, addr);
         direct_cache[i].addr = addr;
     }
-    return chan_direct_hdr(&direct_cache[i].d) != NULL ? &direct_cache[i].d : NULL;
+    *out = direct_cache[i].d;
+    return chan_direct_hdr(out) != NULL ? out : NULL;
 }
 
 /* ---- channels */
@@ -405,7 +416,8 @@ static PyObject *fp_send(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     }
     int raised = 0;
     i64 rc = RC_NOBLOCK;
-    if (c.n < NOGIL_COPY && chan_try_send(direct_for(c.addr), c.buf, c.n))
+    chan_direct direct;
+    if (c.n < NOGIL_COPY && chan_try_send(direct_for(c.addr, &direct), c.buf, c.n))
         rc = 0;
     else if (c.n >= BLOCK_COPY)
         rc = send_block_parts(c.addr, &c.buf, &c.n, 1, timeout, &raised);
@@ -625,7 +637,7 @@ static PyObject *fp_recv(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     c.cap = (u64)cap;
     c.len = c.off = 0;
     i64 rc;
-    chan_direct *d = direct_for(c.addr);
+    chan_direct direct, *d = direct_for(c.addr, &direct);
     if (d != NULL && (c.buf = thread_buffer(c.cap)) != NULL && chan_try_recv(d, c.buf, c.cap, &c.len)) {
         rc = 0;
     } else {

@@ -297,7 +297,8 @@ static PyObject *fp_send_obj(PyObject *mod, PyObject *const *args, Py_ssize_t na
     if (as_u64(args[0], &addr) < 0 || as_i64(args[2], &timeout) < 0)
         return NULL;
     int raised = 0;
-    i64 rc = put_obj_rc(addr, direct_for(addr), args[1], NULL, 0, timeout, &raised);
+    chan_direct direct;
+    i64 rc = put_obj_rc(addr, direct_for(addr, &direct), args[1], NULL, 0, timeout, &raised);
     if (raised)
         return NULL;
     return PyLong_FromLongLong(rc);
@@ -470,7 +471,8 @@ static PyObject *fp_recv_msg(PyObject *mod, PyObject *const *args, Py_ssize_t na
         PyErr_SetString(PyExc_ValueError, "recv_msg(): negative inline_cap");
         return NULL;
     }
-    PyObject *r = recv_raw(addr, direct_for(addr), timeout, (u64)cap, &rc);
+    chan_direct direct;
+    PyObject *r = recv_raw(addr, direct_for(addr, &direct), timeout, (u64)cap, &rc);
     if (r != NULL || PyErr_Occurred())
         return r;
     return PyLong_FromLongLong(rc);

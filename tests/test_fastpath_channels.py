@@ -381,3 +381,94 @@ def test_holder_sigkilled_inside(fp):
         if held >= 2 and i >= 4:
             break
     assert held >= 1
+
+
+# ---- the module-level send()/recv() (an address in, the channel found in a small cache)
+
+
+def _send_each_its_index(chans, rounds, go):
+    for r in range(rounds):
+        go.get(timeout=60)
+        for i, ch in enumerate(chans):
+            ch.send(b'%d.%d' % (r, i))
+
+
+def test_waits_on_many_channels_take_their_own_messages():
+    # 256 threads, each waiting in slices on its own channel (its wait sleeps
+    # in C without the GIL), 4 cache entries per bucket of the address cache:
+    # the others' lookups replace the waiter's entry while it sleeps. A
+    # message for every channel at once: each waiter must get its own, and
+    # nothing may stay behind (a wait that used the replaced entry took the
+    # other channel's message: ~1% of them went to the wrong waiter).
+    from dragon_mp.queues import _Channel
+    n, rounds = 256, 4
+    chans = [_Channel(0) for _ in range(n)]
+    go = mp.Queue()
+    wrong, got = [], collections.Counter()
+    stop = threading.Event()
+
+    def wait(i):
+        for r in range(rounds):
+            while not stop.is_set():
+                try:
+                    m = chans[i].recv(timeout=0.02)
+                except queue.Empty:
+                    continue
+                got[i] += 1
+                if m != b'%d.%d' % (r, i):
+                    wrong.append((i, m))
+                break
+
+    threads = [threading.Thread(target=wait, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    p = mp.Process(target=_send_each_its_index, args=(chans, rounds, go))
+    p.start()
+    try:
+        for r in range(rounds):
+            time.sleep(0.1)             # every waiter idle again, asleep in C
+            go.put(r)
+            deadline = time.monotonic() + 30
+            while sum(got.values()) < n * (r + 1) and time.monotonic() < deadline and not wrong:
+                time.sleep(0.01)
+            assert not wrong, wrong[:5]
+            assert sum(got.values()) == n * (r + 1), [i for i in range(n) if got[i] <= r][:10]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+        p.join(5 if wrong else 30)
+        if p.is_alive():
+            p.kill()            # a failed round: it waits for a go that will not come
+            p.join(10)
+    assert p.exitcode == 0
+    assert [len(ch) for ch in chans] == [0] * n
+
+
+class _LooksAround:
+    """Pickling it receives (timeout 0) on every channel of `others`: every
+    entry of the address cache is replaced while the send that pickles it
+    is under way."""
+
+    def __init__(self, others):
+        self.others = others
+
+    def __reduce__(self):
+        for ch in self.others:
+            try:
+                ch.recv(timeout=0)
+            except queue.Empty:
+                pass
+        return (str, ('mine',))
+
+
+def test_send_of_an_object_whose_pickling_uses_other_channels():
+    from dragon_mp.queues import _Channel
+    others = [_Channel(0) for _ in range(256)]
+    for k in range(8):
+        r, w = mp.Pipe(duplex=False)
+        w.send(_LooksAround(others))
+        assert r.poll(10) and r.recv() == 'mine'
+        assert [len(ch) for ch in others] == [0] * len(others)
+        r.close()
+        w.close()
