@@ -25,42 +25,28 @@ from multiprocessing.context import set_spawning_popen
 
 from . import _core, _runtime, reduction, spawn
 
-__all__ = ['Popen', 'child_main']
+__all__ = ['Popen', 'RemoteChild', 'child_main']
 
 WAIT_SLICE = 0.1       # s: how often the watcher looks whether the child's node is lost
 
 
-class Popen:
-    method = 'dragon'
+class RemoteChild:
+    """A process started on another node by its agent, from argv, env (a list
+    of 'K=V') and a working directory: pid (on its node), sentinel,
+    returncode, poll, wait, signals. Its node's run environment is put over
+    env there; its standard streams are its node agent's."""
 
-    def __init__(self, process_obj, node):
+    def __init__(self, node, argv, env, cwd=None):
+        import json
         from .queues import _Channel
-        util._flush_std_streams()
         self.returncode = None
         self.node = node
         self._exited = threading.Event()
-        prep_data = spawn.get_preparation_data(process_obj._name)
-        fp = io.BytesIO()
-        set_spawning_popen(self)
-        try:
-            # Pickle before asking the other node for anything: an
-            # unpicklable target fails here, with nothing to undo.
-            reduction.dump(prep_data, fp)
-            reduction.dump(process_obj, fp)
-        finally:
-            set_spawning_popen(None)
-        channel = _Channel(0)
-        channel.send(fp.getvalue())
-        addr = channel._reference_for_pickle()      # the child's reference
-        argv = _runtime.python_command(
-            f'from dragon_mp.popen_remote import child_main; child_main({addr}, {channel._inline})',
-            '--multiprocessing-fork')
         # The target agent sends the exit code here; kept alive until the
         # watcher has it (an address freed earlier could be reused).
         self._exit_chan = _Channel(0)
-        spec = {'argv': argv, 'env': _runtime.child_environment(), 'dir': os.getcwd(),
+        spec = {'argv': argv, 'env': env, 'dir': cwd if cwd is not None else os.getcwd(),
                 'notify': self._exit_chan._addr}
-        import json
         gc = _core.gocore()
         self._handle = _core.call(gc.RemoteProcStart, node, json.dumps(spec))
         self.pid = _core.call(gc.RemoteProcPid, node, self._handle)
@@ -69,9 +55,6 @@ class Popen:
         self._watcher = threading.Thread(target=self._watch, daemon=True,
                                          name=f'dragon_mp-remote-{node}-{self.pid}')
         self._watcher.start()
-
-    def duplicate_for_child(self, fd):
-        raise ValueError('file descriptors cannot be passed to a process on another node')
 
     def _watch(self):
         import queue
@@ -118,6 +101,35 @@ class Popen:
     def close(self):
         if self.finalizer is not None:
             self.finalizer()
+
+
+class Popen(RemoteChild):
+    """multiprocessing's Popen for a Process placed on another node."""
+    method = 'dragon'
+
+    def __init__(self, process_obj, node):
+        from .queues import _Channel
+        util._flush_std_streams()
+        prep_data = spawn.get_preparation_data(process_obj._name)
+        fp = io.BytesIO()
+        set_spawning_popen(self)
+        try:
+            # Pickle before asking the other node for anything: an
+            # unpicklable target fails here, with nothing to undo.
+            reduction.dump(prep_data, fp)
+            reduction.dump(process_obj, fp)
+        finally:
+            set_spawning_popen(None)
+        channel = _Channel(0)
+        channel.send(fp.getvalue())
+        addr = channel._reference_for_pickle()      # the child's reference
+        argv = _runtime.python_command(
+            f'from dragon_mp.popen_remote import child_main; child_main({addr}, {channel._inline})',
+            '--multiprocessing-fork')
+        super().__init__(node, argv, _runtime.child_environment())
+
+    def duplicate_for_child(self, fd):
+        raise ValueError('file descriptors cannot be passed to a process on another node')
 
 
 def _release(node, handle, sentinel):

@@ -359,26 +359,29 @@ func execRaw(f *wire.Frame) wire.Frame {
 // names a channel of the requester's node ("notify"), sends the process's
 // exit code there once it has been reaped: the requester learns of the exit
 // without asking (popen_remote waits on that channel, a local one for it).
+// The reply is (handle, pid): the requester needs both, in one round trip.
 func remoteProcStart(f *wire.Frame) wire.Frame {
 	var s struct {
 		Notify int64 `json:"notify"`
 	}
 	json.Unmarshal(f.Payload, &s)
 	h, err := ProcStart(spawnSpec(f.Payload))
-	if err != nil || s.Notify == 0 {
+	if err != nil {
 		return replyInt(h, err)
 	}
 	p, err := procAt(h)
 	if err != nil {
 		return replyInt(h, err)
 	}
-	go func() {
-		st, _ := p.Wait(-1)
-		// A requester that is gone (or whose node is lost) has stopped
-		// listening: nothing to do about a failure here.
-		remotePost(opChanSend, s.Notify, [][]byte{strconv.AppendInt(nil, int64(st.Code), 10)})
-	}()
-	return replyInt(h, nil)
+	if s.Notify != 0 {
+		go func() {
+			st, _ := p.Wait(-1)
+			// A requester that is gone (or whose node is lost) has stopped
+			// listening: nothing to do about a failure here.
+			remotePost(opChanSend, s.Notify, [][]byte{strconv.AppendInt(nil, int64(st.Code), 10)})
+		}()
+	}
+	return wire.Frame{Args: []int64{h, int64(p.Pid())}}
 }
 
 // spawnSpec adapts a spec sent by another node: this node's run environment,

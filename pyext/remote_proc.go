@@ -1,6 +1,10 @@
 package pyext
 
-import "github.com/dragon-mp/dragon_mp/gocore/runtime"
+import (
+	"sync"
+
+	"github.com/dragon-mp/dragon_mp/gocore/runtime"
+)
 
 // Processes on other nodes: started and signalled by the agent of their node
 // (remote_exec.go), addressed by (node, handle of that agent). Their exit
@@ -26,11 +30,24 @@ func RemoteProcStart(node int64, specJSON string) (h int64, err error) {
 	if err != nil {
 		return 0, pyErr(err)
 	}
-	return result0(rep), nil
+	h = result0(rep)
+	if len(rep.Args) > 1 {
+		remotePids.Store(remoteProc{node, h}, rep.Args[1])
+	}
+	return h, nil
 }
+
+// remotePids: the pid of each process started by RemoteProcStart and not
+// released yet, from the start's reply (no round trip to ask for it).
+var remotePids sync.Map // remoteProc -> int64
+
+type remoteProc struct{ node, h int64 }
 
 // RemoteProcPid is the pid (on its node) of a process started by RemoteProcStart.
 func RemoteProcPid(node, h int64) (int64, error) {
+	if pid, ok := remotePids.Load(remoteProc{node, h}); ok {
+		return pid.(int64), nil
+	}
 	target, err := nodeTarget(node)
 	if err != nil {
 		return 0, pyErr(err)
@@ -49,6 +66,7 @@ func RemoteProcSignal(node, h, sig int64) error {
 
 // RemoteProcRelease forgets a process handle on node.
 func RemoteProcRelease(node, h int64) error {
+	remotePids.Delete(remoteProc{node, h})
 	target, err := nodeTarget(node)
 	if err != nil {
 		return pyErr(err)

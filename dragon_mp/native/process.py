@@ -7,12 +7,14 @@ starts `nproc` members from it; this module holds the template and the
 (pid, sentinel, wait, signal, pipes), so the group's bookkeeping does not care
 which kind it holds.
 
-Executables are started by the Go process manager (gocore/proc through the
-gopy ProcStart), never by subprocess: this process has loaded Go, and a Go
+Executables on this node are started by the Go process manager (gocore/proc
+through the gopy ProcStart), never by subprocess: this process has loaded Go, and a Go
 process must not fork except on the way to an exec, which Go's spawner thread
 does. Like every process of the run they are started with PR_SET_PDEATHSIG
 (they die with the process that started them, whatever killed it) and carry
-DRAGON_MP_RUN, so the run's reaper and dragon-cleanup find them.
+DRAGON_MP_RUN, so the run's reaper and dragon-cleanup find them. On another
+node, that node's agent starts them (popen_remote.RemoteChild), directly or
+through a relay that carries redirected streams (native/_relay.py).
 """
 
 import os
@@ -47,8 +49,14 @@ class ProcessTemplate:
     (stderr only: where stdout goes), a file path (opened for appending; for
     stdin, for reading), or an open file or descriptor. PIPE gives a binary
     file object per member: ProcessGroup.pipes(puid).
-    policy: placement (dragon_mp.placement.Policy) of a Python target in a
-    multi-node run; an executable always runs on this node.
+    policy: placement (dragon_mp.placement.Policy) in a multi-node run (the
+    group's policy, else the default: round-robin over the nodes). On
+    another node, an executable must be at the same path (a shared file
+    system, or the same installation); streams left None go to that node's
+    agent, which the launcher forwards (``dragon --label`` names the node),
+    and PIPE, DEVNULL and file paths go through a relay (native/_relay.py):
+    PIPE streams are then file objects over channels. An open file or
+    descriptor cannot go to another node (ValueError).
     """
 
     PIPE = PIPE
@@ -106,23 +114,12 @@ class _Member:
     """One started process of a group (one incarnation of a member slot)."""
 
     def __init__(self, template, policy, path=None):
-        self.pipes = (None, None, None)     # this process's ends of PIPE streams
         self.returncode = None
-        child_fds, opened, pipes = _stdio(template)
-        try:
-            if template.is_python:
-                self._start_python(template, policy, child_fds)
-            else:
-                self._start_exec(template, policy, path, child_fds)
-        except BaseException:
-            for f in pipes:
-                if f is not None:
-                    f.close()
-            raise
-        finally:
-            for fd in opened:
-                os.close(fd)
-        self.pipes = pipes
+        self._process = self._remote = None
+        if template.is_python:
+            self.pipes = _with_stdio(template, lambda fds: self._start_python(template, policy, fds))
+        else:
+            self.pipes = self._start_exec(template, policy, path)
 
     def _start_python(self, template, policy, child_fds):
         from ..process import Process
@@ -140,25 +137,30 @@ class _Member:
         self.pid = p.pid
         self.sentinel = p.sentinel
 
-    def _start_exec(self, template, policy, path, child_fds):
-        if policy is not None and (policy.node is not None or policy.host is not None) \
-                and placement.choose(policy) != placement.this_node():
-            raise NotImplementedError(f'{template.target!r}: executables run on this node only, '
-                                      f'not where {policy!r} puts them')
+    def _start_exec(self, template, policy, path):
         env = dict(os.environ)
         env.update(template.env or {})
         env[_runtime.ENV_RUN] = _runtime.runid()
-        files = [i if fd is None else fd for i, fd in enumerate(child_fds)]
-        files = [fd if fd != i or _is_open(fd) else -1 for i, fd in enumerate(files)]
+        env = [f'{k}={v}' for k, v in env.items()]
         cwd = os.fsdecode(os.fspath(template.cwd)) if template.cwd is not None else os.getcwd()
-        spec = {'argv': [path] + template.argv_tail,
-                'env': [f'{k}={v}' for k, v in env.items()],
-                'dir': cwd, 'files': files, 'kill_with_parent': True}
-        gc = _core.gocore()
-        self._process = None
-        self._handle = _runtime.start_process(spec)
-        self.pid = _core.call(gc.ProcPid, self._handle)
-        self.sentinel = _core.call(gc.ProcPidFD, self._handle)
+
+        def start_on(node):
+            if node != placement.this_node():
+                from . import _relay
+                self._remote, pipes = _relay.start(node, path, template, env, cwd)
+                self.pid, self.sentinel = self._remote.pid, self._remote.sentinel
+                return pipes
+            return _with_stdio(template, start_here)
+
+        def start_here(child_fds):
+            files = [i if fd is None else fd for i, fd in enumerate(child_fds)]
+            files = [fd if fd != i or _is_open(fd) else -1 for i, fd in enumerate(files)]
+            spec = {'argv': [path] + template.argv_tail, 'env': env, 'dir': cwd, 'files': files,
+                    'kill_with_parent': True}
+            self._handle = _runtime.start_process(spec)
+            self.pid = _core.call(_core.gocore().ProcPid, self._handle)
+            self.sentinel = _core.call(_core.gocore().ProcPidFD, self._handle)
+        return placement.start(policy, start_on)
 
     def wait(self, timeout=_REAP_SLICE):
         """The exit code (-N: signal N) once the process has exited, else None."""
@@ -166,6 +168,8 @@ class _Member:
             if self._process is not None:
                 self._process.join(timeout)
                 self.returncode = self._process.exitcode
+            elif self._remote is not None:
+                self.returncode = self._remote.wait(timeout)
             else:
                 try:
                     self.returncode = _core.call(_core.gocore().ProcWait, self._handle,
@@ -180,6 +184,8 @@ class _Member:
         try:
             if self._process is not None:
                 self._process._popen._send_signal(sig)
+            elif self._remote is not None:
+                self._remote._send_signal(sig)
             else:
                 _core.call(_core.gocore().ProcSignal, self._handle, int(sig))
         except ProcessLookupError:
@@ -189,9 +195,28 @@ class _Member:
         """Free the handles of an exited member (its pipes stay open)."""
         if self._process is not None:
             self._process.close()
+        elif self._remote is not None:
+            self._remote.close()
         else:
             os.close(self.sentinel)
             _core.call(_core.gocore().ProcRelease, self._handle)
+
+
+def _with_stdio(template, start):
+    """start(child descriptors) with the template's streams opened here;
+    returns this process's ends of the PIPE streams."""
+    child_fds, opened, pipes = _stdio(template)
+    try:
+        start(child_fds)
+    except BaseException:
+        for f in pipes:
+            if f is not None:
+                f.close()
+        raise
+    finally:
+        for fd in opened:
+            os.close(fd)
+    return pipes
 
 
 def _stdio(template):

@@ -1,8 +1,10 @@
 r"""ProcessGroup: start, watch, restart and stop a group of processes as one.
 
 The names and semantics follow DragonHPC's dragon.native.process_group
-(add_process, init, start, join, stop, close, puids, exit_status), on one
-node. Unlike DragonHPC, the group is managed by a thread of the process that
+(add_process, init, start, join, stop, close, puids, exit_status). In a
+multi-node run members are placed by their template's policy, else the
+group's, else round-robin over the nodes (dragon_mp.placement), executables
+as well as Python targets. Unlike DragonHPC, the group is managed by a thread of the process that
 made it, not by a manager process: a ProcessGroup cannot be pickled to
 another process, and its members die with the process that started them.
 
