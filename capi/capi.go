@@ -22,6 +22,7 @@ import (
 	"github.com/dragon-mp/dragon_mp/gocore/channel"
 	"github.com/dragon-mp/dragon_mp/gocore/ledger"
 	"github.com/dragon-mp/dragon_mp/gocore/pool"
+	"github.com/dragon-mp/dragon_mp/gocore/remoteop"
 	"github.com/dragon-mp/dragon_mp/gocore/runtime"
 	"github.com/dragon-mp/dragon_mp/gocore/shmsync"
 )
@@ -43,6 +44,7 @@ const (
 	codeOS          = -11
 	codeNoMem       = -12
 	codeInternal    = -13
+	codeLost        = -14
 )
 
 var (
@@ -59,27 +61,29 @@ func codeOf(err error) C.int {
 	switch {
 	case errors.Is(err, errNotAttached):
 		return codeNotAttached
-	case errors.Is(err, channel.ErrEmpty), errors.Is(err, errTimeout):
+	case errors.Is(err, errLost):
+		return codeLost
+	case errors.Is(err, channel.ErrEmpty), errors.Is(err, errTimeout), errors.Is(err, errTimedOut):
 		return codeTimeout
-	case errors.Is(err, channel.ErrFull):
+	case errors.Is(err, channel.ErrFull), errors.Is(err, errFull):
 		return codeFull
-	case errors.Is(err, channel.ErrClosed):
+	case errors.Is(err, channel.ErrClosed), errors.Is(err, errClosed):
 		return codeClosed
 	case errors.Is(err, runtime.ErrRemote):
 		return codeRemote
 	case errors.Is(err, errBadDesc), errors.Is(err, channel.ErrBadHandle), errors.Is(err, runtime.ErrBadObject):
 		return codeBadDesc
-	case errors.Is(err, syscall.ENOSPC), errors.Is(err, pool.ErrExhausted):
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, pool.ErrExhausted), errors.Is(err, errNoSpace):
 		return codeNoSpace
-	case errors.Is(err, pool.ErrTooLarge):
+	case errors.Is(err, pool.ErrTooLarge), errors.Is(err, errTooLarge):
 		return codeTooLarge
 	case errors.Is(err, errInvalid), errors.Is(err, channel.ErrInvalid), errors.Is(err, runtime.ErrBadID):
 		return codeInvalid
-	case errors.Is(err, shmsync.ErrTooManyReleases):
+	case errors.Is(err, shmsync.ErrTooManyReleases), errors.Is(err, errRelease):
 		return codeRelease
 	case errors.Is(err, errNoMem):
 		return codeNoMem
-	case errors.As(err, &errno):
+	case errors.As(err, &errno), errors.Is(err, errOS):
 		return codeOS
 	}
 	return codeInternal
@@ -119,6 +123,8 @@ type handle struct {
 	ch   *channel.Channel   // a queue's
 	sem  *shmsync.Semaphore // a lock's
 	r    *runtime.Runtime
+	// remote: the object is on another node (remote.go); ch and sem are nil.
+	remote bool
 }
 
 // dmp_attach joins the run named by DRAGON_MP_RUN.
@@ -173,10 +179,11 @@ func dmp_detach() (rc C.int) {
 }
 
 // open parses descriptor (see doc.go), checks that it names an object of
-// kind of this process's run on this node, takes one reference with retain
-// and records it in the ledger.
+// kind of this process's run, takes one reference with retain and records
+// it in the ledger; an object of another node: remoteRetain, no record.
 func open(descriptor *C.char, kind string, channelRef bool,
-	retain func(*runtime.Runtime, runtime.Address) error) (*handle, error) {
+	retain func(*runtime.Runtime, runtime.Address) error,
+	remoteRetain func(*runtime.Runtime, runtime.Address) error) (*handle, error) {
 	if descriptor == nil {
 		return nil, errInvalid
 	}
@@ -194,7 +201,7 @@ func open(descriptor *C.char, kind string, channelRef bool,
 	if f[1] != kind {
 		return nil, fmt.Errorf("%w: %q is a descriptor of kind %q, not %q", errBadDesc, desc, f[1], kind)
 	}
-	if f[2] != r.ID {
+	if runOf(f[2]) != runOf(r.ID) {
 		return nil, fmt.Errorf("%w: %q belongs to run %s; this process is attached to run %s", errBadDesc, desc, f[2], r.ID)
 	}
 	v, err := strconv.ParseUint(f[3], 16, 64)
@@ -203,8 +210,10 @@ func open(descriptor *C.char, kind string, channelRef bool,
 	}
 	a := runtime.Address(v)
 	if a.Node() != r.Node {
-		return nil, fmt.Errorf("%w: %q names an object of node %d, this process is on node %d"+
-			" (the C API reaches objects of its own node only)", runtime.ErrRemote, desc, a.Node(), r.Node)
+		if err := remoteRetain(r, a); err != nil {
+			return nil, fmt.Errorf("%w: %q: %w", errBadDesc, desc, err)
+		}
+		return &handle{addr: a, r: r, remote: true}, nil
 	}
 	if err := retain(r, a); err != nil {
 		return nil, fmt.Errorf("%w: %q: %v", errBadDesc, desc, err)
@@ -216,6 +225,22 @@ func open(descriptor *C.char, kind string, channelRef bool,
 	e := l.ReserveRef() // nil (unrecorded) when none is left
 	e.HoldRef(uint64(a), refKind)
 	return &handle{addr: a, ref: e, r: r}, nil
+}
+
+// runOf is the run a process's run id names: node k > 0 of a run has the
+// run's id followed by "n<k>" (dragon_mp/node.py); the run's ids are made of
+// digits, hex digits and dashes, so a trailing "n<digits>" is that suffix.
+func runOf(id string) string {
+	i := strings.LastIndexByte(id, 'n')
+	if i <= 0 || i == len(id)-1 {
+		return id
+	}
+	for _, c := range id[i+1:] {
+		if c < '0' || c > '9' {
+			return id
+		}
+	}
+	return id[:i]
 }
 
 // add puts h into table and returns its new handle number.
@@ -253,6 +278,14 @@ func lookup(table func() map[uint64]*handle, id C.uint64_t, remove bool) (*handl
 // order: killed in between, the reference leaks instead of being dropped
 // twice; see gocore/ledger).
 func (h *handle) drop(channelRef bool) error {
+	if h.remote {
+		op := remoteop.SyncRelease
+		if channelRef {
+			op = remoteop.ChanRelease
+		}
+		_, err := call(h.r, op, h.addr, 0, nil, nil)
+		return err
+	}
 	h.ref.Clear()
 	if channelRef {
 		return h.r.ReleaseChannel(h.addr)

@@ -14,8 +14,11 @@
 //     process of a run gets): it maps the run's pool read/write as a
 //     non-head Python process does (runtime.Attach) and registers a ledger
 //     (gocore/ledger) for this process. dmp_detach closes every handle still
-//     open and unmaps the pool. One node only: an object whose address names
-//     another node is refused with DMP_EREMOTE.
+//     open and unmaps the pool.
+//   - Objects of other nodes: a descriptor may name an object of any node of
+//     the run. Operations on it go to that node's agent (remote.go, the
+//     operations of gocore/remoteop, as a Python process's do); its node
+//     lost, they fail with DMP_ELOST. DMP_EREMOTE: no agent to reach it.
 //   - Descriptors are strings made by Python (Queue.descriptor(),
 //     Lock.descriptor()): "dmp1:<kind>:<run id>:<address in hex>", kind q
 //     (a channel) or s (a semaphore: Lock, Semaphore). A descriptor of
@@ -24,8 +27,10 @@
 //     a freed object fail instead of reaching the object made next at the
 //     same place.
 //   - References: opening takes one counted reference to the object and
-//     records it in this process's ledger; closing forgets the record, then
-//     drops the reference. If the process is killed, the run's head drops
+//     records it in this process's ledger (an object of this node; a
+//     remote object's reference is held for this process by its owner, as
+//     a Python process's is); closing forgets the record, then drops the
+//     reference. If the process is killed, the run's head drops
 //     its references and frees the pool blocks it held (a large message
 //     being filled or read), as for a killed Python process (pyext/refs.go).
 //     The object must be alive when it is opened: the Python side keeps its

@@ -42,10 +42,11 @@ const char *dmp_strerror(int code)
     case DMP_ETOOLARGE:   return "message larger than the run's pool can hold";
     case DMP_EINVAL:      return "invalid argument";
     case DMP_ERELEASE:    return "released too many times";
-    case DMP_EREMOTE:     return "object lives on another node";
+    case DMP_EREMOTE:     return "object lives on another node, out of reach";
     case DMP_EOS:         return "operating system error";
     case DMP_ENOMEM:      return "out of memory";
     case DMP_EINTERNAL:   return "internal error";
+    case DMP_ELOST:       return "the object's node is lost";
     }
     return "unknown error code";
 }

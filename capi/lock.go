@@ -5,7 +5,10 @@ package main
 */
 import "C"
 
-import "github.com/dragon-mp/dragon_mp/gocore/runtime"
+import (
+	"github.com/dragon-mp/dragon_mp/gocore/remoteop"
+	"github.com/dragon-mp/dragon_mp/gocore/runtime"
+)
 
 // dmp_lock_open opens the semaphore (Lock, Semaphore, BoundedSemaphore) a
 // lock descriptor names.
@@ -22,11 +25,20 @@ func dmp_lock_open(descriptor *C.char, out *C.uint64_t) (rc C.int) {
 			return err
 		}
 		return r.RetainObject(a)
+	}, func(r *runtime.Runtime, a runtime.Address) error {
+		if _, err := call(r, remoteop.SemValue, a, 0, nil, nil); err != nil { // a semaphore there?
+			return err
+		}
+		_, err := call(r, remoteop.SyncRetain, a, 0, nil, nil)
+		return err
 	})
 	if err != nil {
 		return fail(err)
 	}
-	if h.sem, err = h.r.Semaphore(h.addr); err == nil {
+	if !h.remote {
+		h.sem, err = h.r.Semaphore(h.addr)
+	}
+	if err == nil {
 		*out, err = add(locks, h)
 	}
 	if err != nil {
@@ -45,6 +57,12 @@ func dmp_lock_acquire(l C.uint64_t, timeoutNs C.int64_t) (rc C.int) {
 	if err != nil {
 		return fail(err)
 	}
+	if h.remote {
+		if err := remoteAcquire(h, duration(timeoutNs)); err != nil {
+			return fail(err)
+		}
+		return 0
+	}
 	if !h.sem.Acquire(duration(timeoutNs)) {
 		return fail(errTimeout)
 	}
@@ -57,7 +75,9 @@ func dmp_lock_acquire(l C.uint64_t, timeoutNs C.int64_t) (rc C.int) {
 func dmp_lock_release(l C.uint64_t) (rc C.int) {
 	defer recovered(&rc)
 	h, err := lookup(locks, l, false)
-	if err == nil {
+	if err == nil && h.remote {
+		_, err = call(h.r, remoteop.SemRelease, h.addr, 0, nil, nil)
+	} else if err == nil {
 		err = h.sem.Release()
 	}
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/dragon-mp/dragon_mp/gocore/ledger"
+	"github.com/dragon-mp/dragon_mp/gocore/remoteop"
 	"github.com/dragon-mp/dragon_mp/gocore/runtime"
 )
 
@@ -23,11 +24,18 @@ func dmp_queue_open(descriptor *C.char, out *C.uint64_t) (rc C.int) {
 		return fail(errInvalid)
 	}
 	*out = 0
-	h, err := open(descriptor, "q", true, (*runtime.Runtime).RetainChannel)
+	h, err := open(descriptor, "q", true, (*runtime.Runtime).RetainChannel,
+		func(r *runtime.Runtime, a runtime.Address) error {
+			_, err := call(r, remoteop.ChanRetain, a, 0, nil, nil)
+			return err
+		})
 	if err != nil {
 		return fail(err)
 	}
-	if h.ch, err = h.r.Channel(h.addr); err == nil {
+	if !h.remote {
+		h.ch, err = h.r.Channel(h.addr)
+	}
+	if err == nil {
 		*out, err = add(queues, h)
 	}
 	if err != nil {
@@ -68,6 +76,12 @@ func dmp_queue_send(q C.uint64_t, buf unsafe.Pointer, n C.size_t, timeoutNs C.in
 	if n > 0 {
 		msg = unsafe.Slice((*byte)(buf), int(n))
 	}
+	if h.remote {
+		if err := remoteSend(h, msg, duration(timeoutNs)); err != nil {
+			return fail(err)
+		}
+		return 0
+	}
 	// A large message's block is recorded in this process's ledger while
 	// it is filled (a kill mid-copy leaks nothing); the channel clears the
 	// record as it queues the block.
@@ -93,6 +107,14 @@ func dmp_queue_recv(q C.uint64_t, out *unsafe.Pointer, outLen *C.size_t, timeout
 	h, err := lookup(queues, q, false)
 	if err != nil {
 		return fail(err)
+	}
+	if h.remote {
+		buf, n, err := remoteRecv(h, duration(timeoutNs))
+		if err != nil {
+			return fail(err)
+		}
+		*out, *outLen = buf, C.size_t(n)
+		return 0
 	}
 	// An inline message is copied straight into a buffer of the channel's
 	// inline size; a large one is handed over in its pool block (recorded
@@ -142,6 +164,14 @@ func dmp_queue_len(q C.uint64_t, n *C.size_t) (rc C.int) {
 	h, err := lookup(queues, q, false)
 	if err != nil {
 		return fail(err)
+	}
+	if h.remote {
+		v, err := remoteInt(h, remoteop.ChanLen)
+		if err != nil {
+			return fail(err)
+		}
+		*n = C.size_t(v)
+		return 0
 	}
 	*n = C.size_t(h.ch.Len())
 	return 0

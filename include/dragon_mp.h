@@ -38,10 +38,11 @@ extern "C" {
 #define DMP_ETOOLARGE    (-7)   /* a message larger than the pool's reservation can ever hold */
 #define DMP_EINVAL       (-8)   /* an invalid argument (a NULL pointer, an unknown handle) */
 #define DMP_ERELEASE     (-9)   /* a lock or bounded semaphore released more times than acquired */
-#define DMP_EREMOTE     (-10)   /* the object lives on another node: out of the C API's reach */
+#define DMP_EREMOTE     (-10)   /* another node's object, and this process cannot reach other nodes (no agent) */
 #define DMP_EOS         (-11)   /* an operating system error (see dmp_last_error) */
 #define DMP_ENOMEM      (-12)   /* malloc failed */
 #define DMP_EINTERNAL   (-13)   /* a bug in dragon_mp: please report dmp_last_error() */
+#define DMP_ELOST       (-14)   /* the object's node is lost (its agent stopped answering, or the run ends) */
 
 /* Handles: nonzero while open. */
 typedef uint64_t dmp_queue_t;

@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/dragon-mp/dragon_mp/gocore/channel"
+	"github.com/dragon-mp/dragon_mp/gocore/remoteop"
 	"github.com/dragon-mp/dragon_mp/gocore/runtime"
 )
 
@@ -38,7 +39,7 @@ func channelAt(addr int64) (*channel.Channel, error) {
 // ChannelInline is the largest payload stored inside a slot.
 func ChannelInline(addr int64) (n int64, err error) {
 	if isRemote(addr) {
-		return remoteInt(opChanInline, addr)
+		return remoteInt(remoteop.ChanInline, addr)
 	}
 	defer recovered(&err)
 	c, err := channelAt(addr)
@@ -51,7 +52,7 @@ func ChannelInline(addr int64) (n int64, err error) {
 // ChannelLen is the number of queued messages.
 func ChannelLen(addr int64) (n int64, err error) {
 	if isRemote(addr) {
-		return remoteInt(opChanLen, addr)
+		return remoteInt(remoteop.ChanLen, addr)
 	}
 	defer recovered(&err)
 	c, err := channelAt(addr)
@@ -64,7 +65,7 @@ func ChannelLen(addr int64) (n int64, err error) {
 // ChannelRetain adds a reference (taken when a handle is pickled).
 func ChannelRetain(addr int64) (err error) {
 	if isRemote(addr) {
-		return remoteErr(opChanRetain, addr)
+		return remoteErr(remoteop.ChanRetain, addr)
 	}
 	defer recovered(&err)
 	r, err := current()
@@ -77,7 +78,7 @@ func ChannelRetain(addr int64) (err error) {
 // ChannelRelease drops a reference; the last one destroys the channel.
 func ChannelRelease(addr int64) (err error) {
 	if isRemote(addr) {
-		return remoteErr(opChanRelease, addr)
+		return remoteErr(remoteop.ChanRelease, addr)
 	}
 	defer recovered(&err)
 	r, err := current()

@@ -10,25 +10,27 @@ import (
 	"github.com/dragon-mp/dragon_mp/gocore/agent"
 	"github.com/dragon-mp/dragon_mp/gocore/channel"
 	"github.com/dragon-mp/dragon_mp/gocore/pool"
+	"github.com/dragon-mp/dragon_mp/gocore/remoteop"
 	"github.com/dragon-mp/dragon_mp/gocore/runtime"
 	"github.com/dragon-mp/dragon_mp/gocore/shmsync"
 	"golang.org/x/sys/unix"
 )
 
-// Error codes shared with dragon_mp/_core.py.
+// Error codes shared with dragon_mp/_core.py: gocore/remoteop's, which
+// error replies from other nodes carry too.
 const (
-	codeTimeout = iota + 1
-	codeFull
-	codeClosed
-	codeBadHandle
-	codeNoSpace
-	codeTooLarge
-	codeInvalid
-	codeTooManyReleases
-	codeNotOwner
-	codeOS
-	codeInternal
-	codeNodeLost // the object's node is gone (ConnectionError)
+	codeTimeout         = remoteop.CodeTimeout
+	codeFull            = remoteop.CodeFull
+	codeClosed          = remoteop.CodeClosed
+	codeBadHandle       = remoteop.CodeBadHandle
+	codeNoSpace         = remoteop.CodeNoSpace
+	codeTooLarge        = remoteop.CodeTooLarge
+	codeInvalid         = remoteop.CodeInvalid
+	codeTooManyReleases = remoteop.CodeTooManyReleases
+	codeNotOwner        = remoteop.CodeNotOwner
+	codeOS              = remoteop.CodeOS
+	codeInternal        = remoteop.CodeInternal
+	codeNodeLost        = remoteop.CodeNodeLost // the object's node is gone (ConnectionError)
 )
 
 // codeOf classifies an error for Python.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dragon-mp/dragon_mp/gocore/channel"
 	"github.com/dragon-mp/dragon_mp/gocore/proc"
+	"github.com/dragon-mp/dragon_mp/gocore/remoteop"
 	"github.com/dragon-mp/dragon_mp/gocore/runtime"
 	"github.com/dragon-mp/dragon_mp/gocore/shmsync"
 )
@@ -183,7 +184,7 @@ func PipeCreate(ch0, ch1 int64) (addr int64, err error) {
 // closed (op: see pipeOp*). It returns 1 when the pipe is closed.
 func PipeHandle(addr, end, op int64) (closed int64, err error) {
 	if isRemote(addr) {
-		return remoteInt(opPipeHandle, addr, end, op)
+		return remoteInt(remoteop.PipeHandle, addr, end, op)
 	}
 	defer recovered(&err)
 	r, s, err := pipeAt(addr)
@@ -228,7 +229,7 @@ func PipeHandle(addr, end, op int64) (closed int64, err error) {
 // have.
 func PipePeerGone(addr, end int64) (gone int64, err error) {
 	if isRemote(addr) {
-		return remoteInt(opPipePeerGone, addr, end)
+		return remoteInt(remoteop.PipePeerGone, addr, end)
 	}
 	defer recovered(&err)
 	r, s, err := pipeAt(addr)

@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/dragon-mp/dragon_mp/gocore/channel"
+	"github.com/dragon-mp/dragon_mp/gocore/remoteop"
 	"github.com/dragon-mp/dragon_mp/gocore/runtime"
 )
 
@@ -59,7 +60,7 @@ func dmp_event_ptr(addr C.uint64_t) C.uint64_t { return objectPtr(addr, runtime.
 func dmp_event_set(addr C.uint64_t) (rc int64) {
 	defer cRecover(&rc)
 	if isRemote(int64(addr)) {
-		return remoteRC(opEventSet, int64(addr))
+		return remoteRC(remoteop.EventSet, int64(addr))
 	}
 	e, err := eventAt(int64(addr))
 	if err != nil {
@@ -75,7 +76,7 @@ func dmp_event_set(addr C.uint64_t) (rc int64) {
 func dmp_event_clear(addr C.uint64_t) (rc int64) {
 	defer cRecover(&rc)
 	if isRemote(int64(addr)) {
-		return remoteRC(opEventClear, int64(addr))
+		return remoteRC(remoteop.EventClear, int64(addr))
 	}
 	e, err := eventAt(int64(addr))
 	if err != nil {
@@ -91,7 +92,7 @@ func dmp_event_clear(addr C.uint64_t) (rc int64) {
 func dmp_event_is_set(addr C.uint64_t) (rc int64) {
 	defer cRecover(&rc)
 	if isRemote(int64(addr)) {
-		return remoteRC(opEventIsSet, int64(addr))
+		return remoteRC(remoteop.EventIsSet, int64(addr))
 	}
 	e, err := eventAt(int64(addr))
 	if err != nil {

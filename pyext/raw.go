@@ -1,6 +1,9 @@
 package pyext
 
-import "github.com/dragon-mp/dragon_mp/gocore/runtime"
+import (
+	"github.com/dragon-mp/dragon_mp/gocore/remoteop"
+	"github.com/dragon-mp/dragon_mp/gocore/runtime"
+)
 
 // Raw objects: zeroed shared bytes that Python maps in place with ctypes
 // (dragon_mp.heap.BufferWrapper, under sharedctypes' Value/Array/RawValue/
@@ -43,7 +46,7 @@ func RawOffset(addr int64) (off int64, err error) {
 // RawSize is the size in bytes of the raw object's data.
 func RawSize(addr int64) (n int64, err error) {
 	if isRemote(addr) {
-		return remoteInt(opRawSize, addr)
+		return remoteInt(remoteop.RawSize, addr)
 	}
 	defer recovered(&err)
 	r, err := current()

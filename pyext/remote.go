@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dragon-mp/dragon_mp/gocore/agent"
+	"github.com/dragon-mp/dragon_mp/gocore/remoteop"
 	"github.com/dragon-mp/dragon_mp/gocore/runtime"
 	"github.com/dragon-mp/dragon_mp/gocore/wire"
 )
@@ -21,7 +22,7 @@ import (
 // sliced on the requester side so that an abandoned one ends on the owner
 // within remoteSlice.
 
-const remoteSlice = time.Second
+const remoteSlice = remoteop.Slice
 
 // errNodeLost reports a request whose owner node is gone (ConnectionError in Python).
 var errNodeLost = errors.New("node lost")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dragon-mp/dragon_mp/gocore/channel"
 	"github.com/dragon-mp/dragon_mp/gocore/ledger"
+	"github.com/dragon-mp/dragon_mp/gocore/remoteop"
 	"github.com/dragon-mp/dragon_mp/gocore/wire"
 	"golang.org/x/sys/unix"
 )
@@ -41,13 +42,13 @@ func remoteSend(addr int64, parts [][]byte, timeout time.Duration) int64 {
 		// is posted (no reply awaited), as stdlib's Queue.put hands its
 		// object to a feeder thread; it runs on the owner before any
 		// later operation of this process there (gocore/agent).
-		if err := remotePost(opChanSend, addr, parts); err != nil {
+		if err := remotePost(remoteop.ChanSend, addr, parts); err != nil {
 			return cCode(err)
 		}
 		return 0
 	}
 	err := sliced(timeout, func(t time.Duration) (bool, error) {
-		_, err := remoteCallParts(opChanSend, addr, t, parts, nil)
+		_, err := remoteCallParts(remoteop.ChanSend, addr, t, parts, nil)
 		return isCode(err, codeFull), err
 	})
 	if err != nil {
@@ -81,7 +82,7 @@ func unbounded(addr int64) bool {
 	if v, ok := capacities.Load(addr); ok {
 		return v.(uint64) == 0
 	}
-	rep, err := remoteCall(opChanCap, addr, 0, nil)
+	rep, err := remoteCall(remoteop.ChanCap, addr, 0, nil)
 	if err != nil {
 		return false
 	}
@@ -113,7 +114,7 @@ func remoteRecv(addr int64, dst []byte, timeout time.Duration, outLen, outOff *C
 	}
 	var n int
 	err = sliced(timeout, func(t time.Duration) (bool, error) {
-		rep, err := remoteCallParts(opChanRecv, addr, t, nil, sink)
+		rep, err := remoteCallParts(remoteop.ChanRecv, addr, t, nil, sink)
 		n = len(rep.Payload)
 		return isCode(err, codeTimeout), err
 	})
@@ -167,7 +168,7 @@ func startRemoteWaiters(addrs []int64, modes []channel.WaitMode) (*remoteWaiters
 					return
 				default:
 				}
-				rep, err := remoteCall(opChanReady, a, remoteSlice, nil, mode)
+				rep, err := remoteCall(remoteop.ChanReady, a, remoteSlice, nil, mode)
 				if err != nil || result0(rep) == 1 {
 					// An error (node lost, channel gone) counts as ready:
 					// the caller's next operation reports it.
@@ -208,14 +209,14 @@ func dmp_raw_read(addr C.uint64_t, off, n C.uint64_t, buf unsafe.Pointer) (rc in
 	defer cRecover(&rc)
 	dst := cBytes(buf, n)
 	if isRemote(int64(addr)) {
-		_, err := remoteCallParts(opRawRead, int64(addr), 0, nil,
+		_, err := remoteCallParts(remoteop.RawRead, int64(addr), 0, nil,
 			func(m int) ([]byte, error) { return dst[:min(m, len(dst))], nil }, int64(off), int64(n))
 		if err != nil {
 			return cCode(err)
 		}
 		return 0
 	}
-	rep := execRaw(&wire.Frame{Op: opRawRead, Addr: uint64(addr), Args: []int64{int64(off), int64(n)}})
+	rep := execRaw(&wire.Frame{Op: remoteop.RawRead, Addr: uint64(addr), Args: []int64{int64(off), int64(n)}})
 	if err := replyError(rep); err != nil {
 		return cCode(err)
 	}
@@ -232,9 +233,9 @@ func dmp_raw_write(addr C.uint64_t, off, n C.uint64_t, buf unsafe.Pointer) (rc i
 	data := cBytes(buf, n)
 	var err error
 	if isRemote(int64(addr)) {
-		_, err = remoteCall(opRawWrite, int64(addr), 0, data, int64(off))
+		_, err = remoteCall(remoteop.RawWrite, int64(addr), 0, data, int64(off))
 	} else {
-		err = replyError(execRaw(&wire.Frame{Op: opRawWrite, Addr: uint64(addr), Args: []int64{int64(off)}, Payload: data}))
+		err = replyError(execRaw(&wire.Frame{Op: remoteop.RawWrite, Addr: uint64(addr), Args: []int64{int64(off)}, Payload: data}))
 	}
 	if err != nil {
 		return cCode(err)

@@ -14,52 +14,12 @@ import (
 
 	"github.com/dragon-mp/dragon_mp/gocore/agent"
 	"github.com/dragon-mp/dragon_mp/gocore/channel"
+	"github.com/dragon-mp/dragon_mp/gocore/remoteop"
 	"github.com/dragon-mp/dragon_mp/gocore/runtime"
 	"github.com/dragon-mp/dragon_mp/gocore/wire"
 )
 
-// Remote operation codes (wire.Frame.Op). Args and results are listed as
-// (args) -> results; Timeout carries the op's timeout.
-const (
-	opChanSend        uint16 = iota + 1 // payload -> ()
-	opChanRecv                          // () -> payload
-	opChanLen                           // () -> n
-	opChanInline                        // () -> n
-	opChanRetain                        // () -> ()
-	opChanRelease                       // () -> ()
-	opChanReady                         // (mode) -> 1 ready / 0
-	opSemAcquire                        // () -> 1 / 0
-	opSemRelease                        // () -> ()
-	opSemValue                          // () -> v
-	opSyncRetain                        // () -> ()
-	opSyncRelease                       // () -> ()
-	opRLockAcquire                      // (owner) -> 1 / 0
-	opRLockRelease                      // (owner) -> ()
-	opRLockOwner                        // () -> owner
-	opRLockCount                        // () -> n
-	opRLockReleaseAll                   // (owner) -> n
-	opEventSet                          // () -> ()
-	opEventClear                        // () -> ()
-	opEventIsSet                        // () -> 1 / 0
-	opEventWait                         // () -> 1 / 0
-	opCondEnqueue                       // () -> waiter
-	opCondFinish                        // (waiter) -> notified
-	opCondNotify                        // (n) -> woken
-	opCondWaiting                       // () -> n
-	opCondWait                          // (waiter) -> 1 / 0
-	opBarrierGet                        // (field) -> v
-	opBarrierSet                        // (field, v) -> ()
-	opPipeHandle                        // (end, op) -> closed
-	opPipePeerGone                      // (end) -> gone
-	opRawSize                           // () -> n
-	opRawRead                           // (off, n) -> payload
-	opRawWrite                          // (off), payload -> ()
-	opProcStart                         // spec JSON payload -> handle   (Addr: node<<48)
-	opProcPid                           // (h) -> pid
-	opProcSignal                        // (h, sig) -> ()
-	opProcRelease                       // (h) -> ()
-	opChanCap                           // () -> capacity (0: unbounded)
-)
+// The operations and their codes are gocore/remoteop's.
 
 // spawnEnv overrides entries of a remote spawn's environment with this
 // node's own (its run id, node index): set by AgentStart.
@@ -113,7 +73,7 @@ type msgBlock struct {
 // Alloc puts the payload of a large send straight into a block of the
 // target channel: the message is written once, where its receiver reads it.
 func (executor) Alloc(req *wire.Frame, n int) ([]byte, any) {
-	if req.Op != opChanSend {
+	if req.Op != remoteop.ChanSend {
 		return nil, nil
 	}
 	c, err := channelAt(int64(req.Addr))
@@ -147,22 +107,22 @@ func (e executor) Exec(req *agent.Request, wait bool) (agent.Result, bool) {
 		f = &g
 	}
 	switch f.Op {
-	case opChanSend:
+	case remoteop.ChanSend:
 		return e.send(req, f, try)
-	case opChanRecv:
+	case remoteop.ChanRecv:
 		return execRecv(f, try)
-	case opSemAcquire, opRLockAcquire:
+	case remoteop.SemAcquire, remoteop.RLockAcquire:
 		rep := executeOp(f)
 		if rep.Code == 0 && result0(rep) == 1 {
 			addr := C.uint64_t(f.Addr)
-			if f.Op == opSemAcquire {
+			if f.Op == remoteop.SemAcquire {
 				return agent.Result{Reply: rep, Undo: func() { dmp_sem_release(addr) }}, true
 			}
 			owner := C.uint64_t(arg(f, 0))
 			return agent.Result{Reply: rep, Undo: func() { dmp_rlock_release(addr, owner) }}, true
 		}
 		return agent.Result{Reply: rep}, !try || rep.Code != 0
-	case opEventWait, opCondWait, opChanReady:
+	case remoteop.EventWait, remoteop.CondWait, remoteop.ChanReady:
 		if try {
 			return agent.Result{}, false
 		}
@@ -227,25 +187,25 @@ func executeOp(f *wire.Frame) (rep wire.Frame) {
 	}()
 	a, t := int64(f.Addr), C.int64_t(f.Timeout)
 	ca := C.uint64_t(f.Addr)
-	if isRemote(a) && (f.Op < opProcStart || f.Op > opProcRelease) {
+	if isRemote(a) && (f.Op < remoteop.ProcStart || f.Op > remoteop.ProcRelease) {
 		return replyInt(0, pyErr(errInvalid)) // never forward twice
 	}
 	switch f.Op {
-	case opChanLen:
+	case remoteop.ChanLen:
 		return replyInt(ChannelLen(a))
-	case opChanInline:
+	case remoteop.ChanInline:
 		return replyInt(ChannelInline(a))
-	case opChanCap:
+	case remoteop.ChanCap:
 		c, err := channelAt(a)
 		if err != nil {
 			return replyInt(0, pyErr(err))
 		}
 		return replyInt(int64(c.Cap()), nil)
-	case opChanRetain:
+	case remoteop.ChanRetain:
 		return replyInt(0, ChannelRetain(a))
-	case opChanRelease:
+	case remoteop.ChanRelease:
 		return replyInt(0, ChannelRelease(a))
-	case opChanReady:
+	case remoteop.ChanReady:
 		c, err := channelAt(a)
 		if err != nil {
 			return replyInt(0, pyErr(err))
@@ -260,63 +220,63 @@ func executeOp(f *wire.Frame) (rep wire.Frame) {
 			return replyInt(0, pyErr(err))
 		}
 		return replyInt(flag(ready[0]), nil)
-	case opSemAcquire:
+	case remoteop.SemAcquire:
 		return replyRC(func() int64 { return dmp_sem_acquire(ca, t) })
-	case opSemRelease:
+	case remoteop.SemRelease:
 		return replyRC(func() int64 { return dmp_sem_release(ca) })
-	case opSemValue:
+	case remoteop.SemValue:
 		return replyInt(SemValue(a))
-	case opSyncRetain:
+	case remoteop.SyncRetain:
 		return replyInt(0, SyncRetain(a))
-	case opSyncRelease:
+	case remoteop.SyncRelease:
 		return replyInt(0, SyncRelease(a))
-	case opRLockAcquire:
+	case remoteop.RLockAcquire:
 		return replyRC(func() int64 { return dmp_rlock_acquire(ca, C.uint64_t(arg(f, 0)), t) })
-	case opRLockRelease:
+	case remoteop.RLockRelease:
 		return replyRC(func() int64 { return dmp_rlock_release(ca, C.uint64_t(arg(f, 0))) })
-	case opRLockOwner:
+	case remoteop.RLockOwner:
 		return replyInt(RLockOwner(a))
-	case opRLockCount:
+	case remoteop.RLockCount:
 		return replyInt(RLockCount(a))
-	case opRLockReleaseAll:
+	case remoteop.RLockReleaseAll:
 		return replyInt(RLockReleaseAll(a, arg(f, 0)))
-	case opEventSet:
+	case remoteop.EventSet:
 		return replyInt(0, EventSet(a))
-	case opEventClear:
+	case remoteop.EventClear:
 		return replyInt(0, EventClear(a))
-	case opEventIsSet:
+	case remoteop.EventIsSet:
 		return replyInt(EventIsSet(a))
-	case opEventWait:
+	case remoteop.EventWait:
 		return replyRC(func() int64 { return dmp_event_wait(ca, t) })
-	case opCondEnqueue:
+	case remoteop.CondEnqueue:
 		return replyInt(CondEnqueue(a))
-	case opCondFinish:
+	case remoteop.CondFinish:
 		return replyInt(CondFinish(a, arg(f, 0)))
-	case opCondNotify:
+	case remoteop.CondNotify:
 		return replyInt(CondNotify(a, arg(f, 0)))
-	case opCondWaiting:
+	case remoteop.CondWaiting:
 		return replyInt(CondWaiting(a))
-	case opCondWait:
+	case remoteop.CondWait:
 		return replyRC(func() int64 { return dmp_cond_wait(ca, C.uint64_t(arg(f, 0)), t) })
-	case opBarrierGet:
+	case remoteop.BarrierGet:
 		return replyInt(BarrierGet(a, arg(f, 0)))
-	case opBarrierSet:
+	case remoteop.BarrierSet:
 		return replyInt(0, BarrierSet(a, arg(f, 0), arg(f, 1)))
-	case opPipeHandle:
+	case remoteop.PipeHandle:
 		return replyInt(PipeHandle(a, arg(f, 0), arg(f, 1)))
-	case opPipePeerGone:
+	case remoteop.PipePeerGone:
 		return replyInt(PipePeerGone(a, arg(f, 0)))
-	case opRawSize:
+	case remoteop.RawSize:
 		return replyInt(RawSize(a))
-	case opRawRead, opRawWrite:
+	case remoteop.RawRead, remoteop.RawWrite:
 		return execRaw(f)
-	case opProcStart:
+	case remoteop.ProcStart:
 		return remoteProcStart(f)
-	case opProcPid:
+	case remoteop.ProcPid:
 		return replyInt(ProcPid(arg(f, 0)))
-	case opProcSignal:
+	case remoteop.ProcSignal:
 		return replyInt(0, ProcSignal(arg(f, 0), arg(f, 1)))
-	case opProcRelease:
+	case remoteop.ProcRelease:
 		return replyInt(0, ProcRelease(arg(f, 0)))
 	}
 	return replyInt(0, pyErr(errInvalid))
@@ -341,14 +301,14 @@ func execRaw(f *wire.Frame) wire.Frame {
 	}
 	start := arg(f, 0)
 	n := arg(f, 1)
-	if f.Op == opRawWrite {
+	if f.Op == remoteop.RawWrite {
 		n = int64(len(f.Payload))
 	}
 	if start < 0 || n < 0 || uint64(start+n) > size {
 		return replyInt(0, pyErr(errInvalid))
 	}
 	b := r.Pool.Bytes(off+uint64(start), uint64(n))
-	if f.Op == opRawWrite {
+	if f.Op == remoteop.RawWrite {
 		copy(b, f.Payload)
 		return replyInt(0, nil)
 	}
@@ -378,7 +338,7 @@ func remoteProcStart(f *wire.Frame) wire.Frame {
 			st, _ := p.Wait(-1)
 			// A requester that is gone (or whose node is lost) has stopped
 			// listening: nothing to do about a failure here.
-			remotePost(opChanSend, s.Notify, [][]byte{strconv.AppendInt(nil, int64(st.Code), 10)})
+			remotePost(remoteop.ChanSend, s.Notify, [][]byte{strconv.AppendInt(nil, int64(st.Code), 10)})
 		}()
 	}
 	return wire.Frame{Args: []int64{h, int64(p.Pid())}}

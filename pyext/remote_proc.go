@@ -3,6 +3,7 @@ package pyext
 import (
 	"sync"
 
+	"github.com/dragon-mp/dragon_mp/gocore/remoteop"
 	"github.com/dragon-mp/dragon_mp/gocore/runtime"
 )
 
@@ -26,7 +27,7 @@ func RemoteProcStart(node int64, specJSON string) (h int64, err error) {
 	if err != nil {
 		return 0, pyErr(err)
 	}
-	rep, err := remoteCall(opProcStart, target, 0, []byte(specJSON))
+	rep, err := remoteCall(remoteop.ProcStart, target, 0, []byte(specJSON))
 	if err != nil {
 		return 0, pyErr(err)
 	}
@@ -52,7 +53,7 @@ func RemoteProcPid(node, h int64) (int64, error) {
 	if err != nil {
 		return 0, pyErr(err)
 	}
-	return remoteInt(opProcPid, target, h)
+	return remoteInt(remoteop.ProcPid, target, h)
 }
 
 // RemoteProcSignal sends sig to a process on node.
@@ -61,7 +62,7 @@ func RemoteProcSignal(node, h, sig int64) error {
 	if err != nil {
 		return pyErr(err)
 	}
-	return remoteErr(opProcSignal, target, h, sig)
+	return remoteErr(remoteop.ProcSignal, target, h, sig)
 }
 
 // RemoteProcRelease forgets a process handle on node.
@@ -71,7 +72,7 @@ func RemoteProcRelease(node, h int64) error {
 	if err != nil {
 		return pyErr(err)
 	}
-	return remoteErr(opProcRelease, target, h)
+	return remoteErr(remoteop.ProcRelease, target, h)
 }
 
 // NodeLost reports whether this node's agent found node lost (one look at

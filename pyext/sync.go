@@ -5,7 +5,10 @@ package pyext
 */
 import "C"
 
-import "github.com/dragon-mp/dragon_mp/gocore/runtime"
+import (
+	"github.com/dragon-mp/dragon_mp/gocore/remoteop"
+	"github.com/dragon-mp/dragon_mp/gocore/runtime"
+)
 
 // SemCreate makes a semaphore (maxValue 0: unbounded) and returns its address.
 func SemCreate(value, maxValue int64) (addr int64, err error) {
@@ -26,7 +29,7 @@ func SemCreate(value, maxValue int64) (addr int64, err error) {
 // SemValue is the semaphore's current count.
 func SemValue(addr int64) (v int64, err error) {
 	if isRemote(addr) {
-		return remoteInt(opSemValue, addr)
+		return remoteInt(remoteop.SemValue, addr)
 	}
 	defer recovered(&err)
 	r, err := current()
@@ -43,7 +46,7 @@ func SemValue(addr int64) (v int64, err error) {
 // SyncRetain adds a reference to a sync object.
 func SyncRetain(addr int64) (err error) {
 	if isRemote(addr) {
-		return remoteErr(opSyncRetain, addr)
+		return remoteErr(remoteop.SyncRetain, addr)
 	}
 	defer recovered(&err)
 	r, err := current()
@@ -56,7 +59,7 @@ func SyncRetain(addr int64) (err error) {
 // SyncRelease drops a reference to a sync object; the last one frees it.
 func SyncRelease(addr int64) (err error) {
 	if isRemote(addr) {
-		return remoteErr(opSyncRelease, addr)
+		return remoteErr(remoteop.SyncRelease, addr)
 	}
 	defer recovered(&err)
 	r, err := current()
@@ -73,7 +76,7 @@ func dmp_sem_acquire(addr C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 	defer cRecover(&rc)
 	defer inside()()
 	if isRemote(int64(addr)) {
-		return remoteWait(opSemAcquire, int64(addr), duration(timeoutNs))
+		return remoteWait(remoteop.SemAcquire, int64(addr), duration(timeoutNs))
 	}
 	r, err := current()
 	if err != nil {
@@ -95,7 +98,7 @@ func dmp_sem_acquire(addr C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 func dmp_sem_release(addr C.uint64_t) (rc int64) {
 	defer cRecover(&rc)
 	if isRemote(int64(addr)) {
-		return remoteRC(opSemRelease, int64(addr))
+		return remoteRC(remoteop.SemRelease, int64(addr))
 	}
 	r, err := current()
 	if err != nil {

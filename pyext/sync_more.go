@@ -8,6 +8,7 @@ import "C"
 import (
 	"math"
 
+	"github.com/dragon-mp/dragon_mp/gocore/remoteop"
 	"github.com/dragon-mp/dragon_mp/gocore/runtime"
 	"github.com/dragon-mp/dragon_mp/gocore/shmsync"
 )
@@ -31,7 +32,7 @@ func RLockCreate() (int64, error) {
 // RLockOwner is the identity of the lock's holder, 0 when free.
 func RLockOwner(addr int64) (int64, error) {
 	if isRemote(addr) {
-		return remoteInt(opRLockOwner, addr)
+		return remoteInt(remoteop.RLockOwner, addr)
 	}
 	return onRuntime(func(r *runtime.Runtime) (int64, error) {
 		l, err := r.RecursiveLock(runtime.Address(addr))
@@ -45,7 +46,7 @@ func RLockOwner(addr int64) (int64, error) {
 // RLockCount is the holder's recursion depth, 0 when free.
 func RLockCount(addr int64) (int64, error) {
 	if isRemote(addr) {
-		return remoteInt(opRLockCount, addr)
+		return remoteInt(remoteop.RLockCount, addr)
 	}
 	return onRuntime(func(r *runtime.Runtime) (int64, error) {
 		l, err := r.RecursiveLock(runtime.Address(addr))
@@ -61,7 +62,7 @@ func RLockCount(addr int64) (int64, error) {
 // when owner does not hold it.
 func RLockReleaseAll(addr, owner int64) (count int64, err error) {
 	if isRemote(addr) {
-		return remoteInt(opRLockReleaseAll, addr, owner)
+		return remoteInt(remoteop.RLockReleaseAll, addr, owner)
 	}
 	defer recovered(&err)
 	r, err := current()
@@ -91,7 +92,7 @@ func dmp_rlock_acquire(addr, owner C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 	defer cRecover(&rc)
 	defer inside()()
 	if isRemote(int64(addr)) {
-		return remoteWait(opRLockAcquire, int64(addr), duration(timeoutNs), int64(owner))
+		return remoteWait(remoteop.RLockAcquire, int64(addr), duration(timeoutNs), int64(owner))
 	}
 	r, err := current()
 	if err != nil {
@@ -116,7 +117,7 @@ func dmp_rlock_acquire(addr, owner C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 func dmp_rlock_release(addr, owner C.uint64_t) (rc int64) {
 	defer cRecover(&rc)
 	if isRemote(int64(addr)) {
-		return remoteRC(opRLockRelease, int64(addr), int64(owner))
+		return remoteRC(remoteop.RLockRelease, int64(addr), int64(owner))
 	}
 	r, err := current()
 	if err != nil {
@@ -153,7 +154,7 @@ func eventAt(addr int64) (*shmsync.Event, error) {
 // EventSet sets the flag and wakes every waiter.
 func EventSet(addr int64) error {
 	if isRemote(addr) {
-		return remoteErr(opEventSet, addr)
+		return remoteErr(remoteop.EventSet, addr)
 	}
 	_, err := onRuntime(func(r *runtime.Runtime) (int64, error) {
 		e, err := r.Event(runtime.Address(addr))
@@ -168,7 +169,7 @@ func EventSet(addr int64) error {
 // EventClear clears the flag.
 func EventClear(addr int64) error {
 	if isRemote(addr) {
-		return remoteErr(opEventClear, addr)
+		return remoteErr(remoteop.EventClear, addr)
 	}
 	_, err := onRuntime(func(r *runtime.Runtime) (int64, error) {
 		e, err := r.Event(runtime.Address(addr))
@@ -183,7 +184,7 @@ func EventClear(addr int64) error {
 // EventIsSet is 1 when the flag is set, else 0.
 func EventIsSet(addr int64) (int64, error) {
 	if isRemote(addr) {
-		return remoteInt(opEventIsSet, addr)
+		return remoteInt(remoteop.EventIsSet, addr)
 	}
 	return onRuntime(func(r *runtime.Runtime) (int64, error) {
 		e, err := r.Event(runtime.Address(addr))
@@ -201,7 +202,7 @@ func dmp_event_wait(addr C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 	defer cRecover(&rc)
 	defer inside()()
 	if isRemote(int64(addr)) {
-		return remoteWait(opEventWait, int64(addr), duration(timeoutNs))
+		return remoteWait(remoteop.EventWait, int64(addr), duration(timeoutNs))
 	}
 	e, err := eventAt(int64(addr))
 	if err != nil {
@@ -228,7 +229,7 @@ func CondCreate() (int64, error) {
 // it) and returns the wait's handle for dmp_cond_wait and CondFinish.
 func CondEnqueue(addr int64) (int64, error) {
 	if isRemote(addr) {
-		return remoteInt(opCondEnqueue, addr)
+		return remoteInt(remoteop.CondEnqueue, addr)
 	}
 	return onRuntime(func(r *runtime.Runtime) (int64, error) {
 		w, err := r.CondEnqueue(runtime.Address(addr))
@@ -239,7 +240,7 @@ func CondEnqueue(addr int64) (int64, error) {
 // CondFinish ends a wait, frees its handle, and returns 1 if it was notified.
 func CondFinish(addr, waiter int64) (int64, error) {
 	if isRemote(addr) {
-		return remoteInt(opCondFinish, addr, waiter)
+		return remoteInt(remoteop.CondFinish, addr, waiter)
 	}
 	return onRuntime(func(r *runtime.Runtime) (int64, error) {
 		ok, err := r.CondFinish(runtime.Address(addr), runtime.Address(waiter))
@@ -251,7 +252,7 @@ func CondFinish(addr, waiter int64) (int64, error) {
 // lock) and returns how many it notified.
 func CondNotify(addr, n int64) (int64, error) {
 	if isRemote(addr) {
-		return remoteInt(opCondNotify, addr, n)
+		return remoteInt(remoteop.CondNotify, addr, n)
 	}
 	n = max(0, min(n, math.MaxInt32)) // more than there can be waiters
 	return onRuntime(func(r *runtime.Runtime) (int64, error) {
@@ -263,7 +264,7 @@ func CondNotify(addr, n int64) (int64, error) {
 // CondWaiting is the number of waits in progress (enqueued, not finished).
 func CondWaiting(addr int64) (int64, error) {
 	if isRemote(addr) {
-		return remoteInt(opCondWaiting, addr)
+		return remoteInt(remoteop.CondWaiting, addr)
 	}
 	return onRuntime(func(r *runtime.Runtime) (int64, error) {
 		c, err := r.Condition(runtime.Address(addr))
@@ -281,7 +282,7 @@ func dmp_cond_wait(addr, waiter C.uint64_t, timeoutNs C.int64_t) (rc int64) {
 	defer cRecover(&rc)
 	defer inside()()
 	if isRemote(int64(addr)) {
-		return remoteWait(opCondWait, int64(addr), duration(timeoutNs), int64(waiter))
+		return remoteWait(remoteop.CondWait, int64(addr), duration(timeoutNs), int64(waiter))
 	}
 	r, err := current()
 	if err != nil {
@@ -311,7 +312,7 @@ func BarrierCreate() (int64, error) {
 // BarrierGet reads field 0 (state) or 1 (count).
 func BarrierGet(addr, field int64) (int64, error) {
 	if isRemote(addr) {
-		return remoteInt(opBarrierGet, addr, field)
+		return remoteInt(remoteop.BarrierGet, addr, field)
 	}
 	return onRuntime(func(r *runtime.Runtime) (int64, error) {
 		b, err := r.Barrier(runtime.Address(addr))
@@ -329,7 +330,7 @@ func BarrierGet(addr, field int64) (int64, error) {
 // BarrierSet writes field 0 (state) or 1 (count).
 func BarrierSet(addr, field, v int64) error {
 	if isRemote(addr) {
-		return remoteErr(opBarrierSet, addr, field, v)
+		return remoteErr(remoteop.BarrierSet, addr, field, v)
 	}
 	_, err := onRuntime(func(r *runtime.Runtime) (int64, error) {
 		b, err := r.Barrier(runtime.Address(addr))

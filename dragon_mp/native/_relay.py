@@ -17,7 +17,8 @@ and the relay starts the executable:
    channel of the group's node: stdout and stderr chunk by chunk, then an
    empty message for the end; stdin from the channel, until an empty message.
 4. When the executable has exited, it waits until what it sent has arrived on
-   the group's node, then ends as the executable did (the same exit code, or
+   the group's node, drops its references to the channels, then ends as the
+   executable did (the same exit code, or
    the same signal), so the group sees the executable's status.
 
 The group sees the relay's pid as the member's puid.
@@ -70,10 +71,11 @@ def main(spec_json):
 
     from .. import _runtime
     from ..queues import _Channel
-    carriers = []
+    carriers, chans = [], []
     for i, s in enumerate(streams):
         if isinstance(s, list) and s[0] == 'pipe':
             ch = _Channel._attach(s[1], s[2])
+            chans.append(ch)
             t = threading.Thread(target=_to_pipe if i == 0 else _from_pipe, args=(ch, ours[i]),
                                  daemon=True)
             t.start()
@@ -83,6 +85,8 @@ def main(spec_json):
     for t in carriers:
         t.join()            # to the end of its pipe: the executable's last output
     _runtime.sync_remote()
+    for ch in chans:
+        ch._finalizer()     # the references given to this process (os._exit runs no finalizers)
     sys.stdout.flush()
     sys.stderr.flush()
     if code < 0:
