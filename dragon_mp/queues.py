@@ -176,8 +176,8 @@ class Queue(_stdlib_queues.Queue):
 
     def descriptor(self):
         """This queue as a string that a C or C++ program of the run opens
-        (include/dragon_mp.h: dmp_queue_open). The program must run on this
-        queue's node; keep the queue until it has opened it."""
+        (include/dragon_mp.h: dmp_queue_open), on any node of the run; keep
+        the queue until it has opened it."""
         return _descriptor(self._channel)
 
     def put_bytes(self, data, block=True, timeout=None):

@@ -152,8 +152,8 @@ class SemLock(SharedObject):
 
     def descriptor(self):
         """This lock or semaphore as a string that a C or C++ program of the
-        run opens (include/dragon_mp.h: dmp_lock_open; docs/c_api.md). The
-        program must run on its node; keep the object until it has opened it."""
+        run opens (include/dragon_mp.h: dmp_lock_open; docs/c_api.md), on any
+        node of the run; keep the object until it has opened it."""
         return f'dmp1:s:{_runtime.runid()}:{self._addr:x}'
 
     def _release_save(self):
