@@ -180,7 +180,15 @@ class Popen:
                 if poller is None:
                     poller = self._poller = select.poll()
                     poller.register(self.sentinel, select.POLLIN)
-                if not poller.poll(0):
+                try:
+                    ready = poller.poll(0)
+                except RuntimeError:
+                    # Another thread is inside this poller's poll() (a Pool's
+                    # handler thread polls its workers too): a poller of our own.
+                    fresh = select.poll()
+                    fresh.register(self.sentinel, select.POLLIN)
+                    ready = fresh.poll(0)
+                if not ready:
                     return None
             self._wait(0 if flag == os.WNOHANG else None)
         return self.returncode

@@ -270,3 +270,32 @@ def test_ctrl_c_swallowed_while_the_child_prepares_still_ends_it(mp):
         p.join(JOIN)
         pytest.fail('the child ran its target after a swallowed Ctrl-C')
     assert p.exitcode == 1
+
+
+def test_is_alive_from_many_threads_at_once(mp):
+    # stdlib's Process.start() polls every live child (process._cleanup) and a
+    # Pool's handler thread polls its workers while the program starts others:
+    # is_alive()/exitcode of one child from several threads at once must work
+    # (dragon_mp's poll() once shared one poller between threads: "concurrent
+    # poll() invocation" from Pool(2) in CPython's test_map_no_failfast).
+    import threading
+    p = mp.Process(target=sleep_for, args=(30,))
+    p.start()
+    errors = []
+
+    def hammer():
+        try:
+            for _ in range(20000):
+                assert p.is_alive()
+        except BaseException as e:      # noqa: B902 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    p.terminate()
+    p.join(JOIN)
+    assert not errors, errors[:3]
+    assert p.exitcode == -signal.SIGTERM
