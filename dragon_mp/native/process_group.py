@@ -39,6 +39,9 @@ __all__ = ['ProcessGroup', 'State', 'Pipes']
 # Default grace period between SIGTERM and SIGKILL, in seconds (DragonHPC's patience).
 PATIENCE = 5.0
 
+# Threads that start a multi-node group's executables at once (see _spawn_all).
+STARTERS = 16
+
 
 class State(str, enum.Enum):
     """A group's state; each compares equal to DragonHPC's name for it."""
@@ -131,8 +134,7 @@ class ProcessGroup:
         self._slots = [(t, paths.get(id(t))) for n, t in self._templates for _ in range(n)]
         self._live = [None] * len(self._slots)
         try:
-            for i, (template, path) in enumerate(self._slots):
-                self._live[i] = self._spawn(template, path)
+            self._spawn_all()
         except BaseException as e:
             self._abort(e)
             raise
@@ -142,6 +144,32 @@ class ProcessGroup:
                 self._deadline = time.monotonic() + self.walltime
         self._watcher = threading.Thread(target=self._watch, name='ProcessGroup-watcher', daemon=True)
         self._watcher.start()
+
+    def _spawn_all(self):
+        """Start every slot, in order. In a multi-node run the executables
+        start first, concurrently (STARTERS threads): a start on another node
+        waits for a round trip to its agent, and those waits overlap; then
+        the Python members, one after the other from this thread."""
+        execs = [i for i, (t, _) in enumerate(self._slots) if not t.is_python]
+        if not (_runtime.multi_node() and len(execs) > 1):
+            for i, (template, path) in enumerate(self._slots):
+                self._live[i] = self._spawn(template, path)
+            return
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(min(STARTERS, len(execs)),
+                                                   thread_name_prefix='ProcessGroup-start') as ex:
+            futures = {ex.submit(self._spawn, *self._slots[i]): i for i in execs}
+            error = None
+            for f in concurrent.futures.as_completed(futures):
+                try:
+                    self._live[futures[f]] = f.result()
+                except BaseException as e:       # the first is raised once all are back
+                    error = error or e
+            if error is not None:
+                raise error
+        for i, (template, path) in enumerate(self._slots):
+            if template.is_python:
+                self._live[i] = self._spawn(template, path)
 
     def _spawn(self, template, path):
         m = _Member(template, template.policy or self.policy, path)
