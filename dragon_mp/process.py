@@ -71,6 +71,9 @@ class Process(_stdlib_context.Process):
         # The child reports the start method its parent chose, as stdlib's do.
         process_obj._child_method = (process_obj._method
                                      or context._default_context.get_start_method())
+        if getattr(process_obj._target, '__module__', None) == 'concurrent.futures.process':
+            from . import _executor     # a ProcessPoolExecutor's worker: its deaths say why
+            _executor.install()
 
         def start_on(node):
             if node != placement.this_node():

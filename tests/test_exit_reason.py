@@ -12,6 +12,7 @@ Both start paths are covered: the zygote's fork and the Go core's exec.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,6 +86,17 @@ elif mode == 'oom':
             out = {'result': pool.apply(t.hog, (1 << 30,))}
         except dragon_mp.pool.WorkerLostError as e:
             out = {'error': str(e)}
+elif mode in ('executor_oom', 'executor_exit'):
+    import concurrent.futures as cf
+    if mode == 'executor_oom':
+        with open(os.path.join(sys.argv[2], 'cgroup.procs'), 'w') as f:
+            f.write(str(os.getpid()))
+    task = (t.hog, 1 << 30) if mode == 'executor_oom' else (os._exit, 3)
+    with cf.ProcessPoolExecutor(1, mp_context=dragon_mp.get_context()) as ex:
+        try:
+            out = {'result': ex.submit(*task).result(timeout=60)}
+        except cf.process.BrokenProcessPool as e:
+            out = {'error': str(e), 'cause': str(e.__cause__)}
 out['mode'] = dragon_mp._core.gocore().ExitTracerMode()
 print(json.dumps(out))
 '''
@@ -219,3 +231,20 @@ def test_pool_worker_oom(memory_cgroup, no_bpf):
     # kernel log (root can).
     assert 'killed by the OOM killer (cgroup %s, rss ' % cgroup in out['error'], out
     assert 'limit 256 MiB)' in out['error'], out
+
+
+def test_executor_worker_exit_says_why():
+    # stdlib's BrokenProcessPool says only "terminated abruptly": with dragon_mp's
+    # processes its message and its __cause__ name the worker and why it ended.
+    out = program('executor_exit')
+    assert 'terminated abruptly' in out['error'], out
+    assert re.search(r'process \d+ \(\S+\): exited 3$', out['error']), out
+    assert 'exited 3' in out['cause'], out
+
+
+@pytest.mark.parametrize('no_bpf', [False, True], ids=['ebpf', 'fallback'])
+def test_executor_worker_oom(memory_cgroup, no_bpf):
+    out = program('executor_oom', memory_cgroup, no_bpf=no_bpf)
+    cgroup = memory_cgroup[len('/sys/fs/cgroup/memory'):]
+    assert 'killed by the OOM killer (cgroup %s, rss ' % cgroup in out['error'], out
+    assert 'limit 256 MiB)' in out['cause'], out
