@@ -180,7 +180,7 @@ func dmp_detach() (rc C.int) {
 
 // open parses descriptor (see doc.go), checks that it names an object of
 // kind of this process's run, takes one reference with retain and records
-// it in the ledger; an object of another node: remoteRetain, no record.
+// it in the ledger; an object of another node: remoteRetain, recorded too.
 func open(descriptor *C.char, kind string, channelRef bool,
 	retain func(*runtime.Runtime, runtime.Address) error,
 	remoteRetain func(*runtime.Runtime, runtime.Address) error) (*handle, error) {
@@ -213,18 +213,18 @@ func open(descriptor *C.char, kind string, channelRef bool,
 		if err := remoteRetain(r, a); err != nil {
 			return nil, fmt.Errorf("%w: %q: %w", errBadDesc, desc, err)
 		}
-		return &handle{addr: a, r: r, remote: true}, nil
-	}
-	if err := retain(r, a); err != nil {
+	} else if err := retain(r, a); err != nil {
 		return nil, fmt.Errorf("%w: %q: %v", errBadDesc, desc, err)
 	}
 	refKind := ledger.RefObject
 	if channelRef {
 		refKind = ledger.RefChannel
 	}
+	// Recorded for an object of another node too: this node's head releases
+	// it there if this process is killed (pyext's releaseRef).
 	e := l.ReserveRef() // nil (unrecorded) when none is left
 	e.HoldRef(uint64(a), refKind)
-	return &handle{addr: a, ref: e, r: r}, nil
+	return &handle{addr: a, ref: e, r: r, remote: a.Node() != r.Node}, nil
 }
 
 // runOf is the run a process's run id names: node k > 0 of a run has the
@@ -278,6 +278,7 @@ func lookup(table func() map[uint64]*handle, id C.uint64_t, remove bool) (*handl
 // order: killed in between, the reference leaks instead of being dropped
 // twice; see gocore/ledger).
 func (h *handle) drop(channelRef bool) error {
+	h.ref.Clear()
 	if h.remote {
 		op := remoteop.SyncRelease
 		if channelRef {
@@ -286,7 +287,6 @@ func (h *handle) drop(channelRef bool) error {
 		_, err := call(h.r, op, h.addr, 0, nil, nil)
 		return err
 	}
-	h.ref.Clear()
 	if channelRef {
 		return h.r.ReleaseChannel(h.addr)
 	}

@@ -27,10 +27,9 @@
 //     a freed object fail instead of reaching the object made next at the
 //     same place.
 //   - References: opening takes one counted reference to the object and
-//     records it in this process's ledger (an object of this node; a
-//     remote object's reference is held for this process by its owner, as
-//     a Python process's is); closing forgets the record, then drops the
-//     reference. If the process is killed, the run's head drops
+//     records it in this process's ledger (an object of another node's
+//     too: this node's head releases that one there); closing forgets the
+//     record, then drops the reference. If the process is killed, the run's head drops
 //     its references and frees the pool blocks it held (a large message
 //     being filled or read), as for a killed Python process (pyext/refs.go).
 //     The object must be alive when it is opened: the Python side keeps its

@@ -25,8 +25,9 @@ import (
 // (gocore/agent), which runs it there (gocore/remoteop), as the Python
 // extension does. Long waits are sliced (remoteop.Slice) so that one this
 // process abandons (killed, or its timeout ran out) ends on the owner soon.
-// The reference a remote handle holds is the owner's; like a Python
-// process's, it is not in this process's ledger.
+// The reference a remote handle holds is recorded in this process's ledger
+// like a local one: if this process is killed, this node's head releases
+// it on the owner's node.
 
 var (
 	clientMu sync.Mutex

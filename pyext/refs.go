@@ -2,6 +2,7 @@ package pyext
 
 import (
 	"github.com/dragon-mp/dragon_mp/gocore/ledger"
+	"github.com/dragon-mp/dragon_mp/gocore/remoteop"
 	"github.com/dragon-mp/dragon_mp/gocore/runtime"
 )
 
@@ -12,9 +13,10 @@ import (
 //
 // Every Python handle holds one counted reference (dragon_mp/_shared.py):
 // it calls RefAdopt when it takes one (made, or unpickled) and RefForget
-// just before it drops it. A reference to an object of another node is not
-// recorded: that node's reaper cannot see this process die (the agent that
-// carried the reference releases it when the run ends).
+// just before it drops it. A reference to an object of another node is
+// recorded here too: the owner's node cannot see this process die, this
+// node's head can, and it releases the reference on the owner's node
+// through its agent (releaseRef), as a C API process's (capi/).
 //
 // held.mu (held.go) guards held.refs; it is a leaf lock.
 
@@ -22,7 +24,7 @@ import (
 // addr: a channel (channel true) or any other counted object. Best effort:
 // without a ledger entry the reference is simply not recorded.
 func RefAdopt(addr int64, channel bool) {
-	if addr == 0 || isRemote(addr) {
+	if addr == 0 {
 		return
 	}
 	r, err := current()
@@ -70,9 +72,19 @@ func RefForget(addr int64) {
 
 // releaseRef is the reaper's release: a dead process's reference to the
 // object at addr. An object already gone (its address is stale) is left
-// alone: ReleaseChannel and ReleaseObject check the address's generation.
+// alone: ReleaseChannel and ReleaseObject check the address's generation
+// (on the owner's node for an object of another node; a lost node took
+// its objects with it).
 func releaseRef(r *runtime.Runtime) func(addr uint64, kind int) {
 	return func(addr uint64, kind int) {
+		if runtime.Address(addr).Node() != r.Node {
+			op := remoteop.SyncRelease
+			if kind == ledger.RefChannel {
+				op = remoteop.ChanRelease
+			}
+			_ = remoteErr(op, int64(addr))
+			return
+		}
 		if kind == ledger.RefChannel {
 			_ = r.ReleaseChannel(runtime.Address(addr))
 		} else {

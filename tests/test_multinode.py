@@ -8,6 +8,7 @@ the run's ids, no shared-memory segment.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -138,6 +139,44 @@ def test_objects_made_on_a_remote_node(net):
     assert 'owner got hello' in r.stdout
     assert f'owner got {4 << 20}' in r.stdout
     assert 'exit 0 0' in r.stdout
+
+
+def test_references_of_a_killed_process_on_another_node_are_released(net):
+    # A process on node 2 holds a Queue, a Lock and an Event of node 0 and is
+    # SIGKILLed: node 2's head finds its references in its ledger and releases
+    # them on node 0, so once the parent drops its own the memory is free.
+    r = run_dragon(net, PRELUDE + '''
+    import json, signal
+    from dragon_mp import _core, _runtime
+
+    def in_use():
+        _runtime.current()
+        return json.loads(_core.gocore().RuntimeStats())['in_use']
+
+    def hold(objs, ready):
+        ready.set()
+        time.sleep(600)
+
+    if __name__ == '__main__':
+        base = in_use()
+        ready = mp.Event()
+        objs = [mp.Queue(), mp.Lock(), mp.Queue()]
+        objs[0].put('x' * 100000)
+        p = mp.Process(target=hold, args=(objs, ready), policy=Policy(node=2))
+        p.start()
+        assert ready.wait(60)
+        p.kill()
+        p.join(60)
+        assert p.exitcode == -signal.SIGKILL
+        del objs, ready
+        deadline = time.monotonic() + 30
+        while in_use() > base and time.monotonic() < deadline:
+            time.sleep(0.1)
+        print('in use', in_use() - base, flush=True)
+    ''')
+    assert r.returncode == 0, r.stderr
+    m = re.search(r'in use (-?\d+)', r.stdout)
+    assert m and int(m.group(1)) <= 0, r.stdout
 
 
 def test_output_is_forwarded_and_labelled(net):
