@@ -9,6 +9,7 @@ the run's environment (DRAGON_MP_RUN...) from it.
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -308,3 +309,23 @@ def test_killed_mid_send_leaks_nothing(programs, size):
     assert _wait_until(lambda: stats()['held_refs'] <= base['held_refs'], 20), (stats(), base)
     q.put_bytes(b'after')
     assert q.get_bytes(timeout=10) == b'after'
+
+
+def test_worker_group_example_program():
+    """examples/worker_group.py as a user runs it: a ProcessGroup of 8 C workers with restart."""
+    env = {k: v for k, v in os.environ.items() if k != 'DRAGON_MP_RUN'}
+    env['PYTHONPATH'] = os.pathsep.join([ROOT, env.get('PYTHONPATH', '')])
+    r = subprocess.run([sys.executable, os.path.join(EXAMPLES, 'worker_group.py'), '200'], env=env,
+                       capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    check_worker_group_output(r.stdout, 200)
+
+
+def check_worker_group_output(out, count):
+    """A worker takes at most 5 tasks, then exits and is replaced: at least count/5 workers answered
+    (the last tasks spread over the workers then alive), so some were restarts."""
+    m = re.search(r'(\d+) answers from (\d+) worker processes \((\d+) restarts\), sum of squares (\d+)', out)
+    assert m, out
+    answers, workers, restarts, total = map(int, m.groups())
+    assert answers == count and total == sum(i * i for i in range(count)), out
+    assert count // 5 <= workers <= 8 + restarts and restarts >= count // 5 - 8, out

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from multinode import PRELUDE, ROOT, cluster_fixture, no_leaks_fixture, run_dragon
+from multinode import PRELUDE, ROOT, _env, cluster_fixture, dragon_argv, no_leaks_fixture, run_dragon
 
 net = cluster_fixture(3, 'dmp')
 no_leaks = no_leaks_fixture()
@@ -264,3 +264,14 @@ def test_c_programs_on_other_nodes_reach_queues_and_locks_of_node_0(net, c_progr
     ''' % (c_programs['echo'], c_programs['probe']))
     check(r)
     assert 'C OK' in r.stdout
+
+
+def test_worker_group_example_over_the_nodes(net, c_programs):
+    # examples/worker_group.py under the launcher: its 8 C workers go round-robin over the 3 nodes,
+    # restart there, and reach the queues of node 0.
+    r = net.run(0, dragon_argv(net, os.path.join(ROOT, 'examples', 'worker_group.py'), '300', net.tmpdir,
+                               label=True), timeout=300, cwd=ROOT, env=_env())
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    from test_capi import check_worker_group_output
+    check_worker_group_output(r.stdout, 300)
+    assert r.stdout.startswith('[n0] 300 answers'), r.stdout
