@@ -317,12 +317,14 @@ func execRaw(f *wire.Frame) wire.Frame {
 
 // remoteProcStart starts a process for another node and, when the spec
 // names a channel of the requester's node ("notify"), sends the process's
-// exit code there once it has been reaped: the requester learns of the exit
+// exit code there once it has been reaped, after the spec's "notify_tag"
+// if it has one: the requester learns of the exit
 // without asking (popen_remote waits on that channel, a local one for it).
 // The reply is (handle, pid): the requester needs both, in one round trip.
 func remoteProcStart(f *wire.Frame) wire.Frame {
 	var s struct {
-		Notify int64 `json:"notify"`
+		Notify    int64 `json:"notify"`
+		NotifyTag int64 `json:"notify_tag"` // sent before the code ("<tag> <code>"): one channel for many
 	}
 	json.Unmarshal(f.Payload, &s)
 	h, err := ProcStart(spawnSpec(f.Payload))
@@ -338,7 +340,12 @@ func remoteProcStart(f *wire.Frame) wire.Frame {
 			st, _ := p.Wait(-1)
 			// A requester that is gone (or whose node is lost) has stopped
 			// listening: nothing to do about a failure here.
-			remotePost(remoteop.ChanSend, s.Notify, [][]byte{strconv.AppendInt(nil, int64(st.Code), 10)})
+			var msg []byte
+			if s.NotifyTag != 0 {
+				msg = append(strconv.AppendInt(nil, s.NotifyTag, 10), ' ')
+			}
+			msg = strconv.AppendInt(msg, int64(st.Code), 10)
+			remotePost(remoteop.ChanSend, s.Notify, [][]byte{msg})
 		}()
 	}
 	return wire.Frame{Args: []int64{h, int64(p.Pid())}}
