@@ -43,6 +43,7 @@ class RemoteChild:
     def __init__(self, node, argv, env, cwd=None):
         import json
         self.returncode = None
+        self.exit_reason = None         # why it ended (Process.exit_reason), with a non-zero code
         self.node = node
         self._exited = threading.Event()
         self.sentinel, self._sentinel_w = os.pipe()
@@ -61,8 +62,10 @@ class RemoteChild:
         self.pid = _core.call(gc.RemoteProcPid, node, self._handle)
         self.finalizer = util.Finalize(self, _release, (node, self._handle, self.sentinel))
 
-    def _ended(self, code):
-        """Called once, by the exit watcher: code is the exit code, or -SIGKILL for a lost node."""
+    def _ended(self, code, reason=None):
+        """Called once, by the exit watcher: code is the exit code, or -SIGKILL for a
+        lost node; reason says why in words (its node's tracer's), None for 0."""
+        self.exit_reason = reason if code != 0 else None
         self.returncode = code
         os.close(self._sentinel_w)      # the sentinel is ready before wait() returns
         self._exited.set()
@@ -123,9 +126,9 @@ class _ExitWatcher:
         gc = _core.gocore()
         while True:
             try:
-                tag, code = self._chan.recv(timeout=WAIT_SLICE).split()
+                tag, code, *reason = self._chan.recv(timeout=WAIT_SLICE).decode().split(' ', 2)
                 for child in self._take([int(tag)]):
-                    child._ended(int(code))
+                    child._ended(int(code), reason[0] if reason else None)
                 continue
             except queue.Empty:
                 pass
@@ -135,7 +138,7 @@ class _ExitWatcher:
                     self.retired = True
                     children, self._children = list(self._children.values()), {}
                 for child in children:
-                    child._ended(-signal.SIGKILL)
+                    child._ended(-signal.SIGKILL, 'the run ended')
                 return
             chan = None
             with _lock:
@@ -150,11 +153,17 @@ class _ExitWatcher:
             if lost:
                 # The node is lost (or the run ended): its processes went with it.
                 for child in self._take([t for t, c in pending if c.node in lost]):
-                    child._ended(-signal.SIGKILL)
+                    child._ended(-signal.SIGKILL, f'its node {_node_name(child.node)} was lost')
 
 
 _watcher = None
 _lock = threading.Lock()
+
+
+def _node_name(node):
+    from . import placement
+    names = placement.nodes()
+    return names[node] if node < len(names) else f'n{node}'
 
 
 def _register(child):

@@ -318,7 +318,7 @@ func execRaw(f *wire.Frame) wire.Frame {
 // remoteProcStart starts a process for another node and, when the spec
 // names a channel of the requester's node ("notify"), sends the process's
 // exit code there once it has been reaped, after the spec's "notify_tag"
-// if it has one: the requester learns of the exit
+// if it has one (and then followed by the reason of a non-zero code): the requester learns of the exit
 // without asking (popen_remote waits on that channel, a local one for it).
 // The reply is (handle, pid): the requester needs both, in one round trip.
 func remoteProcStart(f *wire.Frame) wire.Frame {
@@ -345,6 +345,10 @@ func remoteProcStart(f *wire.Frame) wire.Frame {
 				msg = append(strconv.AppendInt(nil, s.NotifyTag, 10), ' ')
 			}
 			msg = strconv.AppendInt(msg, int64(st.Code), 10)
+			if s.NotifyTag != 0 && st.Code != 0 {
+				// Why it ended, seen by this node's tracer: "<tag> <code> <reason>".
+				msg = append(append(msg, ' '), exitTracer().Reason(p.Pid(), st.Code).Text...)
+			}
 			remotePost(remoteop.ChanSend, s.Notify, [][]byte{msg})
 		}()
 	}

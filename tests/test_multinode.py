@@ -215,9 +215,12 @@ def test_remote_failure_exit_codes_and_terminate(net):
         t0 = time.monotonic()
         s.terminate(); s.join(30)
         print('codes', p.exitcode, s.exitcode, mp.connection.wait([s.sentinel], 0) == [s.sentinel])
+        print('reasons', p.exit_reason, '|', s.exit_reason)
     ''')
     assert r.returncode == 0, r.stderr
     assert 'codes 7 -15 True' in r.stdout
+    # Why, from the tracer of the node each ran on: the agent there signalled s.
+    assert re.search(r'reasons exited 7 \| killed by SIGTERM( from pid \d+ \(.+\))?$', r.stdout, re.M), r.stdout
 
 
 @pytest.mark.parametrize('how', ['SIGTERM', 'Ctrl-C'])

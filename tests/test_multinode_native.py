@@ -91,6 +91,8 @@ def test_pipes_files_and_exit_status_on_every_node(net):
         pg.send_signal(signal.SIGUSR1)
         pg.join(60)
         assert [c for _, c in pg.exit_status] == [-signal.SIGUSR1] * 2, pg.exit_status
+        # Why, as the member's node saw it (the tracer of its agent).
+        assert all(r.startswith('killed by SIGUSR1') for _, r in pg.exit_reasons), pg.exit_reasons
         piped = [puid for puid, _ in pg.exit_status if pg.pipes(puid).stdout is not None]
         assert len(piped) == 1 and pg.pipes(piped[0]).stdout.read() == b''
         pg.close()
@@ -120,6 +122,8 @@ def test_stop_restart_and_walltime_on_other_nodes(net):
         assert 0.9 <= took < 20, took
         assert sorted(c for _, c in pg.exit_status) == sorted([-signal.SIGKILL, -signal.SIGTERM]), \\
             pg.exit_status
+        assert sorted(r.split(' from ')[0] for _, r in pg.exit_reasons) == [
+            'killed by SIGKILL', 'killed by SIGTERM'], pg.exit_reasons
         pg.close()
         # Restarts of members that exit at once, on the other nodes.
         pg = ProcessGroup(restart=True, policy=Policy(node=1))

@@ -86,6 +86,9 @@ def test_state_machine_and_exit_status():
     assert pg.puids == []
     codes = sorted(code for _, code in pg.exit_status)
     assert codes == [0, 0, 0, 3]
+    # Why each ended, in exit_status's order: None for exit code 0.
+    assert [p for p, _ in pg.exit_reasons] == [p for p, _ in pg.exit_status]
+    assert sorted(map(str, (r for _, r in pg.exit_reasons))) == ['None', 'None', 'None', 'exited 3']
     assert len({puid for puid, _ in pg.exit_status}) == 4
     # A group that has ended can be started again.
     pg.start()
@@ -138,6 +141,7 @@ def test_terminate_kill_and_send_signal():
     pg.send_signal(signal.SIGUSR1)                  # sleep dies of SIGUSR1
     pg.join(timeout=10)
     assert [code for _, code in pg.exit_status] == [-signal.SIGUSR1] * 2
+    assert all(r.startswith('killed by SIGUSR1') for _, r in pg.exit_reasons), pg.exit_reasons
     pg.start()
     pg.kill()
     pg.join(timeout=10)

@@ -115,6 +115,7 @@ class _Member:
 
     def __init__(self, template, policy, path=None):
         self.returncode = None
+        self.exit_reason = None     # with a non-zero returncode: why, in words
         self._process = self._remote = None
         if template.is_python:
             self.pipes = _with_stdio(template, lambda fds: self._start_python(template, policy, fds))
@@ -176,7 +177,19 @@ class _Member:
                                                  int(timeout * 1e9))
                 except TimeoutError:
                     pass
+            if self.returncode:
+                self.exit_reason = self._reason()
         return self.returncode
+
+    def _reason(self):
+        """Why it ended (Process.exit_reason's sentence), once its code is known."""
+        if self._process is not None:
+            return self._process.exit_reason
+        if self._remote is not None:
+            return self._remote.exit_reason
+        import json
+        reason = _core.call(_core.gocore().ProcExitReason, self.pid, int(self.returncode))
+        return json.loads(reason)['text']
 
     def send_signal(self, sig):
         if self.returncode is not None:

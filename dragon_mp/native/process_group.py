@@ -79,6 +79,7 @@ class ProcessGroup:
         self._slots = []            # per member: its template, then its current _Member or None
         self._live = []
         self._exited = []           # (puid, exit code) of every process that has exited
+        self._reasons = []          # (puid, why it ended or None), in the same order
         self._pipes = {}            # puid -> Pipes of every process started
         self._restarts = 0
         self._restarting = False
@@ -126,7 +127,7 @@ class ProcessGroup:
                 raise RuntimeError('the group is running; join() or stop() it first')
         self._reap_watcher()
         with self._cond:
-            self._exited, self._restarts = [], 0
+            self._exited, self._reasons, self._restarts = [], [], 0
             self._error, self._kill_at = None, None
             self._restarting = self.restart
         # Every executable is checked before anything starts.
@@ -185,6 +186,7 @@ class ProcessGroup:
             while m.wait() is None:
                 pass
             self._exited.append((m.pid, m.returncode))
+            self._reasons.append((m.pid, m.exit_reason))
             m.release()
         self._live = [None] * len(self._slots)
         with self._cond:
@@ -274,6 +276,15 @@ class ProcessGroup:
             return list(self._exited)
 
     @property
+    def exit_reasons(self):
+        """(puid, reason) of every process of the group that has exited, in the
+        order of exit_status: why it ended in words ("exited 3", "killed by
+        SIGKILL from pid 1234 (bash)", "killed by the OOM killer (...)", "its
+        node n2 was lost"), None for exit code 0 (Process.exit_reason)."""
+        with self._cond:
+            return list(self._reasons)
+
+    @property
     def restarts(self):
         """How many times a member has been replaced since start()."""
         return self._restarts
@@ -360,6 +371,7 @@ class ProcessGroup:
         m.release()
         with self._cond:
             self._exited.append((m.pid, m.returncode))
+            self._reasons.append((m.pid, m.exit_reason))
             self._live[i] = None
             again = self._restarting
         if not again:
