@@ -8,8 +8,6 @@ import "C"
 import (
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -43,19 +41,10 @@ func agentClient(r *runtime.Runtime) *agent.Client {
 		client = agent.NewClient(agent.ClientConfig{
 			Control: agent.SocketName(r.ID),
 			Lost:    r.NodeLost,
-			Name:    nodeName,
+			Name:    runtime.NodeName,
 		})
 	}
 	return client
-}
-
-// nodeName is a node's host name, from the run's environment.
-func nodeName(node uint16) string {
-	names := strings.Split(os.Getenv("DRAGON_MP_NODES"), ",")
-	if int(node) < len(names) {
-		return names[node]
-	}
-	return ""
 }
 
 // call runs op on the object at a (on its node), waiting at most timeout
@@ -118,34 +107,12 @@ var (
 	errOS       = errors.New("operating system error")
 )
 
-// sliced repeats attempt with waits of at most remoteop.Slice until it
-// reports done, or the timeout (negative: none; 0: one try) has run out.
-func sliced(timeout time.Duration, attempt func(t time.Duration) (notYet bool, err error)) error {
-	var deadline time.Time
-	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
-	}
-	for {
-		t := remoteop.Slice
-		switch {
-		case timeout == 0:
-			t = 0
-		case timeout > 0:
-			t = min(t, max(time.Until(deadline), 0))
-		}
-		notYet, err := attempt(t)
-		if !notYet || timeout == 0 || (timeout > 0 && !time.Now().Before(deadline)) {
-			return err
-		}
-	}
-}
-
 // remoteSend sends msg to a queue of another node.
 func remoteSend(h *handle, msg []byte, timeout time.Duration) error {
 	if msg == nil {
 		msg = []byte{}
 	}
-	return sliced(timeout, func(t time.Duration) (bool, error) {
+	return remoteop.Sliced(timeout, func(t time.Duration) (bool, error) {
 		_, err := call(h.r, remoteop.ChanSend, h.addr, t, msg, nil)
 		return errors.Is(err, errFull), err
 	})
@@ -165,7 +132,7 @@ func remoteRecv(h *handle, timeout time.Duration) (unsafe.Pointer, int, error) {
 		n = m
 		return unsafe.Slice((*byte)(buf), m), nil
 	}
-	err := sliced(timeout, func(t time.Duration) (bool, error) {
+	err := remoteop.Sliced(timeout, func(t time.Duration) (bool, error) {
 		_, err := call(h.r, remoteop.ChanRecv, h.addr, t, nil, sink)
 		return errors.Is(err, errTimedOut), err
 	})
@@ -185,7 +152,7 @@ func remoteRecv(h *handle, timeout time.Duration) (unsafe.Pointer, int, error) {
 // remoteAcquire waits for a semaphore of another node.
 func remoteAcquire(h *handle, timeout time.Duration) error {
 	got := false
-	err := sliced(timeout, func(t time.Duration) (bool, error) {
+	err := remoteop.Sliced(timeout, func(t time.Duration) (bool, error) {
 		rep, err := call(h.r, remoteop.SemAcquire, h.addr, t, nil, nil)
 		got = err == nil && len(rep.Args) > 0 && rep.Args[0] == 1
 		return err == nil && !got, err

@@ -49,19 +49,10 @@ func agentClient() (*agent.Client, error) {
 		client = agent.NewClient(agent.ClientConfig{
 			Control: agent.SocketName(r.ID),
 			Lost:    r.NodeLost,
-			Name:    nodeName,
+			Name:    runtime.NodeName,
 		})
 	}
 	return client, nil
-}
-
-// nodeName is a node's host name, from the run's environment.
-func nodeName(node uint16) string {
-	names := strings.Split(os.Getenv("DRAGON_MP_NODES"), ",")
-	if int(node) < len(names) {
-		return names[node]
-	}
-	return ""
 }
 
 // clientErr turns what the agent client returned into what codeOf maps to
@@ -74,7 +65,7 @@ func clientErr(err error) error {
 	case errors.As(err, &re):
 		return &remoteError{code: int(re.Code), msg: re.Msg}
 	case errors.Is(err, agent.ErrNoAgent):
-		if strings.Contains(os.Getenv("DRAGON_MP_NODES"), ",") {
+		if strings.Contains(os.Getenv(runtime.EnvNodes), ",") {
 			return fmt.Errorf("%w: this node's agent is gone", errNodeLost)
 		}
 		// No agent: a single-node run, where another node's address is a forgery.
@@ -174,7 +165,7 @@ func remoteErr(op uint16, addr int64, args ...int64) error {
 // remoteSlice, as an //export entry point returns it.
 func remoteWait(op uint16, addr int64, timeout time.Duration, args ...int64) int64 {
 	var v int64
-	err := sliced(timeout, func(t time.Duration) (bool, error) {
+	err := remoteop.Sliced(timeout, func(t time.Duration) (bool, error) {
 		rep, err := remoteCall(op, addr, t, nil, args...)
 		v = result0(rep)
 		return err == nil && v == 0, err
@@ -192,29 +183,6 @@ func remoteRC(op uint16, addr int64, args ...int64) int64 {
 		return cCode(err)
 	}
 	return result0(rep)
-}
-
-// sliced runs attempt with slices of at most remoteSlice of timeout (<0:
-// forever, 0: once without waiting) while it reports "not yet", so that a
-// request abandoned by this process ends on its owner soon.
-func sliced(timeout time.Duration, attempt func(t time.Duration) (notYet bool, err error)) error {
-	var deadline time.Time
-	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
-	}
-	for {
-		t := remoteSlice
-		switch {
-		case timeout == 0:
-			t = 0
-		case timeout > 0:
-			t = min(t, max(time.Until(deadline), 0))
-		}
-		notYet, err := attempt(t)
-		if !notYet || timeout == 0 || (timeout > 0 && !time.Now().Before(deadline)) {
-			return err
-		}
-	}
 }
 
 // codeOfReply parses the code of a gopy-style error ("E<code>: message").

@@ -47,7 +47,7 @@ func remoteSend(addr int64, parts [][]byte, timeout time.Duration) int64 {
 		}
 		return 0
 	}
-	err := sliced(timeout, func(t time.Duration) (bool, error) {
+	err := remoteop.Sliced(timeout, func(t time.Duration) (bool, error) {
 		_, err := remoteCallParts(remoteop.ChanSend, addr, t, parts, nil)
 		return isCode(err, codeFull), err
 	})
@@ -113,7 +113,7 @@ func remoteRecv(addr int64, dst []byte, timeout time.Duration, outLen, outOff *C
 		return r.Pool.Bytes(off, uint64(n)), nil
 	}
 	var n int
-	err = sliced(timeout, func(t time.Duration) (bool, error) {
+	err = remoteop.Sliced(timeout, func(t time.Duration) (bool, error) {
 		rep, err := remoteCallParts(remoteop.ChanRecv, addr, t, nil, sink)
 		n = len(rep.Payload)
 		return isCode(err, codeTimeout), err

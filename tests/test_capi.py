@@ -237,14 +237,20 @@ def test_c_producer_example_feeds_a_queue(programs):
     assert items == list(range(1000))
 
 
-def test_c_producer_example_program():
-    """examples/c_producer.py as a user runs it (its own run, a Pool)."""
+def run_example(name, *args):
+    """examples/<name> as a user runs it: its own run, this checkout's dragon_mp."""
     env = {k: v for k, v in os.environ.items() if k != 'DRAGON_MP_RUN'}
     env['PYTHONPATH'] = os.pathsep.join([ROOT, env.get('PYTHONPATH', '')])
-    r = subprocess.run([sys.executable, os.path.join(EXAMPLES, 'c_producer.py'), '200'], env=env,
-                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    r = subprocess.run([sys.executable, os.path.join(EXAMPLES, name), *args], env=env,
+                       capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    assert '200 items from C, sum of squares %d' % sum(i * i for i in range(200)) in r.stdout
+    return r.stdout
+
+
+def test_c_producer_example_program():
+    """examples/c_producer.py as a user runs it (its own run, a Pool)."""
+    out = run_example('c_producer.py', '200')
+    assert '200 items from C, sum of squares %d' % sum(i * i for i in range(200)) in out
 
 
 def test_timeouts(programs):
@@ -313,12 +319,7 @@ def test_killed_mid_send_leaks_nothing(programs, size):
 
 def test_worker_group_example_program():
     """examples/worker_group.py as a user runs it: a ProcessGroup of 8 C workers with restart."""
-    env = {k: v for k, v in os.environ.items() if k != 'DRAGON_MP_RUN'}
-    env['PYTHONPATH'] = os.pathsep.join([ROOT, env.get('PYTHONPATH', '')])
-    r = subprocess.run([sys.executable, os.path.join(EXAMPLES, 'worker_group.py'), '200'], env=env,
-                       capture_output=True, text=True, timeout=180, cwd=ROOT)
-    assert r.returncode == 0, r.stderr
-    check_worker_group_output(r.stdout, 200)
+    check_worker_group_output(run_example('worker_group.py', '200'), 200)
 
 
 def check_worker_group_output(out, count):

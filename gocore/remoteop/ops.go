@@ -62,3 +62,27 @@ const (
 	CodeInternal                   // a bug
 	CodeNodeLost                   // the object's node is gone
 )
+
+// Sliced runs attempt with waits of at most Slice until it reports done
+// (notYet false) or an error, or until timeout has run out (negative: no
+// limit; 0: one try without waiting). attempt gets the wait to ask the owner
+// for; the last attempt's error is returned.
+func Sliced(timeout time.Duration, attempt func(t time.Duration) (notYet bool, err error)) error {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	for {
+		t := Slice
+		switch {
+		case timeout == 0:
+			t = 0
+		case timeout > 0:
+			t = min(t, max(time.Until(deadline), 0))
+		}
+		notYet, err := attempt(t)
+		if !notYet || timeout == 0 || (timeout > 0 && !time.Now().Before(deadline)) {
+			return err
+		}
+	}
+}

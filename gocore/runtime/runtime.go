@@ -19,6 +19,19 @@ const SegmentPrefix = "dragon_mp."
 // EnvRun is the environment variable that carries a process's run id.
 const EnvRun = "DRAGON_MP_RUN"
 
+// EnvNodes is the environment variable that lists the host names of a
+// multi-node run's nodes, by index, separated by commas.
+const EnvNodes = "DRAGON_MP_NODES"
+
+// NodeName is node's host name, from the run's environment ("" if unknown).
+func NodeName(node uint16) string {
+	names := strings.Split(os.Getenv(EnvNodes), ",")
+	if int(node) < len(names) {
+		return names[node]
+	}
+	return ""
+}
+
 // User words of the pool header owned by this package.
 const (
 	wordHeadPid = iota
