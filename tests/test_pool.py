@@ -650,16 +650,17 @@ def test_worker_slots_are_cleared_and_reused(ctx):
         assert pool.map(_sq, range(8), chunksize=1) == [x * x for x in range(8)]
         assert pool.apply_async(_sq, (3,)).get(_TIMEOUT) == 9
         # once the replacements are up, each slot belongs to a live worker
-        # and says "idle" (the worker clears it after putting its result)
+        # and says "idle": the worker clears it just after putting its result,
+        # so the result can arrive a moment before the clear (waited for too)
         deadline = time.monotonic() + _TIMEOUT
         while True:
             owners, workers = list(slots.owners), list(pool._pool)
+            states = [slots.words[k * dpool._SLOT_WORDS] for k in range(2)]
             if (len(workers) == 2 and all(w.is_alive() for w in workers)
-                    and sorted(map(id, owners)) == sorted(map(id, workers))):
+                    and sorted(map(id, owners)) == sorted(map(id, workers)) and states == [0, 0]):
                 break
-            assert time.monotonic() < deadline, (owners, workers)
+            assert time.monotonic() < deadline, (owners, workers, states)
             time.sleep(0.02)
-        assert [slots.words[k * dpool._SLOT_WORDS] for k in range(2)] == [0, 0]
 
 
 class _ListQueue:
