@@ -172,6 +172,7 @@ func dmp_detach() (rc C.int) {
 	for _, h := range locks {
 		h.drop(false)
 	}
+	closeClient() // (after the remote handles' releases above, which use it)
 	if err := r.Close(); err != nil {
 		return fail(err)
 	}

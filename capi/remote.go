@@ -29,7 +29,7 @@ import (
 
 var (
 	clientMu sync.Mutex
-	client   *agent.Client // made on first use; lives as long as the process
+	client   *agent.Client // made on first use; closed by dmp_detach
 )
 
 var errLost = errors.New("node lost")
@@ -45,6 +45,17 @@ func agentClient(r *runtime.Runtime) *agent.Client {
 		})
 	}
 	return client
+}
+
+// closeClient closes the client made by agentClient, if any (dmp_detach).
+func closeClient() {
+	clientMu.Lock()
+	c := client
+	client = nil
+	clientMu.Unlock()
+	if c != nil {
+		c.Close()
+	}
 }
 
 // call runs op on the object at a (on its node), waiting at most timeout

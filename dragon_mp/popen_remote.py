@@ -167,25 +167,23 @@ def _node_name(node):
 
 
 def _register(child):
-    """(the channel address the child's exit code goes to, its tag)."""
+    """(this process's _ExitWatcher for the current run, the child's tag)."""
     global _watcher
-    with _lock:
-        w = _watcher
-        if w is None or w.retired or w.generation != _runtime.generation():
-            w = _watcher = None
-    if w is None:
-        w = _ExitWatcher()          # made outside the lock: it calls into Go
+    while True:
         with _lock:
-            _watcher = w
-    with _lock:
-        if w.retired:               # (it ran out of children meanwhile)
-            return _register(child)
-        tag = next(w._tags)
-        w._children[tag] = child
-        if w._thread is None:
-            w._thread = threading.Thread(target=w._run, daemon=True, name='dragon_mp-remote-exits')
-            w._thread.start()
-    return w, tag
+            w = _watcher
+            if w is not None and not w.retired and w.generation == _runtime.generation():
+                tag = next(w._tags)
+                w._children[tag] = child
+                if w._thread is None:
+                    w._thread = threading.Thread(target=w._run, daemon=True,
+                                                 name='dragon_mp-remote-exits')
+                    w._thread.start()
+                return w, tag
+        new = _ExitWatcher()        # made outside the lock: it calls into Go
+        with _lock:
+            if _watcher is w:       # (else another start made one first: ours goes)
+                _watcher = new
 
 
 def _forget(w, tag):

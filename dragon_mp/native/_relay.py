@@ -131,7 +131,7 @@ def _to_pipe(ch, fd):
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-    except (BrokenPipeError, ConnectionError, EOFError, OSError):
+    except (EOFError, OSError):       # the group closed it, or the run is ending
         pass
     finally:
         os.close(fd)
@@ -143,7 +143,7 @@ def start(node, path, template, env, cwd):
     """Start the executable at path on another node, with the template's
     streams: through a relay when one is redirected. Returns (RemoteChild,
     this process's ends of the PIPE streams)."""
-    from .. import _runtime
+    from .. import _core, _runtime
     from ..popen_remote import RemoteChild
     from ..queues import _Channel
     argv = [path] + template.argv_tail
@@ -169,7 +169,13 @@ def start(node, path, template, env, cwd):
                              f'on another node (node {node}); give a path')
     relay = _runtime.python_command('from dragon_mp.native._relay import main; main(sys.argv[1])',
                                     json.dumps({'argv': argv, 'stdio': stdio}))
-    child = RemoteChild(node, relay, env, cwd)
+    try:
+        child = RemoteChild(node, relay, env, cwd)
+    except BaseException:
+        for ch in chans:            # the references taken for the relay that never came
+            if ch is not None:
+                _core.call(_core.gocore().ChannelRelease, ch._addr)
+        raise
     pipes = [None, None, None]
     for i, ch in enumerate(chans):
         if ch is not None:
